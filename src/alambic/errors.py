@@ -1,0 +1,139 @@
+"""The exceptions alambic raises.
+
+Every error a user can cause derives from :class:`AlambicError`, so ``except AlambicError``
+catches them all; each also derives from the matching builtin (``ValueError``, ``TypeError``...)
+so code written against the builtins keeps working::
+
+    AlambicError
+    ├── AlambicUserError (ValueError)        a mistake in how alambic is used, caught early
+    │   ├── InvalidNameError                 a step or pipeline name that cannot be used
+    │   ├── MappingError                     an input/output mapping names an unknown column
+    │   ├── ColumnTypeError (TypeError)      a column holds a value of the wrong type
+    │   ├── MissingColumnError               a required input column nobody produces
+    │   ├── PipelineValidationError          the DAG is wrong: cycles, duplicates, orphans...
+    │   ├── RuntimeParameterError            unknown or missing runtime parameter
+    │   └── TemplateError                    a Jinja2 template uses an unknown placeholder
+    ├── MissingDependencyError (ImportError) an optional package is not installed
+    ├── MissingAPIKeyError (ValueError)      no API key given and none in the environment
+    ├── ModelNotAvailableError (OSError)     a model can neither be found locally nor downloaded
+    ├── LLMRequestError (RuntimeError)       a request failed for good (after retries)
+    ├── StructuredOutputError (ValueError)   a reply never validated against its schema
+    └── StoreError (RuntimeError)            the run store is corrupt, locked or incompatible
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class AlambicError(Exception):
+    """Base class of every exception alambic raises on purpose."""
+
+
+class AlambicUserError(AlambicError, ValueError):
+    """A mistake in how alambic is used; raised before any token is spent where possible."""
+
+
+class InvalidNameError(AlambicUserError):
+    """A step or pipeline name contains characters that cannot be used."""
+
+
+class MappingError(AlambicUserError):
+    """An ``input_mappings`` / ``output_mappings`` key is not a column of the step."""
+
+
+class ColumnTypeError(AlambicUserError, TypeError):
+    """A column holds a value whose type the step cannot use."""
+
+
+class MissingColumnError(AlambicUserError):
+    """A step needs a column that no predecessor produces."""
+
+
+class PipelineValidationError(AlambicUserError):
+    """The pipeline's graph is invalid (cycle, duplicate name, unconnected step...)."""
+
+
+class RuntimeParameterError(AlambicUserError):
+    """A runtime parameter is unknown, or a required one was never set."""
+
+
+class TemplateError(AlambicUserError):
+    """A prompt template refers to a placeholder that is not declared."""
+
+
+class MissingDependencyError(AlambicError, ImportError):
+    """An optional package needed by a feature is not installed."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f'Install it with: pip install "alambic[{extra}]"'
+        )
+
+
+class MissingAPIKeyError(AlambicUserError):
+    """No API key was given and the environment variable that holds it is empty."""
+
+
+class ModelNotAvailableError(AlambicError, OSError):
+    """A model is neither a local folder nor downloadable from the hub."""
+
+
+class ErrorKind(str, Enum):
+    """Why a request failed; decides whether it is retried."""
+
+    RATE_LIMIT = "rate_limit"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    BAD_REQUEST = "bad_request"
+    AUTHENTICATION = "authentication"
+    NOT_FOUND = "not_found"
+    CONTEXT_LENGTH = "context_length"
+    INVALID_RESPONSE = "invalid_response"
+    STRUCTURED_OUTPUT = "structured_output"
+    UNKNOWN = "unknown"
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {
+        ErrorKind.RATE_LIMIT,
+        ErrorKind.SERVER,
+        ErrorKind.TIMEOUT,
+        ErrorKind.CONNECTION,
+        ErrorKind.INVALID_RESPONSE,
+    }
+)
+
+
+class LLMRequestError(AlambicError, RuntimeError):
+    """A request to an LLM failed for good; the row that needed it becomes a failed row."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind = ErrorKind.UNKNOWN,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+
+class StructuredOutputError(AlambicError, ValueError):
+    """A reply never validated against the requested schema."""
+
+
+class StoreError(AlambicError, RuntimeError):
+    """The run store cannot be used: corrupt, from another version, or locked."""

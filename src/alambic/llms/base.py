@@ -1,0 +1,357 @@
+"""The two LLM base classes.
+
+- :class:`LLM` is for engines that run in this process (transformers, vLLM, llama.cpp): a
+  provider implements ``_generate`` on a batch of inputs.
+- :class:`AsyncLLM` is for API clients: a provider implements ``_agenerate`` for one request;
+  the base adds the request scheduler (concurrency, retries, timeouts), the request cache,
+  token statistics and the fan-out for servers that ignore ``n``.
+
+Both expose ``generate(inputs, num_generations=1, **generation_kwargs)``, which returns one
+:class:`~alambic.llms.typing.GenerateOutput` per input and works from plain code and from inside
+a running event loop alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr
+
+from alambic.errors import ErrorKind, LLMRequestError
+from alambic.llms.cache import (
+    CachedGeneration,
+    RequestCache,
+    request_base_key,
+    request_key,
+)
+from alambic.llms.scheduler import RequestScheduler, SchedulerLimits
+from alambic.llms.typing import (
+    ChatType,
+    FormattedInput,
+    GenerateOutput,
+    GenerationError,
+    StructuredOutputSpec,
+)
+from alambic.runtime_parameters import (
+    RuntimeParameter,
+    runtime_parameter_names,
+    set_runtime_parameters,
+)
+from alambic.utils.aio import run_sync
+from alambic.utils.serialization import dump_component
+
+logger = logging.getLogger("alambic")
+
+
+def split_input(input: FormattedInput) -> tuple[ChatType, StructuredOutputSpec | None]:
+    """Separate the conversation from its optional structured-output schema."""
+    if isinstance(input, tuple):
+        return input[0], input[1]
+    return input, None
+
+
+def failed_output(num_generations: int, error: BaseException) -> GenerateOutput:
+    """A ``GenerateOutput`` whose every generation failed with ``error``."""
+    info = error_info(error)
+    return {
+        "generations": [None] * num_generations,
+        "statistics": {
+            "input_tokens": [None] * num_generations,
+            "output_tokens": [None] * num_generations,
+        },
+        "errors": [info] * num_generations,
+    }
+
+
+def error_info(error: BaseException) -> GenerationError:
+    kind = error.kind if isinstance(error, LLMRequestError) else ErrorKind.UNKNOWN
+    cause = error.__cause__ if isinstance(error, LLMRequestError) and error.__cause__ else error
+    return {"type": type(cause).__name__, "kind": kind.value, "message": str(error)[:2000]}
+
+
+class LLM(BaseModel, ABC):
+    """Base of every LLM: a model name, ``load``/``unload`` and ``generate``."""
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        validate_assignment=True,
+        extra="forbid",
+        protected_namespaces=(),
+    )
+
+    generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings sent with every request (temperature, max_new_tokens...).",
+    )
+
+    _cache_exclude: ClassVar[frozenset[str]] = frozenset({"generation_kwargs"})
+    """Fields that do not change an answer, left out of the request-cache key."""
+
+    _request_cache: RequestCache | None = PrivateAttr(default=None)
+    _loaded: bool = PrivateAttr(default=False)
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The model's name, written into every row this LLM generates."""
+
+    def load(self) -> None:
+        """Create clients or load weights. Idempotent."""
+        self._loaded = True
+
+    def unload(self) -> None:
+        """Release what ``load`` created."""
+        self._loaded = False
+
+    @property
+    def runtime_parameters_names(self) -> dict[str, Any]:
+        return runtime_parameter_names(self)
+
+    def set_runtime_parameters(self, params: dict[str, Any]) -> None:
+        set_runtime_parameters(self, params, owner=type(self).__name__)
+
+    def set_request_cache(self, cache: RequestCache | None) -> None:
+        """Answer repeated requests from ``cache`` and store new answers in it."""
+        self._request_cache = cache
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What identifies this backend in cache keys: class and settings, never secrets."""
+        return dump_component(self, exclude=self._cache_exclude)
+
+    def dump(self) -> dict[str, Any]:
+        return dump_component(self)
+
+    def merged_generation_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**(self.generation_kwargs or {}), **overrides}
+
+    def _base_key(self, input: FormattedInput, kwargs: dict[str, Any]) -> str:
+        messages, schema = split_input(input)
+        payload = {"messages": messages, "schema": schema, "generation_kwargs": kwargs}
+        return request_base_key(self.cache_identity(), payload)
+
+    # -- synchronous engines ---------------------------------------------------------------
+
+    def generate(
+        self,
+        inputs: Sequence[FormattedInput],
+        num_generations: int = 1,
+        **generation_kwargs: Any,
+    ) -> list[GenerateOutput]:
+        """Generate ``num_generations`` replies for each input."""
+        kwargs = self.merged_generation_kwargs(generation_kwargs)
+        cache = self._request_cache
+        if cache is None:
+            return self._generate(list(inputs), num_generations, **kwargs)
+        base_keys = [self._base_key(i, kwargs) for i in inputs]
+        results: list[GenerateOutput | None] = []
+        for base in base_keys:
+            found = cache.get_many([request_key(base, j) for j in range(num_generations)])
+            results.append(_from_cache(found) if all(f is not None for f in found) else None)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            fresh = self._generate([inputs[i] for i in todo], num_generations, **kwargs)
+            items: list[tuple[str, CachedGeneration]] = []
+            for i, out in zip(todo, fresh, strict=True):
+                results[i] = out
+                items.extend(_to_cache(base_keys[i], out))
+            if items:
+                cache.put_many(items)
+        return [r for r in results if r is not None]
+
+    def _generate(
+        self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _generate")
+
+
+def _to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration]]:
+    errors = out.get("errors") or [None] * len(out["generations"])
+    stats = out["statistics"]
+    return [
+        (
+            request_key(base, j),
+            {
+                "text": text,
+                "input_tokens": stats["input_tokens"][j],
+                "output_tokens": stats["output_tokens"][j],
+            },
+        )
+        for j, text in enumerate(out["generations"])
+        if errors[j] is None
+    ]
+
+
+def _from_cache(found: Sequence[CachedGeneration | None]) -> GenerateOutput:
+    gens = [f for f in found if f is not None]
+    return {
+        "generations": [g["text"] for g in gens],
+        "statistics": {
+            "input_tokens": [g["input_tokens"] for g in gens],
+            "output_tokens": [g["output_tokens"] for g in gens],
+        },
+    }
+
+
+class AsyncLLM(LLM):
+    """Base of API clients: one request at a time in ``_agenerate``, the rest in the base."""
+
+    max_concurrency: RuntimeParameter[PositiveInt] = Field(
+        default=64, description="Most requests in flight at once for this LLM."
+    )
+    timeout: RuntimeParameter[float] = Field(
+        default=120.0, gt=0, description="Seconds before one request attempt is abandoned."
+    )
+    max_retries: RuntimeParameter[int] = Field(
+        default=6, ge=0, description="Retries of a request that failed with a retryable error."
+    )
+
+    supports_n: ClassVar[bool] = True
+    """Whether the backend can return several generations from one request."""
+
+    _cache_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"generation_kwargs", "max_concurrency", "timeout", "max_retries"}
+    )
+    _scheduler: RequestScheduler | None = PrivateAttr(default=None)
+    _n_ignored: bool = PrivateAttr(default=False)
+
+    @property
+    def scheduler(self) -> RequestScheduler:
+        if self._scheduler is None:
+            self._scheduler = RequestScheduler(self._scheduler_limits(), self.classify_error)
+        return self._scheduler
+
+    def _scheduler_limits(self) -> SchedulerLimits:
+        return SchedulerLimits(
+            max_concurrency=self.max_concurrency or 64,
+            timeout=self.timeout or 120.0,
+            max_retries=self.max_retries if self.max_retries is not None else 6,
+        )
+
+    def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
+        """Map a provider exception to an error kind and an optional ``Retry-After``."""
+        return ErrorKind.UNKNOWN, None
+
+    @abstractmethod
+    async def _agenerate(
+        self, input: FormattedInput, num_generations: int, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        """Send one request; may return fewer generations than asked (the base fans out)."""
+
+    async def aclose(self) -> None:
+        """Close clients bound to the running event loop (called when a run ends)."""
+
+    async def agenerate(
+        self, input: FormattedInput, num_generations: int = 1, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        """Generate ``num_generations`` replies for one input; failures are kept, not raised."""
+        kwargs = self.merged_generation_kwargs(generation_kwargs)
+        cache = self._request_cache
+        texts: list[str | None] = [None] * num_generations
+        in_tok: list[int | None] = [None] * num_generations
+        out_tok: list[int | None] = [None] * num_generations
+        errors: list[GenerationError | None] = [None] * num_generations
+        todo = list(range(num_generations))
+        base = ""
+        if cache is not None:
+            base = self._base_key(input, kwargs)
+            found = cache.get_many([request_key(base, j) for j in todo])
+            for j, hit in enumerate(found):
+                if hit is not None:
+                    texts[j], in_tok[j], out_tok[j] = (
+                        hit["text"],
+                        hit["input_tokens"],
+                        hit["output_tokens"],
+                    )
+            todo = [j for j, hit in enumerate(found) if hit is None]
+        while todo:
+            if self._n_ignored or not self.supports_n or len(todo) == 1:
+                outs = await asyncio.gather(*(self._one(input, 1, kwargs) for _ in todo))
+                for slot, out in zip(todo, outs, strict=True):
+                    self._fill([slot], out, texts, in_tok, out_tok, errors)
+                break
+            out = await self._one(input, len(todo), kwargs)
+            got = min(len(out["generations"]), len(todo))
+            self._fill(todo[:got], out, texts, in_tok, out_tok, errors)
+            if got == len(todo):
+                break
+            self._n_ignored = True
+            logger.info(
+                "%s: the server returned %d of %d generations for n=%d; asking for the rest "
+                "one request each from now on.",
+                type(self).__name__, got, len(todo), len(todo),
+            )
+            todo = todo[got:]
+        if cache is not None:
+            items: list[tuple[str, CachedGeneration]] = [
+                (
+                    request_key(base, j),
+                    {"text": texts[j], "input_tokens": in_tok[j], "output_tokens": out_tok[j]},
+                )
+                for j in range(num_generations)
+                if errors[j] is None and texts[j] is not None
+            ]
+            if items:
+                cache.put_many(items)
+        result: GenerateOutput = {
+            "generations": texts,
+            "statistics": {"input_tokens": in_tok, "output_tokens": out_tok},
+        }
+        if any(e is not None for e in errors):
+            result["errors"] = errors
+        return result
+
+    @staticmethod
+    def _fill(
+        slots: list[int],
+        out: GenerateOutput,
+        texts: list[str | None],
+        in_tok: list[int | None],
+        out_tok: list[int | None],
+        errors: list[GenerationError | None],
+    ) -> None:
+        errs = out.get("errors") or [None] * len(out["generations"])
+        stats = out["statistics"]
+        for k, slot in enumerate(slots):
+            texts[slot] = out["generations"][k]
+            in_tok[slot] = stats["input_tokens"][k]
+            out_tok[slot] = stats["output_tokens"][k]
+            errors[slot] = errs[k]
+
+    async def _one(
+        self, input: FormattedInput, n: int, kwargs: dict[str, Any]
+    ) -> GenerateOutput:
+        scheduler = self.scheduler
+        try:
+            out = await scheduler.run(lambda: self._agenerate(input, n, **kwargs))
+        except LLMRequestError as exc:
+            return failed_output(n, exc)
+        stats = out["statistics"]
+        for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
+            scheduler.record_tokens(i, o)
+        return out
+
+    def generate(
+        self,
+        inputs: Sequence[FormattedInput],
+        num_generations: int = 1,
+        **generation_kwargs: Any,
+    ) -> list[GenerateOutput]:
+        """Synchronous batch generation; runs the requests concurrently under the scheduler."""
+        return run_sync(self._agenerate_many(list(inputs), num_generations, generation_kwargs))
+
+    async def _agenerate_many(
+        self, inputs: list[FormattedInput], num_generations: int, kwargs: dict[str, Any]
+    ) -> list[GenerateOutput]:
+        try:
+            return list(
+                await asyncio.gather(*(self.agenerate(i, num_generations, **kwargs) for i in inputs))
+            )
+        finally:
+            await self.aclose()
+
+
+__all__ = ["LLM", "AsyncLLM", "error_info", "failed_output", "split_input"]

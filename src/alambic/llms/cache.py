@@ -1,0 +1,93 @@
+"""The content-addressed request cache.
+
+A request's key is a hash of everything that decides its answer: the backend's identity (its
+class and settings, never its secrets), the model, the rendered messages, the structured-output
+schema, the generation settings and the generation's index, so ``num_generations=3`` stays three
+different samples and editing one input row re-requests only that row. The run store provides
+the persistent implementation; :class:`InMemoryRequestCache` serves tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any, Protocol, TypedDict
+
+
+class CachedGeneration(TypedDict):
+    """One answered generation, as stored."""
+
+    text: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class RequestCache(Protocol):
+    """Where answered requests are kept; implementations must be thread-safe."""
+
+    def get_many(self, keys: list[str]) -> list[CachedGeneration | None]: ...
+
+    def put_many(self, items: list[tuple[str, CachedGeneration]]) -> None: ...
+
+
+class InMemoryRequestCache:
+    """A dict-backed cache, for tests and interactive use."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, CachedGeneration] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, keys: list[str]) -> list[CachedGeneration | None]:
+        with self._lock:
+            found = [self._data.get(k) for k in keys]
+        hit = sum(1 for f in found if f is not None)
+        self.hits += hit
+        self.misses += len(keys) - hit
+        return found
+
+    def put_many(self, items: list[tuple[str, CachedGeneration]]) -> None:
+        with self._lock:
+            self._data.update(items)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if hasattr(value, "model_json_schema"):
+        return _canonical(value.model_json_schema())
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def request_base_key(identity: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Hash of a request without its generation index (see :func:`request_key`)."""
+    blob = json.dumps(
+        {"identity": _canonical(identity), "payload": _canonical(payload)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def request_key(base_key: str, index: int) -> str:
+    """The key of the ``index``-th generation of a request."""
+    return f"{base_key}:{index}"
+
+
+__all__ = [
+    "CachedGeneration",
+    "InMemoryRequestCache",
+    "RequestCache",
+    "request_base_key",
+    "request_key",
+]

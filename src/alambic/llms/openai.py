@@ -1,0 +1,226 @@
+"""OpenAI's chat-completions API, and every server that speaks it (vLLM serve, TGI,
+llama.cpp server, Ollama, Together, Groq...): set ``base_url`` and, where needed, ``api_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlparse
+
+from pydantic import Field, PrivateAttr, SecretStr
+
+from alambic.errors import ErrorKind, MissingAPIKeyError
+from alambic.llms.base import AsyncLLM, split_input
+from alambic.llms.typing import FormattedInput, GenerateOutput
+from alambic.utils.imports import require
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+_RENAMED_KWARGS = {"max_new_tokens": "max_tokens"}
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (where servers usually need no key)."""
+    if not url:
+        return False
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds) headers."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000
+        value = headers.get("retry-after")
+        if value is not None:
+            return float(value)
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+class OpenAILLM(AsyncLLM):
+    """A chat model served through the OpenAI API or any OpenAI-compatible server.
+
+    The key comes from ``api_key`` or the ``OPENAI_API_KEY`` variable (a server on this
+    machine needs none). Several generations use ``n`` in one request; for servers that
+    silently ignore ``n`` the rest are asked one request each.
+    """
+
+    model: str = Field(description="Model name, as the server knows it.")
+    base_url: str | None = Field(
+        default=None, description="Server URL; default OPENAI_BASE_URL or OpenAI's API."
+    )
+    api_key: SecretStr | None = Field(default=None, exclude=False, repr=False)
+
+    api_key_env_var: ClassVar[str] = "OPENAI_API_KEY"
+    base_url_env_var: ClassVar[str] = "OPENAI_BASE_URL"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    extra_name: ClassVar[str] = "openai"
+
+    _cache_exclude: ClassVar[frozenset[str]] = AsyncLLM._cache_exclude | {"api_key"}
+    _clients: dict[int, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def resolved_base_url(self) -> str:
+        return self.base_url or os.environ.get(self.base_url_env_var) or self.default_base_url
+
+    def resolved_api_key(self) -> str:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        env = os.environ.get(self.api_key_env_var)
+        if env:
+            return env
+        if is_loopback_url(self.resolved_base_url()):
+            return "no-key-needed"
+        raise MissingAPIKeyError(
+            f"{type(self).__name__}(model={self.model!r}) has no API key: set the "
+            f"{self.api_key_env_var} environment variable or pass api_key=... "
+            f"(server: {self.resolved_base_url()})."
+        )
+
+    def load(self) -> None:
+        require("openai", feature=type(self).__name__, extra=self.extra_name)
+        self.resolved_api_key()
+        super().load()
+
+    def _client(self) -> AsyncOpenAI:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            openai = require("openai", feature=type(self).__name__, extra=self.extra_name)
+            client = openai.AsyncOpenAI(
+                api_key=self.resolved_api_key(),
+                base_url=self.resolved_base_url(),
+                max_retries=0,
+                timeout=self.timeout,
+            )
+            self._clients[loop_id] = client
+        return client
+
+    async def aclose(self) -> None:
+        client = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if client is not None:
+            await client.close()
+
+    def unload(self) -> None:
+        self._clients.clear()
+        super().unload()
+
+    def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
+        return classify_openai_error(error)
+
+    def request_kwargs(self, generation_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Generation settings in the API's names (``max_new_tokens`` -> ``max_tokens``)."""
+        return {_RENAMED_KWARGS.get(k, k): v for k, v in generation_kwargs.items() if v is not None}
+
+    async def _agenerate(
+        self, input: FormattedInput, num_generations: int, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        messages, schema = split_input(input)
+        kwargs = self.request_kwargs(generation_kwargs)
+        if schema is not None and "response_format" not in kwargs:
+            kwargs["response_format"] = _response_format(schema)
+        if num_generations > 1:
+            kwargs["n"] = num_generations
+        raw = await self._client().chat.completions.with_raw_response.create(
+            model=self.model, messages=messages, **kwargs
+        )
+        return parse_chat_completion(raw.http_response.content, num_generations)
+
+
+def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    json_schema = schema.get("schema", schema)
+    if hasattr(json_schema, "model_json_schema"):
+        json_schema = json_schema.model_json_schema()
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema.get("name", "output"), "schema": json_schema},
+    }
+
+
+class InvalidResponseError(ValueError):
+    """A reply that is not a chat completion (bad JSON, missing fields)."""
+
+
+def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
+    """Read texts and token counts from a chat-completion JSON body."""
+    try:
+        data = json.loads(body)
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        texts: list[str | None] = [(c.get("message") or {}).get("content") for c in choices]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidResponseError(f"not a chat completion: {body[:200]!r}") from exc
+    usage = data.get("usage") or {}
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    n = len(texts)
+    per_output: list[int | None] = (
+        [completion] if n == 1 else [None] * n
+    )
+    if n > 1 and completion is not None:
+        per_output = [completion // n] * n
+    return {
+        "generations": texts[: max(num_generations, 1)],
+        "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
+    }
+
+
+def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None]:
+    """Error kinds for the ``openai`` SDK's exceptions (also used by compatible SDKs)."""
+    if isinstance(error, InvalidResponseError):
+        return ErrorKind.INVALID_RESPONSE, None
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - the client could not exist without it
+        return ErrorKind.UNKNOWN, None
+    if isinstance(error, openai.APITimeoutError):
+        return ErrorKind.TIMEOUT, None
+    if isinstance(error, openai.APIConnectionError):
+        return ErrorKind.CONNECTION, None
+    if isinstance(error, openai.APIResponseValidationError):
+        return ErrorKind.INVALID_RESPONSE, None
+    if isinstance(error, openai.APIStatusError):
+        return classify_status(error.status_code, str(error), error.response.headers)
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+        return ErrorKind.INVALID_RESPONSE, None
+    return ErrorKind.UNKNOWN, None
+
+
+def classify_status(status: int, message: str, headers: Any = None) -> tuple[ErrorKind, float | None]:
+    """Error kind for an HTTP status (shared by every HTTP client)."""
+    retry_after = retry_after_from_headers(headers)
+    if status == 429:
+        return ErrorKind.RATE_LIMIT, retry_after
+    if status in (401, 403):
+        return ErrorKind.AUTHENTICATION, None
+    if status == 404:
+        return ErrorKind.NOT_FOUND, None
+    if status in (400, 413, 422):
+        lowered = message.lower()
+        if "context" in lowered and ("length" in lowered or "window" in lowered):
+            return ErrorKind.CONTEXT_LENGTH, None
+        return ErrorKind.BAD_REQUEST, None
+    if status in (408, 409) or status >= 500:
+        return ErrorKind.SERVER, retry_after
+    return ErrorKind.UNKNOWN, None
+
+
+__all__ = ["OpenAILLM", "classify_openai_error", "classify_status", "is_loopback_url"]

@@ -1,0 +1,209 @@
+"""Local models through Hugging Face transformers: batched generation on CPU or GPU."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, PositiveInt, PrivateAttr
+
+from alambic.errors import ModelNotAvailableError
+from alambic.llms.base import LLM, split_input
+from alambic.llms.typing import FormattedInput, GenerateOutput
+from alambic.runtime_parameters import RuntimeParameter
+from alambic.utils.imports import require
+
+_DEFAULTS: dict[str, Any] = {
+    "max_new_tokens": 128,
+    "temperature": 0.7,
+    "top_p": 1.0,
+    "do_sample": True,
+}
+_ALLOWED = {
+    "max_new_tokens",
+    "min_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "do_sample",
+    "repetition_penalty",
+    "stop",
+    "seed",
+}
+
+
+class TransformersLLM(LLM):
+    """A chat model run in this process with ``transformers``.
+
+    ``model`` is a local folder or a hub id; prompts are rendered with the tokenizer's chat
+    template (or ``chat_template``) and generated in batches of ``batch_size`` with left
+    padding. Runs on the CPU unless ``device`` says otherwise (``"cuda"``, ``"auto"``...).
+    """
+
+    model: str = Field(description="Local folder or Hugging Face hub id.")
+    revision: str = "main"
+    tokenizer: str | None = Field(default=None, description="Tokenizer, if not the model's.")
+    chat_template: str | None = None
+    torch_dtype: str = "auto"
+    device: str | None = "cpu"
+    device_map: str | dict[str, Any] | None = None
+    trust_remote_code: bool = False
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    batch_size: RuntimeParameter[PositiveInt] = Field(
+        default=8, description="Prompts generated together in one forward pass."
+    )
+
+    _cache_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"generation_kwargs", "batch_size", "device", "device_map"}
+    )
+    _model: Any = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        transformers = require("transformers", feature="TransformersLLM", extra="transformers")
+        require("torch", feature="TransformersLLM", extra="transformers")
+        is_local = Path(self.model).expanduser().exists()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                self.tokenizer or self.model,
+                revision=self.revision,
+                trust_remote_code=self.trust_remote_code,
+            )
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.model,
+                revision=self.revision,
+                dtype=self.torch_dtype,
+                device_map=self.device_map,
+                trust_remote_code=self.trust_remote_code,
+                **self.model_kwargs,
+            )
+        except OSError as exc:
+            if is_local:
+                raise ModelNotAvailableError(
+                    f"Could not load the model in {self.model!r}: {exc}"
+                ) from exc
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            raise ModelNotAvailableError(
+                f"Could not download the model {self.model!r} from the Hugging Face Hub"
+                + (" (HF_HUB_OFFLINE=1 is set)" if offline else " (no network, or no access)")
+                + ". Download it where the Hub is reachable (`hf download "
+                f"{self.model} --local-dir ./model`) and pass the folder instead, or point "
+                "alambic at an OpenAI-compatible server."
+            ) from exc
+        if self.device_map is None and self.device:
+            model = model.to(self.device)
+        model.eval()
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if self.chat_template is not None:
+            tokenizer.chat_template = self.chat_template
+        self._model, self._tokenizer = model, tokenizer
+        super().load()
+
+    def unload(self) -> None:
+        self._model = None
+        self._tokenizer = None
+        super().unload()
+
+    def prepare_prompt(self, input: FormattedInput) -> str:
+        """Render a conversation with the chat template, ready for generation."""
+        messages, _ = split_input(input)
+        if self._tokenizer.chat_template is None:
+            return "\n".join(str(m["content"]) for m in messages) + "\n"
+        prompt: str = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return prompt
+
+    def _generate(
+        self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        if self._model is None:
+            self.load()
+        unknown = set(generation_kwargs) - _ALLOWED
+        if unknown:
+            raise ValueError(
+                f"TransformersLLM got unknown generation settings {sorted(unknown)}; "
+                f"known: {sorted(_ALLOWED)}."
+            )
+        kwargs = {**_DEFAULTS, **generation_kwargs}
+        prompts = [self.prepare_prompt(i) for i in inputs]
+        results: list[GenerateOutput] = []
+        size = self.batch_size or 8
+        with self._lock:
+            for start in range(0, len(prompts), size):
+                results.extend(self._generate_batch(prompts[start : start + size], num_generations, kwargs))
+        return results
+
+    def _generate_batch(
+        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
+    ) -> list[GenerateOutput]:
+        import torch
+
+        tokenizer, model = self._tokenizer, self._model
+        kwargs = dict(kwargs)
+        seed = kwargs.pop("seed", None)
+        stop = kwargs.pop("stop", None)
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        if not kwargs.get("do_sample", True) or kwargs.get("temperature") == 0:
+            kwargs["do_sample"] = False
+            kwargs.pop("temperature", None)
+            kwargs.pop("top_p", None)
+            kwargs.pop("top_k", None)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded,
+                num_return_sequences=num_generations,
+                pad_token_id=tokenizer.pad_token_id,
+                **kwargs,
+            )
+        prompt_len = encoded["input_ids"].shape[1]
+        new_tokens = output[:, prompt_len:]
+        input_counts = encoded["attention_mask"].sum(dim=1).tolist()
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.pad_token_id}
+        results: list[GenerateOutput] = []
+        for i in range(len(prompts)):
+            texts: list[str | None] = []
+            counts: list[int | None] = []
+            for j in range(num_generations):
+                ids = new_tokens[i * num_generations + j].tolist()
+                kept = []
+                for tok in ids:
+                    if tok in eos_ids:
+                        break
+                    kept.append(tok)
+                text = tokenizer.decode(kept, skip_special_tokens=True)
+                if stop:
+                    for s in [stop] if isinstance(stop, str) else stop:
+                        cut = text.find(s)
+                        if cut >= 0:
+                            text = text[:cut]
+                texts.append(text)
+                counts.append(len(kept))
+            results.append(
+                {
+                    "generations": texts,
+                    "statistics": {
+                        "input_tokens": [int(input_counts[i])] * num_generations,
+                        "output_tokens": counts,
+                    },
+                }
+            )
+        return results
+
+
+__all__ = ["TransformersLLM"]

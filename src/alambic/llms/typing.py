@@ -1,0 +1,63 @@
+"""Types of what LLMs take and return."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from typing_extensions import NotRequired, Required, TypedDict
+
+
+class ChatItem(TypedDict, total=False):
+    """One chat message, in the OpenAI chat-completions format."""
+
+    role: Required[Literal["system", "user", "assistant", "tool", "developer"]]
+    content: Required[str]
+    name: str
+
+
+ChatType = list[ChatItem]
+"""A conversation: what ``Task.format_input`` returns and what an LLM takes."""
+
+
+class TokenStatistics(TypedDict):
+    """Token counts, one entry per generation."""
+
+    input_tokens: list[int | None]
+    output_tokens: list[int | None]
+
+
+class GenerationError(TypedDict):
+    """Why one generation failed: kept in the row's metadata."""
+
+    type: str
+    kind: str
+    message: str
+
+
+class GenerateOutput(TypedDict):
+    """What an LLM returns for one input: ``num_generations`` texts and their statistics.
+
+    A generation that failed is ``None`` in ``generations`` and has its reason at the same
+    index of ``errors``.
+    """
+
+    generations: list[str | None]
+    statistics: TokenStatistics
+    errors: NotRequired[list[GenerationError | None]]
+
+
+StructuredOutputSpec = dict[str, Any]
+"""A JSON schema, or ``{"schema": <json schema or pydantic model>, "format": "json"}``."""
+
+FormattedInput = Union[ChatType, tuple[ChatType, StructuredOutputSpec]]
+"""A conversation, optionally paired with the structured-output schema its reply must match."""
+
+__all__ = [
+    "ChatItem",
+    "ChatType",
+    "FormattedInput",
+    "GenerateOutput",
+    "GenerationError",
+    "StructuredOutputSpec",
+    "TokenStatistics",
+]

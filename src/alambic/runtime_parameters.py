@@ -1,0 +1,94 @@
+"""Runtime parameters: attributes a user may set after construction, at ``Pipeline.run``.
+
+A field is a runtime parameter when its annotation is ``RuntimeParameter[T]`` (optional) or
+``RequiredRuntimeParameter[T]`` (must be set, at construction or through
+``run(parameters=...)``, before the pipeline starts). Steps and LLMs expose them so the same
+pipeline file can run with other batch sizes, temperatures or paths without being edited.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, Union
+
+from pydantic import BaseModel
+
+from alambic.errors import RuntimeParameterError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _RuntimeParameterMarker:
+    required: bool = False
+
+
+RuntimeParameter = Annotated[Union[T, None], _RuntimeParameterMarker()]
+"""``RuntimeParameter[int]``: an attribute that may be set after construction."""
+
+RequiredRuntimeParameter = Annotated[Union[T, None], _RuntimeParameterMarker(required=True)]
+"""Like ``RuntimeParameter`` but the pipeline refuses to start while it is ``None``."""
+
+
+def _marker(model: type[BaseModel], field: str) -> _RuntimeParameterMarker | None:
+    info = model.model_fields[field]
+    for meta in info.metadata:
+        if isinstance(meta, _RuntimeParameterMarker):
+            return meta
+    return None
+
+
+def runtime_parameter_names(model: BaseModel) -> dict[str, Any]:
+    """The runtime parameters of ``model``: ``{name: required}``, nested models as dicts."""
+    names: dict[str, Any] = {}
+    for field in type(model).model_fields:
+        marker = _marker(type(model), field)
+        if marker is not None:
+            names[field] = marker.required
+            continue
+        value = getattr(model, field, None)
+        if isinstance(value, BaseModel):
+            nested = runtime_parameter_names(value)
+            if nested:
+                names[field] = nested
+    return names
+
+
+def set_runtime_parameters(model: BaseModel, params: dict[str, Any], *, owner: str) -> None:
+    """Set runtime parameters from ``params``; an unknown name is an error listing known ones."""
+    known = runtime_parameter_names(model)
+    for key, value in params.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RuntimeParameterError(
+                f"{owner} has no runtime parameter {key!r}.{hint} "
+                f"Runtime parameters of {owner}: {sorted(known) or 'none'}."
+            )
+        if isinstance(known[key], dict):
+            if not isinstance(value, dict):
+                raise RuntimeParameterError(
+                    f"Runtime parameter {key!r} of {owner} is a component: give a dict of its "
+                    f"parameters {sorted(known[key])}, not {value!r}."
+                )
+            set_runtime_parameters(getattr(model, key), value, owner=f"{owner}.{key}")
+        else:
+            try:
+                setattr(model, key, value)
+            except ValueError as exc:
+                raise RuntimeParameterError(
+                    f"Invalid value {value!r} for runtime parameter {key!r} of {owner}: {exc}"
+                ) from exc
+
+
+def missing_required_runtime_parameters(model: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted names of required runtime parameters that are still ``None``."""
+    missing: list[str] = []
+    for name, required in runtime_parameter_names(model).items():
+        value = getattr(model, name)
+        if isinstance(required, dict):
+            missing.extend(missing_required_runtime_parameters(value, f"{prefix}{name}."))
+        elif required and value is None:
+            missing.append(prefix + name)
+    return missing

@@ -1,0 +1,46 @@
+"""Steps: ``Step``, ``GeneratorStep``, ``GlobalStep``, the ``@step`` decorator and the built-in
+data steps (imported on first use)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from alambic.steps.base import (
+    GeneratorStep,
+    GlobalStep,
+    Step,
+    StepResources,
+    UnknownArgumentWarning,
+)
+from alambic.steps.routing import RoutingBatchFunction, routing_batch_function, sample_n_steps
+from alambic.steps.typing import GeneratorOutput, StepColumns, StepInput, StepOutput
+
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alambic.steps' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "GeneratorOutput",
+    "GeneratorStep",
+    "GlobalStep",
+    "RoutingBatchFunction",
+    "Step",
+    "StepColumns",
+    "StepInput",
+    "StepOutput",
+    "StepResources",
+    "UnknownArgumentWarning",
+    "routing_batch_function",
+    "sample_n_steps",
+]

@@ -1,0 +1,404 @@
+"""Steps: the units a pipeline is made of.
+
+A step declares the columns it reads (``inputs``) and writes (``outputs``) so a pipeline can be
+checked before anything runs, and implements ``process`` as a generator of batches. Three kinds:
+
+- ``Step``: receives batches of ``input_batch_size`` rows, one list per predecessor.
+- ``GeneratorStep``: has no predecessor; ``process(offset)`` produces batches of ``batch_size``.
+- ``GlobalStep``: receives every row at once (deduplication, sorting, statistics).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import inspect
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
+
+from alambic.errors import MappingError, PipelineValidationError
+from alambic.runtime_parameters import (
+    RuntimeParameter,
+    missing_required_runtime_parameters,
+    runtime_parameter_names,
+    set_runtime_parameters,
+)
+from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
+from alambic.utils.naming import snake_case, validate_name
+from alambic.utils.serialization import dump_component
+
+if TYPE_CHECKING:
+    from alambic.steps.routing import RoutingBatchFunction
+
+logger = logging.getLogger("alambic")
+
+
+class UnknownArgumentWarning(UserWarning):
+    """A step or LLM was given a keyword argument it does not have; it is ignored."""
+
+
+class PipelineLike(Protocol):
+    """What a step needs from the pipeline it belongs to (the pipeline layer implements it)."""
+
+    name: str
+
+    def _add_step(self, step: _Step) -> None: ...
+
+    def _add_edge(self, from_step: str, to_step: str) -> None: ...
+
+    def _step_names(self) -> list[str]: ...
+
+    def _set_routing(self, step_name: str, routing: RoutingBatchFunction) -> None: ...
+
+
+_CURRENT_PIPELINE: contextvars.ContextVar[PipelineLike | None] = contextvars.ContextVar(
+    "alambic_current_pipeline", default=None
+)
+
+
+def normalize_columns(columns: StepColumns) -> dict[str, bool]:
+    """A list of columns means all are required; a dict says which are."""
+    if isinstance(columns, dict):
+        return {str(k): bool(v) for k, v in columns.items()}
+    return dict.fromkeys(columns, True)
+
+
+class StepResources(BaseModel):
+    """How many copies of a step run at once, and what each needs (used by the executors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    replicas: PositiveInt = 1
+    cpus: float | None = Field(default=None, gt=0)
+    gpus: int | None = Field(default=None, ge=0)
+
+
+class _Step(BaseModel, ABC):
+    """What every kind of step shares: name, columns, mappings, pipeline membership."""
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        validate_assignment=True,
+        validate_default=True,
+        extra="forbid",
+        protected_namespaces=(),
+    )
+
+    name: str | None = Field(default=None, description="Unique name of the step in its pipeline.")
+    input_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Step column -> column of the incoming rows it is read from.",
+    )
+    output_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Step output column -> name it gets in the outgoing rows.",
+    )
+    resources: StepResources = Field(default_factory=StepResources)
+    use_cache: bool = Field(
+        default=True, description="Reuse committed results of this step when the run resumes."
+    )
+    pipeline: Any = Field(default=None, exclude=True, repr=False)
+
+    _is_generator: ClassVar[bool] = False
+    _is_global: ClassVar[bool] = False
+    _runs_inline: ClassVar[bool] = False
+    """Built-in steps that are pure and cheap run on the event loop instead of a thread."""
+
+    _loaded: bool = PrivateAttr(default=False)
+    _logger: logging.Logger = PrivateAttr(default=logger)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_arguments(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unknown = [k for k in data if k not in cls.model_fields]
+        if unknown:
+            known = sorted(cls.model_fields)
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            warnings.warn(
+                f"{cls.__name__} has no argument {', '.join(hints)}; ignored. "
+                f"Its arguments are: {', '.join(known)}.",
+                UnknownArgumentWarning,
+                stacklevel=4,
+            )
+            data = {k: v for k, v in data.items() if k in cls.model_fields}
+        return data
+
+    def model_post_init(self, __context: Any) -> None:
+        pipeline = self.pipeline if self.pipeline is not None else _CURRENT_PIPELINE.get()
+        if self.name is None:
+            base = snake_case(type(self).__name__)
+            taken = set(pipeline._step_names()) if pipeline is not None else set()
+            index = 0
+            while f"{base}_{index}" in taken:
+                index += 1
+            self.name = f"{base}_{index}"
+        validate_name(self.name)
+        self._validate_mappings()
+        if pipeline is not None:
+            self.pipeline = pipeline
+            pipeline._add_step(self)
+
+    # -- columns ---------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> StepColumns:
+        """Columns this step reads; a dict marks optional ones with ``False``."""
+        return []
+
+    @property
+    def outputs(self) -> StepColumns:
+        """Columns this step writes."""
+        return []
+
+    def get_inputs(self) -> dict[str, bool]:
+        return normalize_columns(self.inputs)
+
+    def get_outputs(self) -> dict[str, bool]:
+        return normalize_columns(self.outputs)
+
+    @property
+    def step_name(self) -> str:
+        """The name, which is always set after construction."""
+        assert self.name is not None
+        return self.name
+
+    def _validate_mappings(self) -> None:
+        try:
+            inputs = self.get_inputs()
+            outputs = self.get_outputs()
+        except Exception:  # columns that depend on load(); checked again by the pipeline
+            return
+        self.check_mappings(inputs, outputs)
+
+    def check_mappings(self, inputs: dict[str, bool], outputs: dict[str, bool]) -> None:
+        """Raise if a mapping names a column the step does not declare."""
+        for key in self.input_mappings:
+            if key not in inputs:
+                raise MappingError(
+                    f"Step {self.name!r} ({type(self).__name__}): input_mappings key {key!r} is "
+                    f"not one of its input columns {list(inputs)}. input_mappings maps the "
+                    f"step's column to the column of your data, e.g. "
+                    f"{{{next(iter(inputs), 'instruction')!r}: {key!r}}}."
+                )
+        for key in self.output_mappings:
+            if key not in outputs:
+                raise MappingError(
+                    f"Step {self.name!r} ({type(self).__name__}): output_mappings key {key!r} "
+                    f"is not one of its output columns {list(outputs)}. output_mappings maps "
+                    f"the step's column to the name you want, e.g. "
+                    f"{{{next(iter(outputs), 'generation')!r}: {key!r}}}."
+                )
+
+    def mapped_inputs(self) -> dict[str, bool]:
+        """Input columns as they are named in the incoming rows (after ``input_mappings``)."""
+        return {self.input_mappings.get(c, c): req for c, req in self.get_inputs().items()}
+
+    def mapped_outputs(self) -> dict[str, bool]:
+        """Output columns as they are named in the outgoing rows (after ``output_mappings``)."""
+        return {self.output_mappings.get(c, c): req for c, req in self.get_outputs().items()}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Prepare what ``process`` needs (models, clients). Called once before processing."""
+        self._loaded = True
+
+    def unload(self) -> None:
+        """Release what ``load`` took."""
+        self._loaded = False
+
+    # -- runtime parameters ----------------------------------------------------------------
+
+    @property
+    def runtime_parameters_names(self) -> dict[str, Any]:
+        return runtime_parameter_names(self)
+
+    def set_runtime_parameters(self, params: dict[str, Any]) -> None:
+        """Set runtime parameters (an unknown name is an error that lists the known ones)."""
+        set_runtime_parameters(self, params, owner=f"step {self.name!r}")
+
+    def missing_runtime_parameters(self) -> list[str]:
+        return missing_required_runtime_parameters(self)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _require_pipeline(self) -> PipelineLike:
+        if self.pipeline is None:
+            raise PipelineValidationError(
+                f"Step {self.name!r} is not part of a pipeline, so it cannot be connected: "
+                "create it inside `with Pipeline(...) as pipeline:` or pass `pipeline=`."
+            )
+        pipeline: PipelineLike = self.pipeline
+        return pipeline
+
+    def connect(
+        self, *steps: _Step, routing_batch_function: RoutingBatchFunction | None = None
+    ) -> None:
+        """Send this step's output to ``steps`` (to a sample of them with a routing function)."""
+        pipeline = self._require_pipeline()
+        for step in steps:
+            if step.pipeline is not pipeline:
+                raise PipelineValidationError(
+                    f"Cannot connect step {self.name!r} to {step.name!r}: they belong to "
+                    "different pipelines (or one to none)."
+                )
+            pipeline._add_edge(self.step_name, step.step_name)
+        if routing_batch_function is not None:
+            pipeline._set_routing(self.step_name, routing_batch_function)
+
+    def __rshift__(self, other: Any) -> Any:
+        from alambic.steps.routing import RoutingBatchFunction
+
+        if isinstance(other, _Step):
+            self.connect(other)
+            return other
+        if isinstance(other, list):
+            if not all(isinstance(s, _Step) for s in other):
+                raise TypeError(f"`>>` takes steps or a list of steps, got {other!r}")
+            self.connect(*other)
+            return other
+        if isinstance(other, RoutingBatchFunction):
+            return other.bind(self)
+        return NotImplemented
+
+    def __rrshift__(self, other: Any) -> Any:
+        if isinstance(other, list) and all(isinstance(s, _Step) for s in other):
+            for step in other:
+                step.connect(self)
+            return self
+        return NotImplemented
+
+    # -- serialization ---------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data describing the step (secrets masked), for YAML and signatures."""
+        return dump_component(self)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        return [("name", self.name)]
+
+
+class Step(_Step):
+    """A step that transforms batches of rows.
+
+    ``process(self, *inputs)`` receives one list of rows per predecessor (most steps have one:
+    ``def process(self, inputs: StepInput)``) and yields output batches. Every yielded batch is
+    used.
+    """
+
+    input_batch_size: RuntimeParameter[PositiveInt] = Field(
+        default=50, description="How many rows each call to process() receives."
+    )
+
+    @abstractmethod
+    def process(self, *inputs: StepInput) -> StepOutput:
+        """Yield batches of output rows computed from the input batches."""
+
+    def process_applying_mappings(self, *inputs: StepInput) -> Iterator[list[Row]]:
+        """``process`` with the column renames of ``input_mappings``/``output_mappings``."""
+        if not self.input_mappings and not self.output_mappings:
+            yield from self.process(*inputs)
+            return
+        renamed = [[self.rename_input_row(row) for row in batch] for batch in inputs]
+        for batch in self.process(*renamed):
+            yield [self.rename_output_row(row) for row in batch]
+
+    def rename_input_row(self, row: Row) -> Row:
+        if not self.input_mappings:
+            return row
+        new = dict(row)
+        for step_col, data_col in self.input_mappings.items():
+            if data_col in new:
+                new[step_col] = new.pop(data_col)
+        return new
+
+    def rename_output_row(self, row: Row) -> Row:
+        if not self.input_mappings and not self.output_mappings:
+            return row
+        new = dict(row)
+        outputs = self.get_outputs()
+        for step_col, data_col in self.input_mappings.items():
+            if step_col in new and step_col not in outputs:
+                new[data_col] = new.pop(step_col)
+        for step_col, out_col in self.output_mappings.items():
+            if step_col in new:
+                new[out_col] = new.pop(step_col)
+        return new
+
+    def process_arity(self) -> int | None:
+        """How many input lists ``process`` takes (``None``: any number)."""
+        params = list(inspect.signature(self.process).parameters.values())
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            return None
+        return sum(
+            1
+            for p in params
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        )
+
+
+class GlobalStep(Step):
+    """A step that receives all the rows at once, in one call to ``process``."""
+
+    _is_global: ClassVar[bool] = True
+
+
+class GeneratorStep(_Step):
+    """A step with no predecessor that produces rows.
+
+    ``process(offset=0)`` may yield ``(rows, is_last)`` pairs, plain lists of rows, or single
+    rows; alambic re-batches them to ``batch_size``. ``offset`` is the number of rows already
+    produced by an earlier run, so a resumed run continues where the last one stopped.
+    """
+
+    batch_size: RuntimeParameter[PositiveInt] = Field(
+        default=50, description="How many rows each output batch holds."
+    )
+
+    _is_generator: ClassVar[bool] = True
+
+    @abstractmethod
+    def process(self, offset: int = 0) -> GeneratorOutput:
+        """Yield batches of rows, starting after ``offset`` rows."""
+
+
+def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], bool | None]:
+    """Accept a ``(rows, is_last)`` pair, a list of rows or a single row from a generator."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bool):
+        rows, last = item
+        if isinstance(rows, dict):
+            return [rows], last
+        return list(rows), last
+    if isinstance(item, dict):
+        return [item], None
+    if isinstance(item, list) and all(isinstance(r, dict) for r in item):
+        return item, None
+    raise TypeError(
+        f"Generator step {step_name!r} yielded {type(item).__name__} {item!r:.200}: yield a "
+        "list of rows (dicts), a single row, or a (rows, is_last) pair."
+    )
+
+
+StepType = Union[Step, GlobalStep, GeneratorStep]
+
+__all__ = [
+    "GeneratorStep",
+    "GlobalStep",
+    "Step",
+    "StepInput",
+    "StepOutput",
+    "StepResources",
+    "UnknownArgumentWarning",
+    "normalize_columns",
+    "normalize_generator_item",
+]

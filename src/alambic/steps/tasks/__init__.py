@@ -1,0 +1,31 @@
+"""Tasks: steps that use an LLM. Built-in tasks are imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from alambic.steps.tasks.base import GeneratorTask, Task
+from alambic.steps.tasks.typing import ChatItem, ChatType
+
+if TYPE_CHECKING:
+    from alambic.steps.tasks.text_generation import ChatGeneration, TextGeneration
+
+_LAZY: dict[str, str] = {
+    "TextGeneration": "alambic.steps.tasks.text_generation",
+    "ChatGeneration": "alambic.steps.tasks.text_generation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alambic.steps.tasks' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = ["ChatGeneration", "ChatItem", "ChatType", "GeneratorTask", "Task", "TextGeneration"]

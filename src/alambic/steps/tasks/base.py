@@ -1,0 +1,275 @@
+"""Tasks: steps that turn rows into prompts for an LLM and its replies back into columns.
+
+A task implements ``format_input(row) -> ChatType`` and ``format_output(reply, row) -> dict``;
+the base does the rest: calling the LLM ``num_generations`` times per row, building the output
+rows (grouped or not), recording raw inputs/outputs and token statistics in
+``alambic_metadata``, and keeping failed generations as rows with ``None`` outputs and the
+reason, instead of raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field, PositiveInt, PrivateAttr
+
+from alambic.llms.base import LLM, AsyncLLM, error_info
+from alambic.llms.typing import FormattedInput, GenerateOutput, GenerationError
+from alambic.runtime_parameters import RuntimeParameter
+from alambic.steps.base import GeneratorStep, Step, _Step, normalize_columns
+from alambic.steps.typing import Row, StepInput, StepOutput
+
+logger = logging.getLogger("alambic")
+
+METADATA_COLUMN = "alambic_metadata"
+"""Per-row metadata: raw inputs/outputs, token statistics and errors of each task."""
+
+
+class _Task(_Step):
+    """What ``Task`` and ``GeneratorTask`` share: the LLM and how rows are built."""
+
+    llm: LLM = Field(description="The LLM that answers this task's prompts.")
+    group_generations: bool = Field(
+        default=False,
+        description="One row per input with lists of num_generations values, instead of "
+        "num_generations rows.",
+    )
+    add_raw_output: RuntimeParameter[bool] = Field(
+        default=True, description="Keep the LLM's reply in alambic_metadata."
+    )
+    add_raw_input: RuntimeParameter[bool] = Field(
+        default=True, description="Keep the rendered prompt in alambic_metadata."
+    )
+    num_generations: RuntimeParameter[PositiveInt] = Field(
+        default=1, description="Generations per input row."
+    )
+
+    _failures: int = PrivateAttr(default=0)
+    _failure_logged: bool = PrivateAttr(default=False)
+    _count_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def load(self) -> None:
+        super().load()
+        self.llm.load()
+
+    def unload(self) -> None:
+        self.llm.unload()
+        super().unload()
+
+    def get_outputs(self) -> dict[str, bool]:
+        outputs = normalize_columns(self.outputs)
+        outputs.setdefault("model_name", True)
+        if list(outputs)[-1] != "model_name":
+            outputs["model_name"] = outputs.pop("model_name")
+        return outputs
+
+    @abstractmethod
+    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Turn one reply into the task's output columns (``model_name`` is added for you)."""
+
+    @property
+    def failures(self) -> int:
+        """Generations that failed (LLM error or unparsable reply) since the task was created."""
+        return self._failures
+
+    def _record_failure(self, error: GenerationError) -> None:
+        with self._count_lock:
+            self._failures += 1
+            first = not self._failure_logged
+            self._failure_logged = True
+        if first:
+            logger.warning(
+                "Task %r: a generation failed (%s: %s). Failed rows keep None outputs with the "
+                "reason in %s['error_%s']; the count is in the run summary.",
+                self.name, error["type"], error["message"][:300], METADATA_COLUMN, self.name,
+            )
+
+    def _output_columns(self) -> list[str]:
+        return [c for c in self.get_outputs() if c != "model_name"]
+
+    def _format_one(
+        self, text: str | None, error: GenerationError | None, row: Row
+    ) -> tuple[dict[str, Any], GenerationError | None]:
+        columns = self._output_columns()
+        if error is not None or text is None:
+            return dict.fromkeys(columns), error or {
+                "type": "EmptyReply",
+                "kind": "invalid_response",
+                "message": "the LLM returned no text",
+            }
+        try:
+            formatted = self.format_output(text, row)
+        except Exception as exc:  # a reply the parser cannot read is a failed row, not a crash
+            return dict.fromkeys(columns), {
+                "type": type(exc).__name__,
+                "kind": "format_output",
+                "message": str(exc)[:2000],
+            }
+        if not isinstance(formatted, dict):
+            return dict.fromkeys(columns), {
+                "type": "TypeError",
+                "kind": "format_output",
+                "message": f"format_output returned {type(formatted).__name__}, not a dict",
+            }
+        return {c: formatted.get(c) for c in columns} | {
+            k: v for k, v in formatted.items() if k not in columns and k != "model_name"
+        }, None
+
+    def build_rows(
+        self,
+        inputs: Sequence[Row],
+        formatted: Sequence[FormattedInput | None],
+        outputs: Sequence[GenerateOutput],
+    ) -> list[Row]:
+        """Rows for ``inputs`` from the LLM's outputs, in the shape the spec documents."""
+        name = self.name
+        model_name = self.llm.model_name
+        rows: list[Row] = []
+        for row, prompt, out in zip(inputs, formatted, outputs, strict=True):
+            errors = out.get("errors") or [None] * len(out["generations"])
+            stats = out["statistics"]
+            values: list[dict[str, Any]] = []
+            metas: list[dict[str, Any]] = []
+            for j, text in enumerate(out["generations"]):
+                columns, error = self._format_one(text, errors[j], row)
+                meta: dict[str, Any] = {}
+                if self.add_raw_output:
+                    meta[f"raw_output_{name}"] = text
+                if self.add_raw_input:
+                    meta[f"raw_input_{name}"] = prompt[0] if isinstance(prompt, tuple) else prompt
+                meta[f"statistics_{name}"] = {
+                    "input_tokens": stats["input_tokens"][j],
+                    "output_tokens": stats["output_tokens"][j],
+                }
+                if error is not None:
+                    meta[f"error_{name}"] = dict(error)
+                    self._record_failure(error)
+                values.append(columns)
+                metas.append(meta)
+            existing = row.get(METADATA_COLUMN)
+            if self.group_generations:
+                grouped: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
+                for column in values[0] if values else self._output_columns():
+                    grouped[column] = [v.get(column) for v in values]
+                grouped[METADATA_COLUMN] = [_merge_meta(existing, m, i) for i, m in enumerate(metas)]
+                grouped["model_name"] = model_name
+                rows.append(grouped)
+            else:
+                for columns, meta in zip(values, metas, strict=True):
+                    new: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
+                    new.update(columns)
+                    new[METADATA_COLUMN] = _merge_meta(existing, meta, 0)
+                    new["model_name"] = model_name
+                    rows.append(new)
+        return rows
+
+    def failed_rows_for_inputs(
+        self, inputs: Sequence[Row], formatted: Sequence[FormattedInput | None], error: BaseException
+    ) -> list[Row]:
+        """Rows for inputs that could not even be sent (for example a bad column type)."""
+        n = self.num_generations or 1
+        info = error_info(error)
+        out: GenerateOutput = {
+            "generations": [None] * n,
+            "statistics": {"input_tokens": [None] * n, "output_tokens": [None] * n},
+            "errors": [info] * n,
+        }
+        return self.build_rows(inputs, formatted, [out] * len(inputs))
+
+
+def _merge_meta(existing: Any, new: dict[str, Any], index: int) -> dict[str, Any]:
+    if isinstance(existing, dict):
+        return {**existing, **new}
+    if isinstance(existing, list) and existing and isinstance(existing[min(index, len(existing) - 1)], dict):
+        return {**existing[min(index, len(existing) - 1)], **new}
+    return new
+
+
+class Task(_Task, Step):
+    """A step that asks an LLM about each input row.
+
+    Subclasses declare ``inputs`` and ``outputs`` and implement ``format_input`` and
+    ``format_output``. Standalone use: ``task.load()`` then ``next(task.process(rows))``.
+    """
+
+    @abstractmethod
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
+        """The chat messages (OpenAI format) to send for one input row."""
+
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+        """Generate for a batch of rows and yield the output rows (one batch)."""
+        formatted = [self.format_input(row) for row in inputs]
+        outputs = self.llm.generate(
+            formatted, num_generations=self.num_generations or 1
+        )
+        yield self.build_rows(inputs, formatted, outputs)
+
+    # -- the executor's path ---------------------------------------------------------------
+
+    def uses_default_process(self) -> bool:
+        """Whether ``process`` is the base one, so the executor may use the async path."""
+        return type(self).process is Task.process
+
+    def _format_inputs_safely(
+        self, inputs: Sequence[Row]
+    ) -> tuple[list[FormattedInput | None], list[BaseException | None]]:
+        formatted: list[FormattedInput | None] = []
+        errors: list[BaseException | None] = []
+        for row in inputs:
+            try:
+                formatted.append(self.format_input(row))
+                errors.append(None)
+            except Exception as exc:  # becomes a failed row with this reason
+                formatted.append(None)
+                errors.append(exc)
+        return formatted, errors
+
+    async def aprocess_rows(self, inputs: Sequence[Row]) -> list[Row]:
+        """Process one batch inside the executor's loop: requests run concurrently."""
+        formatted, format_errors = self._format_inputs_safely(inputs)
+        n = self.num_generations or 1
+        llm = self.llm
+        outputs: list[GenerateOutput | None] = [None] * len(inputs)
+        valid = [i for i, f in enumerate(formatted) if f is not None]
+        if isinstance(llm, AsyncLLM):
+            results = await asyncio.gather(
+                *(llm.agenerate(formatted[i], n) for i in valid)  # type: ignore[arg-type]
+            )
+        else:
+            batch = [formatted[i] for i in valid]
+            results = await asyncio.to_thread(llm.generate, batch, n) if batch else []  # type: ignore[arg-type]
+        for i, out in zip(valid, results, strict=True):
+            outputs[i] = out
+        rows: list[Row] = []
+        for i, row in enumerate(inputs):
+            error = format_errors[i]
+            if error is not None:
+                rows.extend(self.failed_rows_for_inputs([row], [None], error))
+            else:
+                out = outputs[i]
+                assert out is not None
+                rows.extend(self.build_rows([row], [formatted[i]], [out]))
+        return rows
+
+
+class GeneratorTask(_Task, GeneratorStep):
+    """A task with no inputs that produces rows from its own prompts.
+
+    Override ``process(offset=0)``; call ``self.llm.generate(...)``, keep its reply apart from
+    the row you build, and yield a batch, for example::
+
+        def process(self, offset: int = 0) -> GeneratorOutput:
+            outputs = self.llm.generate([[{"role": "user", "content": self.instruction}]])
+            text = outputs[0]["generations"][0]
+            yield [{**self.format_output(text), "model_name": self.llm.model_name}]
+    """
+
+    _is_generator: ClassVar[bool] = True
+
+
+__all__ = ["METADATA_COLUMN", "GeneratorTask", "Task"]

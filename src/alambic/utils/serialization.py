@@ -1,0 +1,76 @@
+"""Turning steps and LLMs into plain data (for YAML, signatures and dataset cards) and back.
+
+Secrets never leave the process: a ``SecretStr`` is written as a mask, so a serialized pipeline
+can be pushed to the Hub or hashed into a cache key without leaking an API key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+SECRET_MASK = "**********"
+
+
+def dump_value(value: Any) -> Any:
+    """A JSON-able form of ``value``: components keep their class so they can be rebuilt."""
+    if isinstance(value, SecretStr):
+        return SECRET_MASK
+    if isinstance(value, BaseModel):
+        return dump_component(value)
+    if isinstance(value, Mapping):
+        return {str(k): dump_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [dump_value(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, type):
+        return {"type_info": {"module": value.__module__, "name": value.__qualname__}}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def dump_component(obj: BaseModel, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``{"type_info": {...}, <field>: <value>...}`` for a pydantic component."""
+    cls = type(obj)
+    data: dict[str, Any] = {"type_info": {"module": cls.__module__, "name": cls.__qualname__}}
+    for name, info in cls.model_fields.items():
+        if info.exclude or name in exclude:
+            continue
+        data[name] = dump_value(getattr(obj, name))
+    return data
+
+
+def _load_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "type_info" in value:
+            return load_component(value)
+        return {k: _load_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_load_value(v) for v in value]
+    return value
+
+
+def load_component(data: Mapping[str, Any]) -> Any:
+    """Rebuild what ``dump_component`` wrote; masked secrets are left for the environment."""
+    info = data["type_info"]
+    module = importlib.import_module(info["module"])
+    cls: Any = module
+    for part in info["name"].split("."):
+        cls = getattr(cls, part)
+    if len(data) == 1:
+        return cls
+    kwargs = {
+        k: _load_value(v)
+        for k, v in data.items()
+        if k != "type_info" and v != SECRET_MASK
+    }
+    return cls(**kwargs)
