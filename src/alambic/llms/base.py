@@ -162,6 +162,19 @@ class LLM(BaseModel, ABC):
                 cache.put_many(items)
         return [r for r in results if r is not None]
 
+    supports_raw_completion: ClassVar[bool] = False
+    """Whether ``complete`` can send a raw prompt with no chat template (Magpie needs it)."""
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Continue raw text prompts, with no chat template applied."""
+        raise NotImplementedError(
+            f"{type(self).__name__} only accepts chat messages, but raw completions were "
+            "asked for (Magpie needs them). Use TransformersLLM, vLLM, LlamaCppLLM, or "
+            "OpenAILLM against a server with a /v1/completions endpoint."
+        )
+
     def _generate(
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -124,6 +125,24 @@ class TransformersLLM(LLM):
             messages, tokenize=False, add_generation_prompt=True
         )
         return prompt
+
+    supports_raw_completion: ClassVar[bool] = True
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Continue raw prompts (no chat template), batched like ``generate``."""
+        if self._model is None:
+            self.load()
+        kwargs = {**_DEFAULTS, **self.merged_generation_kwargs(generation_kwargs)}
+        results: list[GenerateOutput] = []
+        size = self.batch_size or 8
+        with self._lock:
+            for start in range(0, len(prompts), size):
+                results.extend(
+                    self._generate_batch(list(prompts[start : start + size]), num_generations, kwargs)
+                )
+        return results
 
     def _generate(
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
