@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.cache import (
@@ -28,7 +28,13 @@ from alambic.llms.cache import (
     request_base_key,
     request_key,
 )
-from alambic.llms.scheduler import RequestScheduler, SchedulerLimits
+from alambic.llms.scheduler import RequestScheduler, SchedulerLimits, estimate_tokens
+from alambic.llms.structured import (
+    StructuredSpec,
+    resolve_spec,
+    validate_reply,
+    with_instructions,
+)
 from alambic.llms.typing import (
     ChatType,
     FormattedInput,
@@ -87,12 +93,21 @@ class LLM(BaseModel, ABC):
         default_factory=dict,
         description="Settings sent with every request (temperature, max_new_tokens...).",
     )
+    structured_output: dict[str, Any] | type[BaseModel] | None = Field(
+        default=None,
+        description="A JSON schema or pydantic model every reply must match (a row's own "
+        "schema from format_input wins). See alambic.llms.structured.",
+    )
+    structured_output_retries: RuntimeParameter[int] = Field(
+        default=2, ge=0, description="Re-asks of a reply that does not match its schema."
+    )
 
     _cache_exclude: ClassVar[frozenset[str]] = frozenset({"generation_kwargs"})
     """Fields that do not change an answer, left out of the request-cache key."""
 
     _request_cache: RequestCache | None = PrivateAttr(default=None)
     _loaded: bool = PrivateAttr(default=False)
+    _spec_cache: tuple[Any, StructuredSpec] | None = PrivateAttr(default=None)
 
     @property
     @abstractmethod
@@ -128,6 +143,48 @@ class LLM(BaseModel, ABC):
     def merged_generation_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         return {**(self.generation_kwargs or {}), **overrides}
 
+    def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
+        """Whether this backend enforces ``spec`` itself (override in providers).
+
+        When it does, the provider receives ``(messages, spec.wire())``, that is
+        ``(messages, {"name": str, "schema": <JSON schema>})``, and must constrain the reply
+        (OpenAI ``response_format``, Anthropic tool use, guided decoding...). When it does
+        not, the base writes the schema into the last user message and the provider sees plain
+        messages. Replies are validated either way.
+        """
+        return False
+
+    def structured_spec(self, input: FormattedInput) -> StructuredSpec | None:
+        """The schema a reply to ``input`` must match: the row's own, else the LLM's."""
+        if isinstance(input, tuple):
+            return resolve_spec(input[1]) if input[1] is not None else self._llm_spec()
+        if self.structured_output is None:
+            return None
+        return self._llm_spec()
+
+    def _llm_spec(self) -> StructuredSpec | None:
+        if self.structured_output is None:
+            return None
+        cached = self._spec_cache
+        if cached is None or cached[0] is not self.structured_output:
+            cached = (self.structured_output, resolve_spec(self.structured_output))
+            self._spec_cache = cached
+        return cached[1]
+
+    def structured_request(
+        self, messages: ChatType, spec: StructuredSpec, previous_error: str | None = None
+    ) -> FormattedInput:
+        """What to send for a structured request: native, or with the schema in the prompt.
+
+        A re-ask (``previous_error`` set) always carries the schema and the rejection reason in
+        the prompt too, which rescues servers that silently ignore a native schema.
+        """
+        native = self.supports_native_structured_output(spec)
+        if native and previous_error is None:
+            return (messages, spec.wire())
+        prompted = with_instructions(messages, spec, previous_error)
+        return (prompted, spec.wire()) if native else prompted
+
     def _base_key(self, input: FormattedInput, kwargs: dict[str, Any]) -> str:
         messages, schema = split_input(input)
         payload = {"messages": messages, "schema": schema, "generation_kwargs": kwargs}
@@ -143,6 +200,49 @@ class LLM(BaseModel, ABC):
     ) -> list[GenerateOutput]:
         """Generate ``num_generations`` replies for each input."""
         kwargs = self.merged_generation_kwargs(generation_kwargs)
+        specs = [self.structured_spec(i) for i in inputs]
+        if any(spec is not None for spec in specs):
+            return self._generate_structured(list(inputs), specs, num_generations, kwargs)
+        return self._generate_cached(inputs, num_generations, kwargs)
+
+    def _generate_structured(
+        self,
+        inputs: list[FormattedInput],
+        specs: list[StructuredSpec | None],
+        num_generations: int,
+        kwargs: dict[str, Any],
+    ) -> list[GenerateOutput]:
+        """Batch generation with validation and batched re-asks of invalid replies."""
+        messages = [split_input(i)[0] for i in inputs]
+        requests = [
+            self.structured_request(m, s) if s is not None else m
+            for m, s in zip(messages, specs, strict=True)
+        ]
+        outputs = self._generate_cached(requests, num_generations, kwargs)
+        reasons: dict[tuple[int, int], str] = {}
+        for i, (out, spec) in enumerate(zip(outputs, specs, strict=True)):
+            if spec is not None:
+                _validate_slots(out, spec, range(len(out["generations"])), i, reasons)
+        for _ in range(self.structured_output_retries or 0):
+            if not reasons:
+                break
+            slots = list(reasons)
+            retry = [
+                self.structured_request(messages[i], specs[i], reasons[(i, j)])  # type: ignore[arg-type]
+                for i, j in slots
+            ]
+            again = self._generate_cached(retry, 1, kwargs)
+            reasons = {}
+            for (i, j), out in zip(slots, again, strict=True):
+                _copy_slot(out, 0, outputs[i], j)
+                _validate_slots(outputs[i], specs[i], [j], i, reasons)  # type: ignore[arg-type]
+        for (i, j), reason in reasons.items():
+            _fail_slot(outputs[i], j, reason)
+        return outputs
+
+    def _generate_cached(
+        self, inputs: Sequence[FormattedInput], num_generations: int, kwargs: dict[str, Any]
+    ) -> list[GenerateOutput]:
         cache = self._request_cache
         if cache is None:
             return self._generate(list(inputs), num_generations, **kwargs)
@@ -179,6 +279,47 @@ class LLM(BaseModel, ABC):
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
         raise NotImplementedError(f"{type(self).__name__} does not implement _generate")
+
+
+def _validate_slots(
+    out: GenerateOutput,
+    spec: StructuredSpec,
+    slots: Sequence[int] | range,
+    index: int,
+    reasons: dict[tuple[int, int], str],
+) -> None:
+    """Validate generations ``slots`` of ``out`` in place: valid ones become their JSON text,
+    invalid ones are added to ``reasons`` under ``(index, slot)``. Failed requests stay failed."""
+    errors = out.get("errors")
+    for j in slots:
+        if errors is not None and errors[j] is not None:
+            continue
+        text, reason = validate_reply(out["generations"][j], spec)
+        if reason is None:
+            out["generations"][j] = text
+        else:
+            reasons[(index, j)] = reason + f" (reply: {str(out['generations'][j])[:300]!r})"
+
+
+def _copy_slot(src: GenerateOutput, k: int, dst: GenerateOutput, j: int) -> None:
+    dst["generations"][j] = src["generations"][k] if k < len(src["generations"]) else None
+    for key in ("input_tokens", "output_tokens"):
+        values = src["statistics"][key]  # type: ignore[literal-required]
+        dst["statistics"][key][j] = values[k] if k < len(values) else None  # type: ignore[literal-required]
+    src_errors = src.get("errors")
+    error = src_errors[k] if src_errors is not None and k < len(src_errors) else None
+    if error is not None or dst.get("errors") is not None:
+        dst.setdefault("errors", [None] * len(dst["generations"]))[j] = error
+
+
+def _fail_slot(out: GenerateOutput, j: int, reason: str) -> None:
+    out["generations"][j] = None
+    errors = out.setdefault("errors", [None] * len(out["generations"]))
+    errors[j] = {
+        "type": "StructuredOutputError",
+        "kind": "structured_output",
+        "message": reason[:2000],
+    }
 
 
 def _to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration]]:
@@ -221,12 +362,30 @@ class AsyncLLM(LLM):
     max_retries: RuntimeParameter[int] = Field(
         default=6, ge=0, description="Retries of a request that failed with a retryable error."
     )
+    rpm: RuntimeParameter[PositiveFloat | None] = Field(
+        default=None,
+        description="Requests per minute allowed (None: unlimited, or learned from the "
+        "provider's rate-limit headers).",
+    )
+    tpm: RuntimeParameter[PositiveFloat | None] = Field(
+        default=None,
+        description="Tokens (input + output) per minute allowed (None: unlimited, or learned "
+        "from the provider's rate-limit headers).",
+    )
 
     supports_n: ClassVar[bool] = True
     """Whether the backend can return several generations from one request."""
 
     _cache_exclude: ClassVar[frozenset[str]] = frozenset(
-        {"generation_kwargs", "max_concurrency", "timeout", "max_retries"}
+        {
+            "generation_kwargs",
+            "max_concurrency",
+            "timeout",
+            "max_retries",
+            "rpm",
+            "tpm",
+            "structured_output_retries",
+        }
     )
     _scheduler: RequestScheduler | None = PrivateAttr(default=None)
     _n_ignored: bool = PrivateAttr(default=False)
@@ -242,7 +401,15 @@ class AsyncLLM(LLM):
             max_concurrency=self.max_concurrency or 64,
             timeout=self.timeout or 120.0,
             max_retries=self.max_retries if self.max_retries is not None else 6,
+            rpm=self.rpm,
+            tpm=self.tpm,
         )
+
+    def observe_rate_limit_headers(self, headers: Any) -> None:
+        """Providers call this with each successful reply's HTTP headers, so budgets follow
+        the provider's ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers. (Headers of
+        error replies are read by the scheduler from the exception itself.)"""
+        self.scheduler.observe_headers(headers)
 
     def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
         """Map a provider exception to an error kind and an optional ``Retry-After``."""
@@ -295,7 +462,10 @@ class AsyncLLM(LLM):
             logger.info(
                 "%s: the server returned %d of %d generations for n=%d; asking for the rest "
                 "one request each from now on.",
-                type(self).__name__, got, len(todo), len(todo),
+                type(self).__name__,
+                got,
+                len(todo),
+                len(todo),
             )
             todo = todo[got:]
         if cache is not None:
@@ -334,17 +504,58 @@ class AsyncLLM(LLM):
             out_tok[slot] = stats["output_tokens"][k]
             errors[slot] = errs[k]
 
-    async def _one(
-        self, input: FormattedInput, n: int, kwargs: dict[str, Any]
-    ) -> GenerateOutput:
+    async def _one(self, input: FormattedInput, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
+        if self.structured_output is None and not isinstance(input, tuple):
+            return await self._send(input, n, kwargs)
+        spec = self.structured_spec(input)
+        if spec is None:
+            return await self._send(input, n, kwargs)
+        return await self._one_structured(split_input(input)[0], spec, n, kwargs)
+
+    async def _send(self, input: FormattedInput, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
+        """One request through the scheduler; a final failure becomes failed generations."""
         scheduler = self.scheduler
+        estimated = 0
+        if scheduler.token_budget is not None:
+            messages = input[0] if isinstance(input, tuple) else input
+            max_tokens = kwargs.get("max_new_tokens", kwargs.get("max_tokens"))
+            estimated = n * estimate_tokens(messages, max_tokens)
         try:
-            out = await scheduler.run(lambda: self._agenerate(input, n, **kwargs))
+            out = await scheduler.run(
+                lambda: self._agenerate(input, n, **kwargs), estimated_tokens=estimated
+            )
         except LLMRequestError as exc:
             return failed_output(n, exc)
         stats = out["statistics"]
         for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
-            scheduler.record_tokens(i, o)
+            scheduler.record_tokens(i, o, estimated // n)
+        return out
+
+    async def _one_structured(
+        self, messages: ChatType, spec: StructuredSpec, n: int, kwargs: dict[str, Any]
+    ) -> GenerateOutput:
+        """Send, validate each reply, and re-ask the invalid ones a bounded number of times."""
+        out = await self._send(self.structured_request(messages, spec), n, kwargs)
+        if len(out["generations"]) < n:  # a server that ignores n: the base fans out the rest
+            n = len(out["generations"])
+        reasons: dict[tuple[int, int], str] = {}
+        _validate_slots(out, spec, range(n), 0, reasons)
+        for _ in range(self.structured_output_retries or 0):
+            if not reasons:
+                break
+            slots = [j for _, j in reasons]
+            again = await asyncio.gather(
+                *(
+                    self._send(self.structured_request(messages, spec, reasons[(0, j)]), 1, kwargs)
+                    for j in slots
+                )
+            )
+            reasons = {}
+            for j, single in zip(slots, again, strict=True):
+                _copy_slot(single, 0, out, j)
+                _validate_slots(out, spec, [j], 0, reasons)
+        for (_, j), reason in reasons.items():
+            _fail_slot(out, j, reason)
         return out
 
     def generate(
@@ -361,7 +572,9 @@ class AsyncLLM(LLM):
     ) -> list[GenerateOutput]:
         try:
             return list(
-                await asyncio.gather(*(self.agenerate(i, num_generations, **kwargs) for i in inputs))
+                await asyncio.gather(
+                    *(self.agenerate(i, num_generations, **kwargs) for i in inputs)
+                )
             )
         finally:
             await self.aclose()

@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from alambic.errors import ErrorKind, MissingAPIKeyError
 from alambic.llms.base import AsyncLLM, split_input
+from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.imports import require
 
@@ -143,7 +144,15 @@ class OpenAILLM(AsyncLLM):
         raw = await self._client().chat.completions.with_raw_response.create(
             model=self.model, messages=messages, **kwargs
         )
-        return parse_chat_completion(raw.http_response.content, num_generations)
+        response = raw.http_response
+        self.scheduler.observe_headers(response.headers)
+        return parse_chat_completion(response.content, num_generations)
+
+    def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
+        """OpenAI-compatible servers take ``response_format`` json_schema (vLLM and
+        llama.cpp server too); replies are validated anyway, and a server that ignores it gets
+        the schema in the prompt on the re-ask."""
+        return True
 
 
 def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +181,7 @@ def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
     n = len(texts)
-    per_output: list[int | None] = (
-        [completion] if n == 1 else [None] * n
-    )
+    per_output: list[int | None] = [completion] if n == 1 else [None] * n
     if n > 1 and completion is not None:
         per_output = [completion // n] * n
     return {
@@ -204,7 +211,9 @@ def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None
     return ErrorKind.UNKNOWN, None
 
 
-def classify_status(status: int, message: str, headers: Any = None) -> tuple[ErrorKind, float | None]:
+def classify_status(
+    status: int, message: str, headers: Any = None
+) -> tuple[ErrorKind, float | None]:
     """Error kind for an HTTP status (shared by every HTTP client)."""
     retry_after = retry_after_from_headers(headers)
     if status == 429:

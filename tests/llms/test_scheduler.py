@@ -1,0 +1,270 @@
+"""The request scheduler on its own, driven by fake request coroutines (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from alambic.errors import ErrorKind, LLMRequestError
+from alambic.llms.scheduler import (
+    AdaptiveLimit,
+    RequestScheduler,
+    SchedulerLimits,
+    TokenBucket,
+    estimate_tokens,
+    parse_reset,
+    read_rate_limit_headers,
+)
+
+
+class Boom(Exception):
+    def __init__(self, kind: ErrorKind, retry_after: float | None = None) -> None:
+        super().__init__(kind.value)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def classify(error: BaseException) -> tuple[ErrorKind, float | None]:
+    if isinstance(error, Boom):
+        return error.kind, error.retry_after
+    return ErrorKind.UNKNOWN, None
+
+
+def make(**limits: Any) -> RequestScheduler:
+    limits.setdefault("backoff_base", 0.001)
+    return RequestScheduler(SchedulerLimits(**limits), classify)
+
+
+def scripted(outcomes: list[Any]) -> Any:
+    """An attempt factory that raises or returns the next outcome each call."""
+    calls = iter(outcomes)
+
+    async def attempt() -> Any:
+        outcome = next(calls)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return attempt
+
+
+def test_retries_retryable_errors_then_succeeds() -> None:
+    scheduler = make()
+    attempt = scripted([Boom(ErrorKind.SERVER), Boom(ErrorKind.CONNECTION), "ok"])
+    assert asyncio.run(scheduler.run(attempt)) == "ok"
+    c = scheduler.counters
+    assert (c.requests, c.retries, c.failures) == (3, 2, 0)
+    assert c.errors_by_kind == {"server": 1, "connection": 1}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        ErrorKind.BAD_REQUEST,
+        ErrorKind.AUTHENTICATION,
+        ErrorKind.NOT_FOUND,
+        ErrorKind.CONTEXT_LENGTH,
+    ],
+)
+def test_errors_that_cannot_succeed_are_not_retried(kind: ErrorKind) -> None:
+    scheduler = make()
+    with pytest.raises(LLMRequestError) as info:
+        asyncio.run(scheduler.run(scripted([Boom(kind), "never"])))
+    assert info.value.kind is kind
+    assert info.value.attempts == 1
+    assert (scheduler.counters.requests, scheduler.counters.failures) == (1, 1)
+
+
+def test_gives_up_after_max_retries_with_the_reason() -> None:
+    scheduler = make(max_retries=2)
+    with pytest.raises(LLMRequestError, match="gave up after 3 attempts") as info:
+        asyncio.run(scheduler.run(scripted([Boom(ErrorKind.SERVER)] * 5)))
+    assert info.value.kind is ErrorKind.SERVER
+    assert scheduler.counters.requests == 3
+
+
+def test_retry_after_is_honoured() -> None:
+    scheduler = make()
+    attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.3), "ok"])
+    start = time.monotonic()
+    assert asyncio.run(scheduler.run(attempt)) == "ok"
+    assert 0.3 <= time.monotonic() - start < 0.6
+    assert scheduler.counters.rate_limited == 1
+
+
+def test_per_attempt_timeout_then_success() -> None:
+    scheduler = make(timeout=0.05)
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(10)
+        return "ok"
+
+    start = time.monotonic()
+    assert asyncio.run(scheduler.run(attempt)) == "ok"
+    assert time.monotonic() - start < 0.5
+    assert scheduler.counters.errors_by_kind == {"timeout": 1}
+
+
+def test_never_more_than_max_concurrency_in_flight() -> None:
+    scheduler = make(max_concurrency=5)
+    in_flight = peak = 0
+
+    async def attempt() -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.002)
+        in_flight -= 1
+
+    async def main() -> None:
+        await asyncio.gather(*(scheduler.run(attempt) for _ in range(60)))
+
+    asyncio.run(main())
+    assert peak == 5
+    assert scheduler.counters.max_in_flight == 5
+    assert scheduler.counters.requests == 60
+
+
+def test_rpm_budget_paces_requests() -> None:
+    # 1,200 rpm = 20/s; 20 requests need about 1 s (a burst of 1 at the start).
+    scheduler = make(rpm=1200)
+    stamps: list[float] = []
+
+    async def attempt() -> None:
+        stamps.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(scheduler.run(attempt) for _ in range(20)))
+
+    asyncio.run(main())
+    elapsed = stamps[-1] - stamps[0]
+    assert 0.85 <= elapsed <= 1.3
+    # in any 0.5 s window, at most 10 requests (+1 burst)
+    for i, t in enumerate(stamps):
+        assert sum(1 for s in stamps[i:] if s < t + 0.5) <= 11
+    assert scheduler.counters.budget_wait_s > 0.8
+
+
+def test_tpm_budget_waits_and_is_corrected_by_usage() -> None:
+    bucket = TokenBucket(6000, burst=100)  # 100 tokens/s
+    now = time.monotonic()
+    assert bucket.reserve(100, now) == 0.0
+    assert bucket.reserve(50, now) == pytest.approx(0.5, abs=0.01)
+    bucket.refund(50)  # the request used 50 fewer tokens than estimated
+    assert bucket.reserve(10, now) == pytest.approx(0.1, abs=0.01)
+
+
+def test_token_estimate_counts_characters_and_max_tokens() -> None:
+    messages = [{"role": "user", "content": "x" * 400}]
+    assert estimate_tokens(messages, 50) == 100 + 4 + 50
+
+
+def test_adaptive_limit_halves_on_429_then_probes_back_up() -> None:
+    limit = AdaptiveLimit(16)
+    limit.on_rate_limited(started=1.0, now=2.0)
+    assert limit.limit == 8
+    limit.on_rate_limited(started=1.5, now=2.1)  # same wave: no second cut
+    assert limit.limit == 8
+    limit.on_rate_limited(started=2.2, now=3.0)
+    assert limit.limit == 4
+    for _ in range(4):
+        limit.on_success()
+    assert limit.limit == 5
+    for _ in range(5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15 + 100):
+        limit.on_success()
+    assert limit.limit == 16
+
+
+def test_scheduler_adapts_concurrency_on_429() -> None:
+    scheduler = make(max_concurrency=8)
+    attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.0), "ok"])
+    assert asyncio.run(scheduler.run(attempt)) == "ok"
+    assert scheduler.concurrency_limit == 4
+    assert scheduler.counters.concurrency_limit == 4
+
+
+def test_cancellation_releases_the_slot() -> None:
+    scheduler = make(max_concurrency=1)
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async def quick() -> str:
+        return "ok"
+
+    async def main() -> str:
+        task = asyncio.create_task(scheduler.run(slow))
+        waiter = asyncio.create_task(scheduler.run(quick))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return await asyncio.wait_for(waiter, 1)
+
+    assert asyncio.run(main()) == "ok"
+
+
+def test_reads_openai_and_anthropic_rate_limit_headers() -> None:
+    openai_style = read_rate_limit_headers(
+        {
+            "x-ratelimit-limit-requests": "6000",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1m2.5s",
+            "x-ratelimit-limit-tokens": "100000",
+            "x-ratelimit-remaining-tokens": "99000",
+            "x-ratelimit-reset-tokens": "20ms",
+        }
+    )
+    assert openai_style is not None
+    assert openai_style.limit_requests == 6000
+    assert openai_style.remaining_requests == 0
+    assert openai_style.reset_requests_s == pytest.approx(62.5)
+    assert openai_style.reset_tokens_s == pytest.approx(0.02)
+    anthropic_style = read_rate_limit_headers(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": "2030-01-01T00:00:00Z",
+        }
+    )
+    assert anthropic_style is not None
+    assert anthropic_style.limit_requests == 50
+    assert anthropic_style.reset_requests_s is not None
+    assert anthropic_style.reset_requests_s > 0
+    assert read_rate_limit_headers({"content-type": "application/json"}) is None
+    assert parse_reset("2024-01-01T00:00:10Z", now_epoch=1704067200.0) == pytest.approx(10.0)
+    assert parse_reset("garbage") is None
+
+
+def test_budgets_are_learned_from_headers_unless_configured() -> None:
+    learned = make()
+    learned.observe_headers({"x-ratelimit-limit-requests": "600"})
+    assert learned.request_budget is not None
+    assert learned.request_budget.rate == pytest.approx(10.0)
+    configured = make(rpm=60)
+    configured.observe_headers({"x-ratelimit-limit-requests": "600"})
+    assert configured.request_budget is not None
+    assert configured.request_budget.rate == pytest.approx(1.0)
+
+
+def test_remaining_zero_holds_requests_until_reset() -> None:
+    scheduler = make()
+    scheduler.observe_headers(
+        {
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "200ms",
+            "x-ratelimit-limit-requests": "1000000",
+        }
+    )
+
+    async def attempt() -> str:
+        return "ok"
+
+    start = time.monotonic()
+    assert asyncio.run(scheduler.run(attempt)) == "ok"
+    assert 0.18 <= time.monotonic() - start < 0.5
