@@ -1,0 +1,36 @@
+"""Checks every SDK-backed provider must pass, shared by the provider test modules."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from alambic.errors import MissingAPIKeyError, MissingDependencyError
+from alambic.llms.base import AsyncLLM
+
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+def check_missing_sdk(
+    monkeypatch: pytest.MonkeyPatch, llm: AsyncLLM, module: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingDependencyError) as info:
+        llm.load()
+    assert f'pip install "alambic[{extra}]"' in str(info.value)
+    assert type(llm).__name__ in str(info.value)
+
+
+def check_missing_key(monkeypatch: pytest.MonkeyPatch, llm: AsyncLLM, env_var: str) -> None:
+    monkeypatch.delenv(env_var, raising=False)
+    with pytest.raises(MissingAPIKeyError) as info:
+        llm.load()
+    assert env_var in str(info.value)
+
+
+def fast(llm: Any) -> Any:
+    """Speed the scheduler's backoff up for retry tests."""
+    llm.scheduler.limits.backoff_base = 0.01
+    return llm
