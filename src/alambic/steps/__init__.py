@@ -16,7 +16,12 @@ from alambic.steps.base import (
 from alambic.steps.routing import RoutingBatchFunction, routing_batch_function, sample_n_steps
 from alambic.steps.typing import GeneratorOutput, StepColumns, StepInput, StepOutput
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "LoadDataFromDicts": "alambic.steps.generators",
+    "LoadDataFromDisk": "alambic.steps.generators",
+    "LoadDataFromFileSystem": "alambic.steps.generators",
+    "LoadDataFromHub": "alambic.steps.generators",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +39,10 @@ __all__ = [
     "GeneratorOutput",
     "GeneratorStep",
     "GlobalStep",
+    "LoadDataFromDicts",
+    "LoadDataFromDisk",
+    "LoadDataFromFileSystem",
+    "LoadDataFromHub",
     "RoutingBatchFunction",
     "Step",
     "StepColumns",
