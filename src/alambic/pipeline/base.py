@@ -1,0 +1,243 @@
+"""``Pipeline``: build a graph of steps, check it, and run it.
+
+    with Pipeline(name="my-pipeline") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "..."}])
+        generate = TextGeneration(llm=OpenAILLM(model="gpt-4o-mini"))
+        load >> generate
+
+    distiset = pipeline.run(parameters={generate.name: {"llm": {"generation_kwargs": {...}}}})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from alambic.errors import PipelineValidationError, RuntimeParameterError
+from alambic.pipeline.dag import DAG
+from alambic.steps.base import _CURRENT_PIPELINE, _Step
+from alambic.utils.naming import validate_name
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from alambic.distiset import Distiset
+    from alambic.steps.routing import RoutingBatchFunction
+
+logger = logging.getLogger("alambic")
+
+_SIGNATURE_EXCLUDE = frozenset({"input_batch_size", "resources", "use_cache", "batch_size"})
+_LLM_SIGNATURE_EXCLUDE = frozenset(
+    {"api_key", "max_concurrency", "timeout", "max_retries", "rpm", "tpm", "batch_size",
+     "device", "device_map", "tensor_parallel_size"}
+)
+
+
+def _strip(data: Any, exclude: frozenset[str]) -> Any:
+    if isinstance(data, dict):
+        return {k: _strip(v, _LLM_SIGNATURE_EXCLUDE) for k, v in data.items() if k not in exclude}
+    if isinstance(data, list):
+        return [_strip(v, _LLM_SIGNATURE_EXCLUDE) for v in data]
+    return data
+
+
+class Pipeline:
+    """A named graph of steps; ``run`` executes it and returns a :class:`Distiset`."""
+
+    def __init__(
+        self,
+        name: str,
+        description: str | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        enable_metadata: bool = True,
+    ) -> None:
+        self.name = validate_name(name, what="pipeline")
+        self.description = description
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.enable_metadata = enable_metadata
+        self.dag = DAG()
+        self._token: Token[Any] | None = None
+        self.last_summary: dict[str, Any] | None = None
+
+    # -- building --------------------------------------------------------------------------
+
+    def __enter__(self) -> Pipeline:
+        self._token = _CURRENT_PIPELINE.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CURRENT_PIPELINE.reset(self._token)
+            self._token = None
+
+    def _add_step(self, step: _Step) -> None:
+        self.dag.add_step(step)
+
+    def _add_edge(self, from_step: str, to_step: str) -> None:
+        self.dag.add_edge(from_step, to_step)
+
+    def _step_names(self) -> list[str]:
+        return list(self.dag.steps)
+
+    def _set_routing(self, step_name: str, routing: RoutingBatchFunction) -> None:
+        self.dag.routing[step_name] = routing
+
+    def connect(self, *steps: _Step) -> None:
+        """Connect ``steps`` in a chain: ``connect(a, b, c)`` is ``a >> b >> c``."""
+        for a, b in zip(steps, steps[1:], strict=False):
+            a.connect(b)
+
+    @property
+    def steps(self) -> dict[str, _Step]:
+        return dict(self.dag.steps)
+
+    def get_step(self, name: str) -> _Step:
+        try:
+            return self.dag.steps[name]
+        except KeyError:
+            raise KeyError(f"No step {name!r} in pipeline {self.name!r}; steps: {list(self.dag.steps)}") from None
+
+    # -- parameters and validation ---------------------------------------------------------
+
+    def apply_parameters(self, parameters: dict[str, dict[str, Any]] | None) -> None:
+        for step_name, params in (parameters or {}).items():
+            if step_name not in self.dag.steps:
+                raise RuntimeParameterError(
+                    f"run(parameters=...) names step {step_name!r}, which is not in pipeline "
+                    f"{self.name!r}. Steps: {list(self.dag.steps)}."
+                )
+            self.dag.steps[step_name].set_runtime_parameters(params)
+
+    def validate(self, *, dataset_columns: list[str] | None = None, has_dataset: bool = False) -> list[str]:
+        """Check everything that can be checked before a token is spent; return the order."""
+        order = self.dag.validate(has_dataset=has_dataset)
+        for name in order:
+            missing = self.dag.steps[name].missing_runtime_parameters()
+            if missing:
+                raise RuntimeParameterError(
+                    f"Step {name!r} needs the runtime parameter(s) {missing}: set them when "
+                    f"creating the step or with run(parameters={{{name!r}: {{{missing[0]!r}: ...}}}})."
+                )
+        self.dag.validate_columns(order, dataset_columns if has_dataset else None)
+        return order
+
+    # -- serialization and signatures ------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """The pipeline as plain data (secrets masked)."""
+        steps = []
+        for name, step in self.dag.steps.items():
+            steps.append(
+                {
+                    "name": name,
+                    "step": step.dump(),
+                    "connections": list(self.dag.successors.get(name, [])),
+                    "routing": self.dag.routing[name].description if name in self.dag.routing else None,
+                }
+            )
+        return {
+            "alambic_version": _version(),
+            "pipeline": {"name": self.name, "description": self.description, "steps": steps},
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
+
+    def step_signatures(self, order: list[str] | None = None) -> dict[str, str]:
+        """Per step, a hash of what decides its output, chained through its predecessors."""
+        order = order or self.dag.topological_order()
+        signatures: dict[str, str] = {}
+        for name in order:
+            step = self.dag.steps[name]
+            definition = _strip(step.dump(), _SIGNATURE_EXCLUDE)
+            payload = {
+                "definition": definition,
+                "predecessors": [signatures[p] for p in self.dag.predecessors.get(name, [])],
+                "routing": self.dag.routing[name].description if name in self.dag.routing else None,
+            }
+            if step._is_generator:
+                payload["batch_size"] = getattr(step, "batch_size", None)
+            preds = self.dag.predecessors.get(name, [])
+            if len(preds) > 1 or any(p in self.dag.routing for p in preds):
+                payload["input_batch_size"] = getattr(step, "input_batch_size", None)
+            blob = json.dumps(payload, sort_keys=True, default=str)
+            signatures[name] = hashlib.sha256(blob.encode()).hexdigest()
+        return signatures
+
+    def signature(self) -> str:
+        """Identity of the pipeline definition: its name, steps and connections."""
+        sigs = self.step_signatures()
+        blob = json.dumps(
+            {"name": self.name, "steps": sorted(sigs.items()),
+             "edges": sorted((k, v) for k, vs in self.dag.successors.items() for v in vs)},
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: dict[str, dict[str, Any]] | None = None,
+        use_cache: bool = True,
+        dataset: Any = None,
+        *,
+        show_progress: bool | None = None,
+        storage: bool = True,
+    ) -> Distiset:
+        """Run the pipeline and return its :class:`Distiset`.
+
+        ``parameters`` sets runtime parameters per step name. ``use_cache=False`` ignores what
+        earlier runs committed (the request cache still answers repeated requests unless
+        ``ALAMBIC_REQUEST_CACHE=0``). ``dataset`` (a list of dicts or a Hugging Face dataset)
+        feeds the root step when the pipeline has no generator.
+        """
+        from alambic.pipeline.local import LocalExecutor
+
+        executor = LocalExecutor(
+            self,
+            parameters=parameters,
+            use_cache=use_cache,
+            dataset=dataset,
+            show_progress=show_progress,
+            storage=storage,
+        )
+        return executor.run()
+
+    def dry_run(self, parameters: dict[str, dict[str, Any]] | None = None, batch_size: int = 1) -> Distiset:
+        """Run the whole pipeline on one batch of ``batch_size`` rows, without any caching."""
+        from alambic.pipeline.local import LocalExecutor
+
+        executor = LocalExecutor(
+            self,
+            parameters=parameters,
+            use_cache=False,
+            dataset=None,
+            show_progress=False,
+            storage=False,
+            dry_run_rows=batch_size,
+        )
+        return executor.run()
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, steps={list(self.dag.steps)})"
+
+
+def _version() -> str:
+    from alambic import __version__
+
+    return __version__
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ALAMBIC_CACHE_DIR") or Path.home() / ".cache" / "alambic")
+
+
+__all__ = ["Pipeline", "PipelineValidationError"]

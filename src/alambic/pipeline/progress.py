@@ -1,0 +1,147 @@
+"""Progress of a run: a live table on a terminal, plain log lines elsewhere, and a summary.
+
+Per step: rows received and produced, rows/s, failures; per API LLM: requests in flight,
+retries, rate-limited answers and tokens (from its request scheduler's counters).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from alambic.llms.base import AsyncLLM
+
+logger = logging.getLogger("alambic")
+
+
+@dataclass
+class StepProgress:
+    name: str
+    llm: AsyncLLM | None = None
+    rows_in: int = 0
+    rows_out: int = 0
+    failures: int = 0
+    finished: bool = False
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+    def rate(self, now: float) -> float:
+        elapsed = (self.ended or now) - self.started
+        return self.rows_out / elapsed if elapsed > 0 else 0.0
+
+    def llm_counters(self) -> dict[str, Any]:
+        if self.llm is None:
+            return {}
+        return self.llm.scheduler.counters.snapshot()
+
+
+class ProgressReporter:
+    """Shows progress while a run goes; call ``start``/``stop`` around it."""
+
+    def __init__(self, pipeline_name: str, *, show: bool | None = None, interval: float = 0.25) -> None:
+        self.pipeline_name = pipeline_name
+        self.steps: list[StepProgress] = []
+        self.interactive = sys.stderr.isatty() if show is None else show
+        self.quiet = show is False
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live: Any = None
+        self.started = time.monotonic()
+
+    def add_step(self, name: str, llm: AsyncLLM | None) -> StepProgress:
+        progress = StepProgress(name=name, llm=llm)
+        self.steps.append(progress)
+        return progress
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        for step in self.steps:
+            step.started = self.started
+        if self.quiet:
+            return
+        if self.interactive:
+            from rich.live import Live
+
+            self._live = Live(self._table(), refresh_per_second=4, transient=False, redirect_stderr=False)
+            self._live.start()
+        self._thread = threading.Thread(target=self._loop, name="alambic-progress", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        period = self.interval if self.interactive else 10.0
+        while not self._stop.wait(period):
+            if self._live is not None:
+                self._live.update(self._table())
+            else:
+                logger.info(self._line())
+
+    def stop(self) -> None:
+        now = time.monotonic()
+        for step in self.steps:
+            step.ended = step.ended or now
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()
+        elif not self.quiet:
+            logger.info(self._line())
+
+    def _line(self) -> str:
+        now = time.monotonic()
+        parts = []
+        for s in self.steps:
+            text = f"{s.name}: {s.rows_out} rows ({s.rate(now):.0f}/s)"
+            if s.failures:
+                text += f", {s.failures} failed"
+            counters = s.llm_counters()
+            if counters:
+                text += f", {counters['in_flight']} in flight, {counters['retries']} retries"
+            parts.append(text)
+        return f"[{self.pipeline_name}] " + " | ".join(parts)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        now = time.monotonic()
+        table = Table(title=f"alambic · {self.pipeline_name} · {now - self.started:.1f}s")
+        for column in ("step", "rows in", "rows out", "rows/s", "in flight", "requests", "retries", "429s", "failed", "tokens in/out"):
+            table.add_column(column, justify="right" if column != "step" else "left")
+        for s in self.steps:
+            c = s.llm_counters()
+            table.add_row(
+                s.name + (" ✓" if s.finished else ""),
+                str(s.rows_in),
+                str(s.rows_out),
+                f"{s.rate(now):.0f}",
+                str(c.get("in_flight", "")),
+                str(c.get("requests", "")),
+                str(c.get("retries", "")),
+                str(c.get("rate_limited", "")),
+                str(s.failures + int(c.get("failures", 0) or 0)) if (s.failures or c) else "0",
+                f"{c.get('input_tokens', '')}/{c.get('output_tokens', '')}" if c else "",
+            )
+        return table
+
+    def summary(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "pipeline": self.pipeline_name,
+            "elapsed_s": round(now - self.started, 3),
+            "steps": {
+                s.name: {
+                    "rows_in": s.rows_in,
+                    "rows_out": s.rows_out,
+                    "rows_per_s": round(s.rate(now), 1),
+                    "failed_rows": s.failures,
+                    **({"llm": s.llm_counters()} if s.llm is not None else {}),
+                }
+                for s in self.steps
+            },
+        }
