@@ -21,6 +21,8 @@ _LAZY: dict[str, str] = {
     "LoadDataFromDisk": "alambic.steps.generators",
     "LoadDataFromFileSystem": "alambic.steps.generators",
     "LoadDataFromHub": "alambic.steps.generators",
+    "EmbeddingGeneration": "alambic.steps.embeddings",
+    "FaissNearestNeighbour": "alambic.steps.embeddings",
 }
 
 
@@ -36,6 +38,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "EmbeddingGeneration",
+    "FaissNearestNeighbour",
     "GeneratorOutput",
     "GeneratorStep",
     "GlobalStep",
