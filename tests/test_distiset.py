@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from alambic.distiset import METADATA_COLUMN, Distiset  # noqa: E402
-from alambic.steps.tasks.base import METADATA_COLUMN as TASK_METADATA_COLUMN  # noqa: E402
-from alambic.utils.parquet import ParquetRowWriter  # noqa: E402
+from alambic.distiset import METADATA_COLUMN, Distiset
+from alambic.steps.tasks.base import METADATA_COLUMN as TASK_METADATA_COLUMN
+from alambic.utils.parquet import ParquetRowWriter
 
 PIPELINE_YAML = "pipeline:\n  name: demo\n  steps:\n  - name: gen\n    api_key: '**********'\n"
 

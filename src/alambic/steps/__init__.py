@@ -21,6 +21,11 @@ _LAZY: dict[str, str] = {
     "LoadDataFromDisk": "alambic.steps.generators",
     "LoadDataFromFileSystem": "alambic.steps.generators",
     "LoadDataFromHub": "alambic.steps.generators",
+    "CombineOutputs": "alambic.steps.columns",
+    "ExpandColumns": "alambic.steps.columns",
+    "GroupColumns": "alambic.steps.columns",
+    "KeepColumns": "alambic.steps.columns",
+    "MergeColumns": "alambic.steps.columns",
     "EmbeddingGeneration": "alambic.steps.embeddings",
     "FaissNearestNeighbour": "alambic.steps.embeddings",
 }
@@ -38,15 +43,20 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CombineOutputs",
     "EmbeddingGeneration",
+    "ExpandColumns",
     "FaissNearestNeighbour",
     "GeneratorOutput",
     "GeneratorStep",
     "GlobalStep",
+    "GroupColumns",
+    "KeepColumns",
     "LoadDataFromDicts",
     "LoadDataFromDisk",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
+    "MergeColumns",
     "RoutingBatchFunction",
     "Step",
     "StepColumns",
