@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "TextGeneration": "alambic.steps.tasks.text_generation",
     "ChatGeneration": "alambic.steps.tasks.text_generation",
+    "SelfInstruct": "alambic.steps.tasks.self_instruct",
+    "Genstruct": "alambic.steps.tasks.genstruct",
+    "InstructionBacktranslation": "alambic.steps.tasks.instruction_backtranslation",
+    "GenerateSentencePair": "alambic.steps.tasks.sentence_pair",
+    "TextClassification": "alambic.steps.tasks.text_classification",
+    "StructuredGeneration": "alambic.steps.tasks.structured_generation",
+    # feedback / judges
+    "UltraFeedback": "alambic.steps.tasks.ultrafeedback",
 }
 
 
@@ -29,3 +37,14 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["ChatGeneration", "ChatItem", "ChatType", "GeneratorTask", "Task", "TextGeneration"]
+__all__ += [  # generation family
+    "GenerateSentencePair",
+    "Genstruct",
+    "InstructionBacktranslation",
+    "SelfInstruct",
+    "StructuredGeneration",
+    "TextClassification",
+]
+__all__ += [  # feedback / judges family
+    "UltraFeedback",
+]

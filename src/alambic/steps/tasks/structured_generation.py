@@ -1,0 +1,168 @@
+"""Structured generation: a reply that is JSON matching a per-row schema.
+
+Each row carries its own JSON schema (column ``structured_output``), so one step can produce
+differently shaped objects. The schema is described in the prompt and, when the LLM supports
+structured output, also sent as a constraint (constrained decoding, as in Willard and Louf,
+2023, "Efficient Guided Generation for Large Language Models",
+https://arxiv.org/abs/2307.09702). Either way the reply is parsed and checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+
+from alambic.errors import ColumnTypeError
+from alambic.llms.typing import FormattedInput
+from alambic.steps.tasks._parsing import ReplyParseError, extract_json, preview
+from alambic.steps.tasks._templates import render
+from alambic.steps.tasks.base import Task
+from alambic.steps.typing import StepColumns
+
+
+class StructuredGeneration(Task):
+    """Answer ``instruction`` with JSON that validates against the row's ``structured_output``.
+
+    ``structured_output`` holds a JSON schema (a dict, or its JSON text), or
+    ``{"schema": <JSON schema>, "format": "json"}``. Output columns: ``generation`` (the JSON
+    text, normalised) and ``parsed_generation`` (the decoded value). The reply may be wrapped
+    in fences or prose; it is checked against the schema's types, ``required``, ``enum``,
+    ``properties``, ``items`` and ``additionalProperties: false``. A reply that is not valid
+    JSON or does not match is a failed row whose reason names the first mismatch.
+
+    With ``use_structured_output`` (default) the schema also travels with the request as
+    ``(messages, {"schema": ...})``, so backends that constrain decoding natively do so (see
+    ``alambic.llms.structured``).
+    """
+
+    use_structured_output: bool = Field(
+        default=True, description="Send the schema with the request."
+    )
+    system_prompt: str | None = Field(
+        default=None, description="Extra system text, before the schema description."
+    )
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["instruction", "structured_output"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["generation", "parsed_generation", "model_name"]
+
+    def _schema(self, input: dict[str, Any]) -> dict[str, Any]:
+        value = input.get("structured_output")
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ColumnTypeError(
+                    f"Step {self.name!r} (StructuredGeneration): column 'structured_output' "
+                    f"holds text that is not JSON ({exc}): {value!r:.120}"
+                ) from exc
+        if isinstance(value, dict) and isinstance(value.get("schema"), dict):
+            value = value["schema"]
+        if not isinstance(value, dict):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (StructuredGeneration): column 'structured_output' must "
+                f"hold a JSON schema (dict), got {type(value).__name__}."
+            )
+        return value
+
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
+        instruction = input.get("instruction")
+        if not isinstance(instruction, str):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (StructuredGeneration): column 'instruction' must hold "
+                f"text, got {type(instruction).__name__}."
+            )
+        schema = self._schema(input)
+        system = render("structured_generation", "system", schema=json.dumps(schema, indent=2))
+        if self.system_prompt:
+            system = f"{self.system_prompt}\n\n{system}"
+        messages: list[Any] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": instruction},
+        ]
+        if self.use_structured_output:
+            return messages, {"schema": schema}
+        return messages
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if output is None:
+            raise ReplyParseError("the LLM returned no text")
+        try:
+            value = json.loads(output)
+        except json.JSONDecodeError:
+            value = extract_json(output)
+        if input is not None and input.get("structured_output") is not None:
+            problem = check_schema(value, self._schema(input))
+            if problem is not None:
+                raise ReplyParseError(
+                    f"the reply does not match the schema: {problem}: {preview(output)!r}"
+                )
+        return {"generation": json.dumps(value, ensure_ascii=False), "parsed_generation": value}
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> str | None:
+    """The first way ``value`` breaks ``schema`` (a common JSON-schema subset), or ``None``.
+
+    Checked: ``type`` (one or a list), ``enum``, ``const``, ``required``, ``properties``,
+    ``additionalProperties: false``, ``items``, ``minItems``/``maxItems``. Other keywords
+    (``$ref``, ``anyOf``, formats, patterns...) are not checked.
+    """
+    expected = schema.get("type")
+    if expected is not None:
+        names = expected if isinstance(expected, list) else [expected]
+        allowed = tuple(t for name in names for t in _TYPES.get(name, (object,)))
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, allowed) or (is_bool and bool not in allowed):
+            return f"{path} should be {' or '.join(names)}, got {type(value).__name__}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path} is {value!r}, not one of {schema['enum']}"
+    if "const" in schema and value != schema["const"]:
+        return f"{path} is {value!r}, not {schema['const']!r}"
+    if isinstance(value, dict):
+        missing = [key for key in schema.get("required", []) if key not in value]
+        if missing:
+            return f"{path} lacks the required key(s) {missing}"
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            extra = sorted(set(value) - set(properties))
+            if extra:
+                return f"{path} has keys not in the schema: {extra}"
+        for key, sub in properties.items():
+            if key in value and isinstance(sub, dict):
+                problem = check_schema(value[key], sub, f"{path}.{key}")
+                if problem is not None:
+                    return problem
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            return f"{path} has {len(value)} items, fewer than {schema['minItems']}"
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return f"{path} has {len(value)} items, more than {schema['maxItems']}"
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                problem = check_schema(item, items, f"{path}[{i}]")
+                if problem is not None:
+                    return problem
+    return None
+
+
+__all__ = ["StructuredGeneration", "check_schema"]

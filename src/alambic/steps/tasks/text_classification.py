@@ -1,0 +1,170 @@
+"""Text classification with an LLM: one label, or several, from a fixed set.
+
+Zero-shot classification by prompting (Brown et al., 2020, "Language Models are Few-Shot
+Learners", https://arxiv.org/abs/2005.14165), as used to label synthetic data in Wang et al.,
+2023, "Improving Text Embeddings with Large Language Models"
+(https://arxiv.org/abs/2401.00368). The model is asked for JSON; when the LLM supports
+structured output the answer is also constrained to a JSON schema whose label enum is the
+label set, so it cannot invent labels.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, PositiveInt, field_validator
+
+from alambic.errors import ColumnTypeError
+from alambic.llms.typing import FormattedInput
+from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
+from alambic.steps.tasks._templates import render
+from alambic.steps.tasks.base import Task
+from alambic.steps.typing import StepColumns
+
+
+class TextClassification(Task):
+    """Label the ``text`` column with ``available_labels``.
+
+    ``available_labels`` is a list of labels, or a dict of label -> description (descriptions
+    are shown to the model). With ``n`` = 1 the output column ``labels`` holds one label (a
+    ``str``); with ``n`` > 1 (multi-label) it holds a list of up to ``n`` distinct labels.
+    ``default_label`` is what the model should answer when nothing fits; it is accepted as a
+    label.
+
+    The reply is read as JSON ``{"labels": [...]}`` (fences and prose around it are fine; a
+    bare ``"label"`` key or a string value is accepted); when there is no JSON, labels named
+    in the text are used. Labels outside the set are dropped; a reply with no known label is a
+    failed row.
+
+    With ``use_structured_output`` (default) ``format_input`` returns ``(messages, {"schema":
+    ...})``: backends that constrain decoding natively do so, the others get the schema in the
+    prompt and their replies validated (see ``alambic.llms.structured``).
+    """
+
+    available_labels: list[str] | dict[str, str] = Field(
+        description="The labels, or label -> description."
+    )
+    n: PositiveInt = Field(default=1, description="Most labels per text (1: single-label).")
+    context: str = Field(default="", description="What the texts are, shown to the model.")
+    query_title: str = Field(default="Text", description="What a text is called in the prompt.")
+    default_label: str = Field(default="Unclassified", description="The label when none fits.")
+    use_structured_output: bool = Field(
+        default=True, description="Send the JSON schema with the request."
+    )
+    system_prompt: str | None = Field(default=None, description="Optional system message.")
+
+    @field_validator("available_labels")
+    @classmethod
+    def _labels_not_empty(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        if not value:
+            raise ValueError("available_labels must hold at least one label")
+        return value
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["text"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["labels", "model_name"]
+
+    @property
+    def label_set(self) -> list[str]:
+        """The labels the model may answer, ``default_label`` last."""
+        labels = list(self.available_labels)
+        return labels if self.default_label in labels else [*labels, self.default_label]
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of a valid reply."""
+        return {
+            "type": "object",
+            "properties": {
+                "labels": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": self.label_set},
+                    "minItems": 1,
+                    "maxItems": self.n,
+                }
+            },
+            "required": ["labels"],
+            "additionalProperties": False,
+        }
+
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
+        text = input.get("text")
+        if not isinstance(text, str):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (TextClassification): column 'text' must hold text, got "
+                f"{type(text).__name__}."
+            )
+        described = (
+            list(self.available_labels.items())
+            if isinstance(self.available_labels, dict)
+            else [(label, "") for label in self.available_labels]
+        )
+        prompt = render(
+            "text_classification",
+            "user",
+            context=self.context,
+            query_title=self.query_title,
+            n=self.n,
+            labels=described,
+            default_label=self.default_label,
+            text=text,
+        )
+        messages: list[Any] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        if self.use_structured_output:
+            return messages, {"schema": self.json_schema()}
+        return messages
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if output is None:
+            raise ReplyParseError("the LLM returned no text")
+        known = {label.casefold(): label for label in self.label_set}
+        try:
+            data = extract_json_object(output)
+        except ReplyParseError:
+            data = None
+        if data is not None:
+            raw = data.get("labels", data.get("label"))
+            if isinstance(raw, str):
+                raw = [raw]
+            if not isinstance(raw, list):
+                raise ReplyParseError(
+                    f"the reply's JSON has no 'labels' list (keys: {sorted(data)}): "
+                    f"{preview(output)!r}"
+                )
+            candidates = [str(item).strip() for item in raw]
+        else:
+            candidates = _labels_mentioned(output, self.label_set)
+        chosen: list[str] = []
+        for candidate in candidates:
+            label = known.get(candidate.casefold())
+            if label is not None and label not in chosen:
+                chosen.append(label)
+        if not chosen:
+            raise ReplyParseError(
+                f"the reply names none of the labels {self.label_set}"
+                + (f" (it answered {candidates})" if candidates else "")
+                + f": {preview(output)!r}"
+            )
+        chosen = chosen[: self.n]
+        return {"labels": chosen[0] if self.n == 1 else chosen}
+
+
+def _labels_mentioned(text: str, labels: list[str]) -> list[str]:
+    found: list[tuple[int, str]] = []
+    for label in labels:
+        match = re.search(rf"(?<![\w-]){re.escape(label)}(?![\w-])", text, re.IGNORECASE)
+        if match is not None:
+            found.append((match.start(), label))
+    return [label for _, label in sorted(found)]
+
+
+__all__ = ["TextClassification"]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from alambic.llms.fake import FakeLLM
+from alambic.steps.tasks import TextClassification
+from alambic.steps.tasks._parsing import ReplyParseError
+
+
+def make(**kwargs: Any) -> TextClassification:
+    kwargs.setdefault("available_labels", ["positive", "negative", "neutral"])
+    return TextClassification(name="clf", llm=FakeLLM(), **kwargs)
+
+
+def test_prompt_lists_labels_descriptions_context_and_text() -> None:
+    task = make(
+        available_labels={"bug": "something is broken", "feature": "a request for new behaviour"},
+        context="These are GitHub issues.",
+        query_title="Issue",
+        n=2,
+    )
+    messages, spec = task.format_input({"text": "The app crashes on start."})
+    prompt = messages[-1]["content"]
+    for needle in (
+        "These are GitHub issues.",
+        "- bug: something is broken",
+        "- feature: a request for new behaviour",
+        "Issue:\nThe app crashes on start.",
+        "up to 2 labels",
+        '"Unclassified"',
+        '{"labels":',
+    ):
+        assert needle in prompt
+    assert spec["schema"]["properties"]["labels"]["items"]["enum"] == [
+        "bug",
+        "feature",
+        "Unclassified",
+    ]
+    assert spec["schema"]["properties"]["labels"]["maxItems"] == 2
+
+
+def test_without_structured_output_only_messages_are_sent() -> None:
+    formatted = make(use_structured_output=False).format_input({"text": "good"})
+    assert isinstance(formatted, list)
+    assert "one label" in formatted[-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ('{"labels": ["negative"]}', "negative"),
+        ('Sure:\n```json\n{"labels": ["Positive"]}\n```', "positive"),
+        ('{"label": "neutral"}', "neutral"),
+        ("The sentiment is clearly negative.", "negative"),
+        ('{"labels": ["Unclassified"]}', "Unclassified"),
+    ],
+)
+def test_single_label_replies(reply: str, expected: str) -> None:
+    assert make().format_output(reply, {}) == {"labels": expected}
+
+
+def test_multi_label_keeps_known_labels_up_to_n() -> None:
+    task = make(n=2)
+    assert task.format_output('{"labels": ["positive", "joy", "neutral", "negative"]}', {}) == {
+        "labels": ["positive", "neutral"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("reply", "match"),
+    [
+        ('{"labels": ["joy"]}', "none of the labels.*joy"),
+        ('{"labels": ["posi', "none of the labels"),  # truncated JSON, no label in text
+        ("%$#@!", "none of the labels"),
+        ('{"category": 3}', "no 'labels' list"),
+    ],
+)
+def test_bad_replies(reply: str, match: str) -> None:
+    with pytest.raises(ReplyParseError, match=match):
+        make().format_output(reply, {})
+
+
+def test_process_rows_with_schema(
+    run_task: Callable[..., Any], error_of: Callable[..., Any]
+) -> None:
+    task = make()
+    task.llm.enqueue('{"labels": ["positive"]}', "no idea")  # type: ignore[attr-defined]
+    rows = run_task(task, [{"text": "I love it"}, {"text": "hmm"}])
+    assert rows[0]["labels"] == "positive"
+    assert rows[1]["labels"] is None
+    # the LLM's structured-output layer may reject the reply before format_output sees it
+    assert error_of(rows[1], "clf")["type"] in {"ReplyParseError", "StructuredOutputError"}
+
+
+def test_process_without_schema_uses_the_task_parser(
+    run_task: Callable[..., Any], error_of: Callable[..., Any]
+) -> None:
+    task = make(use_structured_output=False)
+    task.llm.enqueue("It is neutral.", "no idea")  # type: ignore[attr-defined]
+    rows = run_task(task, [{"text": "ok"}, {"text": "hmm"}])
+    assert rows[0]["labels"] == "neutral"
+    assert rows[1]["labels"] is None
+    error = error_of(rows[1], "clf")
+    assert error["type"] == "ReplyParseError"
+    assert "none of the labels" in error["message"]
