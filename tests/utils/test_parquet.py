@@ -24,7 +24,12 @@ def test_writes_numbered_parts_and_reads_back_in_order(tmp_path: Path) -> None:
             writer.write(_rows(start, start + 10))
     names = [p.name for p in list_parts(tmp_path)]
     # a flush happens once >= 25 rows are buffered: 30, 30, 30, then the last 10 on close
-    assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "part-00003.parquet"]
+    assert names == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "part-00003.parquet",
+    ]
     assert [pq.ParquetFile(p).metadata.num_rows for p in list_parts(tmp_path)] == [30, 30, 30, 10]
     table = read_parquet_parts(tmp_path)
     assert table.column_names == ["id", "text"]

@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "GroupColumns": "alambic.steps.columns",
     "KeepColumns": "alambic.steps.columns",
     "MergeColumns": "alambic.steps.columns",
+    "step": "alambic.steps.decorator",
     "EmbeddingGeneration": "alambic.steps.embeddings",
     "FaissNearestNeighbour": "alambic.steps.embeddings",
 }
@@ -66,4 +67,5 @@ __all__ = [
     "UnknownArgumentWarning",
     "routing_batch_function",
     "sample_n_steps",
+    "step",
 ]

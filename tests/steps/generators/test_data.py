@@ -30,7 +30,7 @@ def test_offset_starts_at_that_row() -> None:
 
 def test_rows_are_copies_so_downstream_edits_do_not_leak() -> None:
     step = LoadDataFromDicts(data=[{"a": 1}])
-    (rows, _), = _drain(step)
+    ((rows, _),) = _drain(step)
     rows[0]["b"] = 2
     assert step.data == [{"a": 1}]
 

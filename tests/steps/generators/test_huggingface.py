@@ -21,7 +21,9 @@ def _rows(step: object, offset: int = 0) -> list[list[dict[str, object]]]:
 
 
 def _write_jsonl(path: Path, start: int, stop: int) -> Path:
-    path.write_text("".join(json.dumps({"id": i, "text": f"t{i}"}) + "\n" for i in range(start, stop)))
+    path.write_text(
+        "".join(json.dumps({"id": i, "text": f"t{i}"}) + "\n" for i in range(start, stop))
+    )
     return path
 
 
@@ -33,7 +35,9 @@ def cache(tmp_path: Path) -> str:
 def test_jsonl_glob_in_sorted_order_with_offset(tmp_path: Path, cache: str) -> None:
     _write_jsonl(tmp_path / "b.jsonl", 5, 10)
     _write_jsonl(tmp_path / "a.jsonl", 0, 5)
-    step = LoadDataFromFileSystem(data_files=str(tmp_path / "*.jsonl"), batch_size=4, cache_dir=cache)
+    step = LoadDataFromFileSystem(
+        data_files=str(tmp_path / "*.jsonl"), batch_size=4, cache_dir=cache
+    )
     step.load()
     assert step.outputs == ["id", "text"]
     batches = list(step.process())
@@ -60,7 +64,9 @@ def test_csv_parquet_and_json_with_num_examples(tmp_path: Path, cache: str) -> N
     assert _rows(step) == [[{"y": 1}, {"y": 2}, {"y": 3}]]
 
     (tmp_path / "data.txt").write_text(json.dumps([{"k": "v"}]))
-    step = LoadDataFromFileSystem(data_files=tmp_path / "data.txt", filetype="json", cache_dir=cache)
+    step = LoadDataFromFileSystem(
+        data_files=tmp_path / "data.txt", filetype="json", cache_dir=cache
+    )
     step.load()
     assert _rows(step) == [[{"k": "v"}]]
 
