@@ -29,6 +29,10 @@ _LAZY: dict[str, str] = {
     "step": "alambic.steps.decorator",
     "EmbeddingGeneration": "alambic.steps.embeddings",
     "FaissNearestNeighbour": "alambic.steps.embeddings",
+    "FormatChatGenerationDPO": "alambic.steps.formatting",
+    "FormatChatGenerationSFT": "alambic.steps.formatting",
+    "FormatTextGenerationDPO": "alambic.steps.formatting",
+    "FormatTextGenerationSFT": "alambic.steps.formatting",
 }
 
 
@@ -48,6 +52,10 @@ __all__ = [
     "EmbeddingGeneration",
     "ExpandColumns",
     "FaissNearestNeighbour",
+    "FormatChatGenerationDPO",
+    "FormatChatGenerationSFT",
+    "FormatTextGenerationDPO",
+    "FormatTextGenerationSFT",
     "GeneratorOutput",
     "GeneratorStep",
     "GlobalStep",
