@@ -100,6 +100,8 @@ class ProviderLLM(AsyncLLM):
     sdk_package: ClassVar[str | None] = None
     extra_name: ClassVar[str] = ""
     api_key_env_var: ClassVar[str | None] = None
+    api_key_env_aliases: ClassVar[tuple[str, ...]] = ()
+    """Other variables read for the key when ``api_key_env_var`` is unset (the SDK's own)."""
     base_url_env_var: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = True
@@ -128,9 +130,11 @@ class ProviderLLM(AsyncLLM):
         """The key to send; ``None`` where the provider needs none."""
         if self.api_key is not None:
             return self.api_key.get_secret_value()
-        env = os.environ.get(self.api_key_env_var) if self.api_key_env_var else None
-        if env:
-            return env
+        names = ((self.api_key_env_var,) if self.api_key_env_var else ()) + self.api_key_env_aliases
+        for name in names:
+            env = os.environ.get(name)
+            if env:
+                return env
         if not self.requires_api_key:
             return None
         if is_loopback_url(self.resolved_base_url()):
