@@ -1,0 +1,239 @@
+"""``RequestCacheStore``: every answered LLM request, on disk, shared across runs.
+
+The file (by default ``<cache_dir>/requests.sqlite``) maps a request key (see
+:mod:`alambic.llms.cache`: a hash of backend identity without secrets, model, messages,
+schema, generation settings, plus the generation index) to the reply text and its token
+counts. Nothing else is stored: no API key, no headers, no URL with credentials.
+
+Several processes may use one file at once (two different pipelines running side by side):
+SQLite serialises their writes. Each process holds a shared ``flock`` on ``<file>.lock`` while
+the file is open, so :func:`alambic.pipeline.runs.clear_cache` can refuse to delete it under
+a running pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from alambic.errors import StoreError
+from alambic.llms.cache import CachedGeneration
+from alambic.pipeline.store._lock import FileLock
+from alambic.pipeline.store._sqlite import (
+    Reader,
+    StoreFile,
+    Writer,
+    close_quietly,
+    connect,
+    ensure_schema,
+    now,
+)
+
+REQUEST_CACHE_APPLICATION_ID = 0x416C5243  # "AlRC"
+REQUEST_CACHE_VERSION = 1
+REQUEST_CACHE_FILENAME = "requests.sqlite"
+
+_SCHEMA = (
+    """CREATE TABLE requests (
+        key TEXT PRIMARY KEY,
+        text TEXT,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        created_at REAL NOT NULL
+    )""",
+)
+
+_CHUNK = 500  # keys per SELECT (SQLite's default limit is 32,766 variables)
+
+
+def request_cache_path(cache_dir: Path, run_dir: Path | None = None) -> Path:
+    """Where the request cache lives: shared in ``cache_dir``, or private to ``run_dir``."""
+    return (run_dir if run_dir is not None else Path(cache_dir)) / REQUEST_CACHE_FILENAME
+
+
+class RequestCacheStore:
+    """A persistent, thread-safe :class:`alambic.llms.cache.RequestCache`.
+
+    :meth:`put_many` queues the answers and returns at once; a writer thread commits them
+    right away, batching whatever arrives meanwhile into one transaction, so a SIGKILL loses
+    at most the answers of the last milliseconds. Answers are readable by :meth:`get_many`
+    immediately, committed or not. :attr:`hits` and :attr:`misses` count lookups.
+    """
+
+    def __init__(
+        self,
+        *,
+        file: StoreFile,
+        lock: FileLock,
+        writer: Writer,
+        reader: Reader,
+        conns: tuple[sqlite3.Connection, sqlite3.Connection],
+    ) -> None:
+        self.path = file.path
+        self._file = file
+        self._lock = lock
+        self._writer = writer
+        self._reader = reader
+        self._conns = conns
+        self._pending: dict[str, CachedGeneration] = {}
+        self._pending_lock = threading.Lock()
+        self._closed = False
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def open(cls, path: Path) -> RequestCacheStore:
+        """Open (or create) the cache file at ``path``."""
+        path = Path(path)
+        file = StoreFile(
+            path=path,
+            what="request cache",
+            reset_hint=(
+                f"delete {path} and its -wal/-shm files (answered requests will be sent "
+                "again), e.g. with alambic.pipeline.runs.clear_cache(pipelines=False)"
+            ),
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the folder of the request cache {path} ({exc}). Set "
+                "ALAMBIC_CACHE_DIR to a writable folder."
+            ) from exc
+        lock = FileLock(path.with_name(path.name + ".lock"), shared=True)
+        lock.acquire(timeout=0.0)  # only clear_cache ever holds it exclusively, briefly
+        conns: list[sqlite3.Connection] = []
+        try:
+            writer_conn = connect(file)
+            conns.append(writer_conn)
+            ensure_schema(
+                writer_conn,
+                file,
+                application_id=REQUEST_CACHE_APPLICATION_ID,
+                version=REQUEST_CACHE_VERSION,
+                schema=_SCHEMA,
+            )
+            reader_conn = connect(file)
+            conns.append(reader_conn)
+        except BaseException:
+            for conn in conns:
+                close_quietly(conn)
+            lock.release()
+            raise
+        return cls(
+            file=file,
+            lock=lock,
+            writer=Writer(writer_conn, file, name="alambic-request-cache"),
+            reader=Reader(reader_conn, file),
+            conns=(writer_conn, reader_conn),
+        )
+
+    def get_many(self, keys: list[str]) -> list[CachedGeneration | None]:
+        if self._closed:
+            raise StoreError(f"The request cache {self.path} is closed.")
+        found: dict[str, CachedGeneration] = {}
+        with self._pending_lock:
+            for key in keys:
+                hit = self._pending.get(key)
+                if hit is not None:
+                    found[key] = hit
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        for start in range(0, len(missing), _CHUNK):
+            chunk = missing[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, text, input_tokens, output_tokens in self._reader.all(
+                "SELECT key, text, input_tokens, output_tokens FROM requests "
+                f"WHERE key IN ({marks})",
+                chunk,
+            ):
+                found[key] = {
+                    "text": text,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                }
+        result = [found.get(k) for k in keys]
+        hits = sum(1 for r in result if r is not None)
+        self.hits += hits
+        self.misses += len(keys) - hits
+        return result
+
+    def put_many(self, items: list[tuple[str, CachedGeneration]]) -> None:
+        if not items:
+            return
+        if self._closed:
+            raise StoreError(f"The request cache {self.path} is closed.")
+        at = now()
+        params = [
+            (key, gen["text"], gen["input_tokens"], gen["output_tokens"], at) for key, gen in items
+        ]
+        with self._pending_lock:
+            for key, gen in items:
+                self._pending[key] = gen
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
+                "created_at) VALUES (?, ?, ?, ?, ?)",
+                params,
+            )
+
+        def committed() -> None:
+            with self._pending_lock:
+                for key, gen in items:
+                    if self._pending.get(key) is gen:
+                        del self._pending[key]
+
+        self._writer.submit(op, committed)
+
+    def flush(self) -> None:
+        """Return once every answer put so far is in the file."""
+        self._writer.wait()
+
+    def __len__(self) -> int:
+        self.flush()
+        row = self._reader.one("SELECT count(*) FROM requests")
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        """Write what is queued, close the file and drop the shared lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.stop()
+        finally:
+            for conn in self._conns:
+                close_quietly(conn)
+            self._lock.release()
+        if self._writer.error is not None:
+            raise self._writer.error
+
+    def __enter__(self) -> RequestCacheStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(StoreError):
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"RequestCacheStore({self.path})"
+
+
+__all__ = [
+    "REQUEST_CACHE_APPLICATION_ID",
+    "REQUEST_CACHE_FILENAME",
+    "REQUEST_CACHE_VERSION",
+    "RequestCacheStore",
+    "request_cache_path",
+]
