@@ -1,0 +1,126 @@
+"""Gemini models through the official ``google-genai`` SDK: the Gemini API (a key) or
+Vertex AI (a Google Cloud project and application-default credentials)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from alambic.llms.base import split_input
+from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of
+from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
+
+if TYPE_CHECKING:
+    from alambic.llms.structured import StructuredSpec
+
+_RENAMED = {
+    "max_new_tokens": "max_output_tokens",
+    "max_tokens": "max_output_tokens",
+    "stop": "stop_sequences",
+}
+
+
+def to_gemini_contents(messages: ChatType) -> tuple[str | None, list[dict[str, Any]]]:
+    """System text and ``contents`` (roles ``user``/``model``) from OpenAI-style messages."""
+    system = [m["content"] for m in messages if m["role"] in ("system", "developer")]
+    contents = [
+        {"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+        for m in messages
+        if m["role"] in ("user", "assistant")
+    ]
+    return ("\n\n".join(system) if system else None), contents
+
+
+class VertexAILLM(ProviderLLM):
+    """Gemini through ``google-genai``.
+
+    With ``vertexai=False`` (the default) it calls the Gemini API with ``api_key``,
+    ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY``. With ``vertexai=True`` it calls Vertex AI in
+    ``project``/``location`` (or ``GOOGLE_CLOUD_PROJECT``/``GOOGLE_CLOUD_LOCATION``) with
+    application-default credentials, and needs no key. Several generations use
+    ``candidate_count`` in one request; structured output uses ``response_json_schema``.
+    """
+
+    vertexai: bool = False
+    project: str | None = None
+    location: str | None = None
+    api_version: str | None = Field(default=None, description="e.g. 'v1'; default: the SDK's.")
+
+    sdk_module: ClassVar[str] = "google.genai"
+    sdk_package: ClassVar[str | None] = "google-genai"
+    extra_name: ClassVar[str] = "vertexai"
+    api_key_env_var: ClassVar[str | None] = "GOOGLE_API_KEY"
+    api_key_env_aliases: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY",)
+
+    def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
+        return True
+
+    def resolved_api_key(self) -> str | None:
+        if self.vertexai and self.api_key is None:
+            return None
+        return super().resolved_api_key()
+
+    def _make_client(self) -> Any:
+        genai = self.sdk()
+        types = genai.types
+        http_options = types.HttpOptions(
+            **drop_none(
+                {
+                    "base_url": self.resolved_base_url(),
+                    "api_version": self.api_version,
+                    "timeout": int(self.timeout * 1000),
+                }
+            ),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        if self.vertexai:
+            return genai.Client(
+                vertexai=True,
+                project=self.project,
+                location=self.location,
+                http_options=http_options,
+            ).aio
+        return genai.Client(api_key=self.resolved_api_key(), http_options=http_options).aio
+
+    def request_kwargs(
+        self, input: FormattedInput, num_generations: int, generation_kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The ``models.generate_content`` arguments for one conversation."""
+        messages, schema = split_input(input)
+        system, contents = to_gemini_contents(messages)
+        config = {_RENAMED.get(k, k): v for k, v in generation_kwargs.items()}
+        if isinstance(config.get("stop_sequences"), str):
+            config["stop_sequences"] = [config["stop_sequences"]]
+        config["system_instruction"] = system
+        if num_generations > 1:
+            config["candidate_count"] = num_generations
+        if schema is not None:
+            config["response_mime_type"] = "application/json"
+            config["response_json_schema"] = json_schema_of(schema)
+        return {"model": self.model, "contents": contents, "config": drop_none(config)}
+
+    async def _agenerate(
+        self, input: FormattedInput, num_generations: int, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        response = await self._client().models.generate_content(
+            **self.request_kwargs(input, num_generations, generation_kwargs)
+        )
+        texts: list[str | None] = []
+        for candidate in response.candidates or []:
+            parts = (candidate.content.parts if candidate.content else None) or []
+            texts.append("".join(p.text or "" for p in parts if not getattr(p, "thought", False)))
+        usage = response.usage_metadata
+        prompt = getattr(usage, "prompt_token_count", None)
+        completion = getattr(usage, "candidates_token_count", None)
+        n = len(texts)
+        per_output: list[int | None] = [None] * n
+        if completion is not None and n:
+            per_output = [completion // n] * n
+        return {
+            "generations": texts,
+            "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
+        }
+
+
+__all__ = ["VertexAILLM", "to_gemini_contents"]
