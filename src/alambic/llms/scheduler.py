@@ -169,7 +169,7 @@ class AdaptiveLimit:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled
-            else:
+            elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             raise
 
@@ -304,12 +304,16 @@ class RequestScheduler:
         self._rpm_learned = False
         self._tpm_learned = False
         self._hold_until = 0.0
+        self._probe: asyncio.Event | None = None
+        self._warm = False
 
     def _bind(self) -> AdaptiveLimit:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._slots is None:
             self._loop = loop
             self._slots = AdaptiveLimit(self.limits.max_concurrency)
+            self._probe = None
+            self._warm = False
         return self._slots
 
     @property
@@ -331,6 +335,29 @@ class RequestScheduler:
     async def run(self, attempt: Callable[[], Awaitable[T]], *, estimated_tokens: int = 0) -> T:
         """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted."""
         slots = self._bind()
+        counters = self.counters
+        limits = self.limits
+        probe = False
+        if not self._warm:
+            # The first request goes alone: the client's first connection is slow to open,
+            # which would otherwise bunch the paced requests queued behind it, and a wrong key
+            # or URL fails once instead of once per waiting request.
+            if self._probe is None:
+                self._probe = asyncio.Event()
+                probe = True
+            else:
+                await self._probe.wait()
+        try:
+            return await self._run(attempt, slots, estimated_tokens)
+        finally:
+            if probe:
+                self._warm = True
+                assert self._probe is not None
+                self._probe.set()
+
+    async def _run(
+        self, attempt: Callable[[], Awaitable[T]], slots: AdaptiveLimit, estimated_tokens: int
+    ) -> T:
         counters = self.counters
         limits = self.limits
         tries = 0
@@ -429,13 +456,20 @@ class RequestScheduler:
                 self._tpm_learned = True
             elif self._tpm_learned and self.token_budget.rate * 60 != info.limit_tokens:
                 self.token_budget.set_rate(info.limit_tokens)
-        hold = 0.0
+        # remaining 0: nothing may start before the reset. A budget absorbs the hold as debt,
+        # which keeps the requests after it paced instead of releasing them all at once.
         if info.remaining_requests == 0 and info.reset_requests_s:
-            hold = info.reset_requests_s
+            self._hold(self.request_budget, info.reset_requests_s)
         if info.remaining_tokens == 0 and info.reset_tokens_s:
-            hold = max(hold, info.reset_tokens_s)
-        if hold:
-            self._hold_until = max(self._hold_until, time.monotonic() + hold)
+            self._hold(self.token_budget, info.reset_tokens_s)
+
+    def _hold(self, budget: TokenBucket | None, seconds: float) -> None:
+        now = time.monotonic()
+        if budget is not None:
+            budget._refill(now)
+            budget.level = min(budget.level, -seconds * budget.rate)
+        else:
+            self._hold_until = max(self._hold_until, now + seconds)
 
 
 def monotonic() -> float:
