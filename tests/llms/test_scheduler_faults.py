@@ -70,13 +70,14 @@ def test_500s_are_retried_and_exhausted_retries_become_failed_rows(
     # request 0: 500, retry 500 -> failed; request 1: 500, retry ok
     assert out[0]["generations"] == [None]
     error = out[0]["errors"][0]  # type: ignore[index]
-    assert error is not None and error["kind"] == "server"
+    assert error is not None
+    assert error["kind"] == "server"
     assert "gave up after 2 attempts" in error["message"]
     assert out[1]["generations"] == ["reply to: question 1"]
 
 
 @pytest.mark.parametrize(
-    "status, kind", [(400, "bad_request"), (401, "authentication"), (404, "not_found")]
+    ("status", "kind"), [(400, "bad_request"), (401, "authentication"), (404, "not_found")]
 )
 def test_errors_that_cannot_succeed_fail_at_once(
     openai_server_factory: Factory, status: int, kind: str
@@ -94,7 +95,10 @@ def test_hung_requests_time_out_and_are_retried(openai_server_factory: Factory) 
     llm = make_llm(server, timeout=0.3, max_concurrency=16)
     out = llm.generate(prompts(30))
     assert texts(out) == [f"reply to: question {i}" for i in range(30)]
-    assert llm.scheduler.counters.errors_by_kind.get("timeout", 0) == server.stats["hung"] > 0
+    # every hung request timed out (a slow one on a busy machine may time out too)
+    hung = server.stats["hung"]
+    assert hung > 0
+    assert llm.scheduler.counters.errors_by_kind.get("timeout", 0) >= hung
 
 
 def test_dropped_connections_malformed_and_truncated_bodies_are_retried(
@@ -121,7 +125,8 @@ def test_every_row_completes_or_fails_with_its_reason(openai_server_factory: Fac
     assert len(out) == 50
     ok = [r for r in out if r["generation"] is not None]
     failed = [r for r in out if r["generation"] is None]
-    assert ok and failed
+    assert ok
+    assert failed
     for row in ok:
         assert row["generation"] == f"reply to: {row['instruction']}"
     for row in failed:

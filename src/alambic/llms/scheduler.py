@@ -335,8 +335,6 @@ class RequestScheduler:
     async def run(self, attempt: Callable[[], Awaitable[T]], *, estimated_tokens: int = 0) -> T:
         """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted."""
         slots = self._bind()
-        counters = self.counters
-        limits = self.limits
         probe = False
         if not self._warm:
             # The first request goes alone: the client's first connection is slow to open,
