@@ -104,7 +104,7 @@ class RequestCacheStore:
                 "ALAMBIC_CACHE_DIR to a writable folder."
             ) from exc
         lock = FileLock(path.with_name(path.name + ".lock"), shared=True)
-        lock.acquire(timeout=0.0)  # only clear_cache ever holds it exclusively, briefly
+        lock.acquire(timeout=5.0)  # only clear_cache ever holds it exclusively, briefly
         conns: list[sqlite3.Connection] = []
         try:
             writer_conn = connect(file)

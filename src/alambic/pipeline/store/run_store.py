@@ -62,6 +62,7 @@ _SCHEMA = (
         run_id INTEGER NOT NULL,
         sig TEXT NOT NULL,
         name TEXT NOT NULL,
+        position INTEGER NOT NULL,
         PRIMARY KEY (run_id, sig)
     ) WITHOUT ROWID""",
     """CREATE TABLE units (
@@ -290,6 +291,9 @@ class RunStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"The run store {self.path} is closed.")
+        if self._writer.error is not None:
+            self._error_raised = True
+            raise self._writer.error
 
     def _tracked(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn``, remembering that the writer's error reached the caller."""
@@ -349,7 +353,7 @@ class RunStore:
     def record_step(self, step_sig: str, step_name: str, definition: dict[str, Any]) -> None:
         """Keep a step's name and (secret-free) definition, for inspection."""
         text = json.dumps(definition, sort_keys=True, default=str)
-        at, run_id = now(), self._run_id
+        at, run_id, position = now(), self._run_id, len(self._run_steps)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -360,8 +364,9 @@ class RunStore:
             )
             if run_id is not None:
                 conn.execute(
-                    "INSERT OR IGNORE INTO run_steps(run_id, sig, name) VALUES (?, ?, ?)",
-                    (run_id, step_sig, step_name),
+                    "INSERT OR IGNORE INTO run_steps(run_id, sig, name, position) "
+                    "VALUES (?, ?, ?, ?)",
+                    (run_id, step_sig, step_name, position),
                 )
 
         self._submit(op)
@@ -399,6 +404,7 @@ class RunStore:
         including this unit: the offset a resumed run starts from. ``last`` marks the step
         finished once every unit up to ``seq`` is committed.
         """
+        self._check_open()
         try:
             blob = encode_rows(rows)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -411,6 +417,7 @@ class RunStore:
         at, run_id, n_rows = now(), self._run_id, len(rows)
         new_step = step_sig not in self._named_steps
         new_in_run = run_id is not None and step_sig not in self._run_steps
+        position = len(self._run_steps)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -427,8 +434,9 @@ class RunStore:
                 )
             if new_in_run:
                 conn.execute(
-                    "INSERT OR IGNORE INTO run_steps(run_id, sig, name) VALUES (?, ?, ?)",
-                    (run_id, step_sig, step_name),
+                    "INSERT OR IGNORE INTO run_steps(run_id, sig, name, position) "
+                    "VALUES (?, ?, ?, ?)",
+                    (run_id, step_sig, step_name, position),
                 )
 
         ticket = self._submit(op)
