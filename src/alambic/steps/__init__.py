@@ -29,6 +29,9 @@ _LAZY: dict[str, str] = {
     "step": "alambic.steps.decorator",
     "EmbeddingGeneration": "alambic.steps.embeddings",
     "FaissNearestNeighbour": "alambic.steps.embeddings",
+    "DeitaFiltering": "alambic.steps.filtering",
+    "EmbeddingDedup": "alambic.steps.filtering",
+    "MinHashDedup": "alambic.steps.filtering",
     "FormatChatGenerationDPO": "alambic.steps.formatting",
     "FormatChatGenerationSFT": "alambic.steps.formatting",
     "FormatTextGenerationDPO": "alambic.steps.formatting",
@@ -49,6 +52,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CombineOutputs",
+    "DeitaFiltering",
+    "EmbeddingDedup",
     "EmbeddingGeneration",
     "ExpandColumns",
     "FaissNearestNeighbour",
@@ -66,6 +71,7 @@ __all__ = [
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
     "MergeColumns",
+    "MinHashDedup",
     "RoutingBatchFunction",
     "Step",
     "StepColumns",
