@@ -20,6 +20,10 @@ _LAZY: dict[str, str] = {
     "GenerateSentencePair": "alambic.steps.tasks.sentence_pair",
     "TextClassification": "alambic.steps.tasks.text_classification",
     "StructuredGeneration": "alambic.steps.tasks.structured_generation",
+    "EvolInstruct": "alambic.steps.tasks.evol_instruct",
+    "EvolInstructGenerator": "alambic.steps.tasks.evol_instruct",
+    "EvolComplexity": "alambic.steps.tasks.evol_complexity",
+    "EvolQuality": "alambic.steps.tasks.evol_quality",
     # feedback / judges
     "UltraFeedback": "alambic.steps.tasks.ultrafeedback",
 }
@@ -38,6 +42,10 @@ def __dir__() -> list[str]:
 
 __all__ = ["ChatGeneration", "ChatItem", "ChatType", "GeneratorTask", "Task", "TextGeneration"]
 __all__ += [  # generation family
+    "EvolComplexity",
+    "EvolInstruct",
+    "EvolInstructGenerator",
+    "EvolQuality",
     "GenerateSentencePair",
     "Genstruct",
     "InstructionBacktranslation",
