@@ -150,6 +150,9 @@ class LoadDataFromHub(_DatasetLoader):
     storage_options: dict[str, Any] | None = Field(
         default=None, description="Passed to fsspec by datasets (advanced)."
     )
+    cache_dir: str | None = Field(
+        default=None, description="Where datasets keeps downloads (default: its cache)."
+    )
 
     def _open(self) -> Any:
         if not self.repo_id:
@@ -165,6 +168,7 @@ class LoadDataFromHub(_DatasetLoader):
             revision=self.revision,
             streaming=bool(self.streaming),
             storage_options=self.storage_options,
+            cache_dir=self.cache_dir,
         )
 
 
