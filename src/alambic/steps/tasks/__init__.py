@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "EvolQuality": "alambic.steps.tasks.evol_quality",
     # feedback / judges
     "UltraFeedback": "alambic.steps.tasks.ultrafeedback",
+    "PrometheusEval": "alambic.steps.tasks.prometheus_eval",
 }
 
 
@@ -54,5 +55,6 @@ __all__ += [  # generation family
     "TextClassification",
 ]
 __all__ += [  # feedback / judges family
+    "PrometheusEval",
     "UltraFeedback",
 ]
