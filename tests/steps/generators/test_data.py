@@ -59,3 +59,28 @@ def test_is_inline_and_fast() -> None:
     elapsed = time.perf_counter() - start
     assert total == 100_000
     assert elapsed < 2.0
+
+
+def test_data_is_not_copied_and_rows_are_checked() -> None:
+    data = [{"a": 1}]
+    assert LoadDataFromDicts(data=data).data is data
+    with pytest.raises(ValueError, match=r"data\[1\] is a str"):
+        LoadDataFromDicts(data=[{"a": 1}, "oops"])
+
+
+def test_dump_inlines_small_data_and_fingerprints_large_data() -> None:
+    from alambic.steps.generators.data import INLINE_ROWS_LIMIT
+    from alambic.utils.serialization import dump_component, load_component
+
+    small = LoadDataFromDicts(data=[{"a": 1, "b": [1, 2]}], name="small")
+    assert small.dump() == dump_component(small)
+    assert load_component(small.dump()).data == [{"a": 1, "b": [1, 2]}]
+
+    rows = [{"q": f"q{i}"} for i in range(INLINE_ROWS_LIMIT + 1)]
+    big = LoadDataFromDicts(data=rows, name="big").dump()
+    assert big["data"]["num_rows"] == INLINE_ROWS_LIMIT + 1
+    assert big["data"]["columns"] == ["q"]
+    changed = LoadDataFromDicts(data=[*rows[:-1], {"q": "other"}], name="big").dump()
+    assert changed["data"]["sha256"] != big["data"]["sha256"]
+    with pytest.raises(ValueError, match="too many to write into the pipeline YAML"):
+        load_component(big)
