@@ -24,6 +24,8 @@ _LAZY: dict[str, str] = {
     "EvolInstructGenerator": "alambic.steps.tasks.evol_instruct",
     "EvolComplexity": "alambic.steps.tasks.evol_complexity",
     "EvolQuality": "alambic.steps.tasks.evol_quality",
+    "Magpie": "alambic.steps.tasks.magpie",
+    "MagpieGenerator": "alambic.steps.tasks.magpie",
     # feedback / judges
     "UltraFeedback": "alambic.steps.tasks.ultrafeedback",
     "PrometheusEval": "alambic.steps.tasks.prometheus_eval",
@@ -50,6 +52,8 @@ __all__ += [  # generation family
     "GenerateSentencePair",
     "Genstruct",
     "InstructionBacktranslation",
+    "Magpie",
+    "MagpieGenerator",
     "SelfInstruct",
     "StructuredGeneration",
     "TextClassification",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,10 +24,16 @@ from pydantic import Field, PositiveInt
 
 from alambic.llms.typing import ChatType, GenerateOutput, GenerationError
 from alambic.steps.tasks._parsing import ReplyParseError, preview
-from alambic.steps.tasks.base import METADATA_COLUMN, Task
+from alambic.steps.tasks.base import METADATA_COLUMN, GeneratorTask, Task
 from alambic.steps.typing import Row, StepInput, StepOutput
 
-__all__ = ["EvolutionChain", "EvolutionTask", "clean_rewrite", "pick_mutation"]
+__all__ = [
+    "EvolutionChain",
+    "EvolutionTask",
+    "clean_rewrite",
+    "pick_mutation",
+    "rows_from_chains",
+]
 
 _LEAKS = re.compile(
     r"(?i)\b(?:original|given|rewritten|new|created)\s+(?:prompt|response|answer)\b|"
@@ -82,7 +88,7 @@ class EvolutionChain:
     index: int
     texts: list[str]
     error: GenerationError | None = None
-    raw_input: ChatType | None = None
+    raw_input: ChatType | str | None = None
     raw_output: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -95,7 +101,7 @@ class EvolutionChain:
     def fail(self, error_type: str, kind: str, message: str) -> None:
         self.error = {"type": error_type, "kind": kind, "message": message[:2000]}
 
-    def record(self, prompt: ChatType, out: GenerateOutput) -> str | None:
+    def record(self, prompt: ChatType | str, out: GenerateOutput) -> str | None:
         """Keep the request, reply and tokens; the reply text, or ``None`` after a failure."""
         text = out["generations"][0]
         errors = out.get("errors") or [None]
@@ -217,47 +223,60 @@ class EvolutionTask(Task):
         """Work after the evolutions (answers, for example); by default nothing."""
 
     def build_chain_rows(self, inputs: Sequence[Row], chains: list[EvolutionChain]) -> list[Row]:
-        columns = [c for c in self.get_outputs() if c != "model_name"]
-        name = self.name
-        per_chain: list[tuple[Row, dict[str, Any], dict[str, Any]]] = []
-        for chain in chains:
-            values = dict.fromkeys(columns)
-            if chain.error is None:
-                values.update(self.chain_values(chain))
-            meta: dict[str, Any] = {}
-            if self.add_raw_output:
-                meta[f"raw_output_{name}"] = chain.raw_output
-            if self.add_raw_input:
-                meta[f"raw_input_{name}"] = chain.raw_input
-            meta[f"statistics_{name}"] = {
-                "input_tokens": chain.input_tokens,
-                "output_tokens": chain.output_tokens,
-            }
-            if chain.error is not None:
-                meta[f"error_{name}"] = dict(chain.error)
-                self._record_failure(chain.error)
-            per_chain.append((chain.row, values, meta))
-        rows: list[Row] = []
-        model_name = self.llm.model_name
-        n = self.num_generations or 1
-        if self.group_generations:
-            for start in range(0, len(per_chain), n):
-                group = per_chain[start : start + n]
-                row = group[0][0]
-                new: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
-                for column in columns:
-                    new[column] = [values[column] for _, values, _ in group]
-                new[METADATA_COLUMN] = [_merged(row, meta) for _, _, meta in group]
-                new["model_name"] = model_name
-                rows.append(new)
-            return rows
-        for row, values, meta in per_chain:
-            new = {k: v for k, v in row.items() if k != METADATA_COLUMN}
-            new.update(values)
-            new[METADATA_COLUMN] = _merged(row, meta)
+        return rows_from_chains(self, chains, self.chain_values)
+
+
+def rows_from_chains(
+    task: Task | GeneratorTask,
+    chains: list[EvolutionChain],
+    values_of: Callable[[EvolutionChain], dict[str, Any]],
+) -> list[Row]:
+    """Output rows for chains, shaped like the Task base's rows (metadata, grouping, failures).
+
+    ``chains`` hold ``num_generations`` consecutive chains per input row; ``values_of`` gives
+    the output columns of a chain that did not fail.
+    """
+    columns = [c for c in task.get_outputs() if c != "model_name"]
+    name = task.name
+    per_chain: list[tuple[Row, dict[str, Any], dict[str, Any]]] = []
+    for chain in chains:
+        values: dict[str, Any] = dict.fromkeys(columns)
+        if chain.error is None:
+            values.update(values_of(chain))
+        meta: dict[str, Any] = {}
+        if task.add_raw_output:
+            meta[f"raw_output_{name}"] = chain.raw_output
+        if task.add_raw_input:
+            meta[f"raw_input_{name}"] = chain.raw_input
+        meta[f"statistics_{name}"] = {
+            "input_tokens": chain.input_tokens,
+            "output_tokens": chain.output_tokens,
+        }
+        if chain.error is not None:
+            meta[f"error_{name}"] = dict(chain.error)
+            task._record_failure(chain.error)
+        per_chain.append((chain.row, values, meta))
+    rows: list[Row] = []
+    model_name = task.llm.model_name
+    n = task.num_generations or 1
+    if task.group_generations:
+        for start in range(0, len(per_chain), n):
+            group = per_chain[start : start + n]
+            row = group[0][0]
+            new: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
+            for column in columns:
+                new[column] = [values[column] for _, values, _ in group]
+            new[METADATA_COLUMN] = [_merged(row, meta) for _, _, meta in group]
             new["model_name"] = model_name
             rows.append(new)
         return rows
+    for row, values, meta in per_chain:
+        new = {k: v for k, v in row.items() if k != METADATA_COLUMN}
+        new.update(values)
+        new[METADATA_COLUMN] = _merged(row, meta)
+        new["model_name"] = model_name
+        rows.append(new)
+    return rows
 
 
 def _merged(row: Row, meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,335 @@
+"""Magpie: an aligned chat model writes the user's turns itself, from an empty prompt.
+
+Xu et al., 2024, "Magpie: Alignment Data Synthesis from Scratch by Prompting Aligned LLMs with
+Nothing" (https://arxiv.org/abs/2406.08464). Give an instruction-tuned model only the start of
+its own chat format up to where a user message begins (the *pre-query template*, e.g.
+``<|im_start|>user\\n``) and it completes it with a plausible user request, since that is what
+it was trained to see there. The model then answers the request through the normal chat
+template; repeating the two steps gives multi-turn conversations.
+
+Writing the user turn needs raw text completion, with no chat template applied: the LLM must
+implement ``complete`` (``supports_raw_completion``), as local engines do
+(``TransformersLLM``) and as ``OpenAILLM`` does against servers with ``/v1/completions``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from alambic.errors import AlambicUserError, ColumnTypeError
+from alambic.llms.typing import ChatItem, ChatType
+from alambic.steps.tasks._evolution import EvolutionChain, rows_from_chains
+from alambic.steps.tasks.base import GeneratorTask, Task
+from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
+
+
+class MagpieTemplate(BaseModel):
+    """How a model family writes a conversation as raw text.
+
+    ``system``/``user``/``assistant`` are formats with a ``{content}`` placeholder;
+    ``user_header`` is the pre-query template (what opens a user turn); ``stop`` lists the
+    markers that end a turn, where a completion is cut.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    system: str
+    user: str
+    assistant: str
+    user_header: str
+    stop: list[str] = Field(default_factory=list)
+
+    def render(self, conversation: Sequence[ChatItem]) -> str:
+        """The raw prompt that asks the model for the next user turn."""
+        formats = {"system": self.system, "user": self.user, "assistant": self.assistant}
+        body = "".join(formats[m["role"]].replace("{content}", m["content"]) for m in conversation)
+        return f"{self.prefix}{body}{self.user_header}"
+
+    def cut(self, completion: str) -> str:
+        """The completion up to the first end-of-turn marker, stripped."""
+        end = len(completion)
+        for marker in self.stop:
+            found = completion.find(marker)
+            if found != -1:
+                end = min(end, found)
+        return completion[:end].strip()
+
+
+_CHATML = MagpieTemplate(
+    system="<|im_start|>system\n{content}<|im_end|>\n",
+    user="<|im_start|>user\n{content}<|im_end|>\n",
+    assistant="<|im_start|>assistant\n{content}<|im_end|>\n",
+    user_header="<|im_start|>user\n",
+    stop=["<|im_end|>", "<|im_start|>", "<|endoftext|>"],
+)
+
+PRE_QUERY_TEMPLATES: dict[str, MagpieTemplate] = {
+    "llama3": MagpieTemplate(
+        prefix="<|begin_of_text|>",
+        system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+        user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>",
+        assistant="<|start_header_id|>assistant<|end_header_id|>\n\n{content}<|eot_id|>",
+        user_header="<|start_header_id|>user<|end_header_id|>\n\n",
+        stop=["<|eot_id|>", "<|start_header_id|>", "<|end_of_text|>"],
+    ),
+    "qwen2": _CHATML,
+    "chatml": _CHATML,
+}
+"""Built-in pre-query templates, by name (Qwen2 uses ChatML)."""
+
+
+class _MagpieBase(BaseModel):
+    """Settings and the conversation loop shared by :class:`Magpie` and the generator."""
+
+    n_turns: PositiveInt = Field(default=1, description="User/assistant exchanges per row.")
+    only_instruction: bool = Field(
+        default=False, description="Only write the first user message (no answer)."
+    )
+    pre_query_template: str | MagpieTemplate = Field(
+        default="llama3",
+        description="A preset name (llama3, qwen2, chatml), a MagpieTemplate, or the raw "
+        "text that opens a user turn.",
+    )
+    system_prompt: str | list[str] | None = Field(
+        default=None,
+        description="System prompt, or a list to draw one from per row (seeded).",
+    )
+    seed: int = Field(default=42, description="Seed of the system-prompt draws.")
+
+    @model_validator(mode="after")
+    def _check_turns(self) -> _MagpieBase:
+        if self.only_instruction and self.n_turns != 1:
+            raise ValueError(
+                f"only_instruction=True writes one user message, but n_turns={self.n_turns}; "
+                "set n_turns=1 or only_instruction=False."
+            )
+        return self
+
+    def template(self) -> MagpieTemplate:
+        """The resolved template; a custom string works for one turn with no system prompt."""
+        spec = self.pre_query_template
+        if isinstance(spec, MagpieTemplate):
+            return spec
+        if spec in PRE_QUERY_TEMPLATES:
+            return PRE_QUERY_TEMPLATES[spec]
+        return MagpieTemplate(system="", user="", assistant="", user_header=spec)
+
+    def _check_setup(self, step: str, llm: Any, uses_system: bool) -> None:
+        if not getattr(llm, "supports_raw_completion", False):
+            raise AlambicUserError(
+                f"Step {step!r} (Magpie) needs raw text completions to let the model write "
+                f"the user's turn, but {type(llm).__name__} (model {llm.model_name!r}) only "
+                "accepts chat messages. Use a local engine such as TransformersLLM, or "
+                "OpenAILLM pointed at a server with a /v1/completions endpoint (vLLM, "
+                "llama.cpp, TGI)."
+            )
+        spec = self.pre_query_template
+        custom = isinstance(spec, str) and spec not in PRE_QUERY_TEMPLATES
+        if custom and (self.n_turns > 1 or uses_system):
+            raise AlambicUserError(
+                f"Step {step!r} (Magpie): pre_query_template={str(spec)[:60]!r} is not a "
+                f"preset ({sorted(PRE_QUERY_TEMPLATES)}) and a plain string cannot render "
+                "earlier turns or a system prompt. Pass a MagpieTemplate(system=..., "
+                "user=..., assistant=..., user_header=..., stop=[...]) instead."
+            )
+
+    def _draw_system(self, key: str) -> str | None:
+        if isinstance(self.system_prompt, list):
+            if not self.system_prompt:
+                return None
+            return random.Random(f"{self.seed}\x00{key}").choice(self.system_prompt)
+        return self.system_prompt
+
+    def _converse(self, task: Task | GeneratorTask, chains: list[EvolutionChain]) -> None:
+        """Advance every chain through ``n_turns`` user (completion) and assistant turns."""
+        template = self.template()
+        llm = task.llm
+        for _ in range(self.n_turns):
+            live = [c for c in chains if c.error is None]
+            if not live:
+                return
+            by_prompt: dict[str, list[EvolutionChain]] = defaultdict(list)
+            for chain in live:
+                by_prompt[template.render(chain.extra["conversation"])].append(chain)
+            # identical prompts are asked once with num_generations=k, so each row gets its
+            # own sample (and its own request-cache entry) instead of k copies of one reply
+            by_count: dict[int, list[str]] = defaultdict(list)
+            for prompt, group in by_prompt.items():
+                by_count[len(group)].append(prompt)
+            for count, prompts in by_count.items():
+                outputs = llm.complete(prompts, num_generations=count)
+                for prompt, out in zip(prompts, outputs, strict=True):
+                    for j, chain in enumerate(by_prompt[prompt]):
+                        text = chain.record(prompt, _pick(out, j))
+                        if text is None:
+                            continue
+                        user = template.cut(text)
+                        if not user:
+                            chain.fail(
+                                "ReplyParseError",
+                                "format_output",
+                                "the model wrote an empty user message (check "
+                                "pre_query_template matches the model's chat format)",
+                            )
+                            continue
+                        chain.extra["conversation"].append({"role": "user", "content": user})
+            if self.only_instruction:
+                return
+            live = [c for c in chains if c.error is None]
+            if not live:
+                return
+            conversations = [list(c.extra["conversation"]) for c in live]
+            outputs = llm.generate(conversations, num_generations=1)
+            for chain, conversation, out in zip(live, conversations, outputs, strict=True):
+                text = chain.record(conversation, out)
+                if text is None:
+                    continue
+                answer = template.cut(text)
+                if not answer:
+                    chain.fail("ReplyParseError", "format_output", "the assistant reply is empty")
+                    continue
+                chain.extra["conversation"].append({"role": "assistant", "content": answer})
+
+    def _values(self, chain: EvolutionChain) -> dict[str, Any]:
+        conversation = chain.extra["conversation"]
+        if self.only_instruction:
+            return {"instruction": conversation[-1]["content"]}
+        return {"conversation": conversation}
+
+
+def _pick(out: Any, j: int) -> Any:
+    errors = out.get("errors") or [None] * len(out["generations"])
+    picked = {
+        "generations": [out["generations"][j] if j < len(out["generations"]) else None],
+        "statistics": {
+            "input_tokens": [_at(out["statistics"]["input_tokens"], j)],
+            "output_tokens": [_at(out["statistics"]["output_tokens"], j)],
+        },
+    }
+    error = errors[j] if j < len(errors) else None
+    if j >= len(out["generations"]) and error is None:
+        error = {"type": "EmptyReply", "kind": "invalid_response", "message": "no completion"}
+    if error is not None:
+        picked["errors"] = [error]
+    return picked
+
+
+def _at(values: list[Any], j: int) -> Any:
+    return values[j] if j < len(values) else None
+
+
+def _start(row: Row, index: int, system: Any) -> EvolutionChain:
+    chain = EvolutionChain(row=row, index=index, texts=[])
+    conversation: ChatType = []
+    if system is not None:
+        conversation.append({"role": "system", "content": system})
+    chain.extra["conversation"] = conversation
+    return chain
+
+
+class Magpie(_MagpieBase, Task):
+    """Write conversations (or instructions) with Magpie, one per input row.
+
+    Optional input column ``system_prompt`` (wins over the ``system_prompt`` setting). Output
+    column ``conversation`` (OpenAI-style messages, the system message first when there is
+    one), or ``instruction`` with ``only_instruction``. A completion is cut at the template's
+    end-of-turn markers; an empty user or assistant message fails the row (reason in
+    ``alambic_metadata``). ``num_generations`` > 1 writes several conversations per row.
+
+    Raises at ``load()`` when the LLM cannot do raw completions.
+    """
+
+    @property
+    def inputs(self) -> StepColumns:
+        return {"system_prompt": False}
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["instruction" if self.only_instruction else "conversation", "model_name"]
+
+    def load(self) -> None:
+        self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
+        super().load()
+
+    def format_input(self, input: dict[str, Any]) -> ChatType:
+        """The conversation so far for a row: its system message, if any."""
+        system = input.get("system_prompt") or self._draw_system(repr(sorted(input.items())))
+        if system is not None and not isinstance(system, str):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (Magpie): column 'system_prompt' must hold text, got "
+                f"{type(system).__name__}."
+            )
+        if system and not self.template().system:
+            raise AlambicUserError(
+                f"Step {self.name!r} (Magpie): the row has a system prompt, but the plain-string "
+                "pre_query_template cannot render one. Pass a MagpieTemplate instead."
+            )
+        return [{"role": "system", "content": system}] if system else []
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A user-turn completion, cut at the template's end-of-turn markers."""
+        text = self.template().cut(output or "")
+        if not text:
+            raise ValueError("the model wrote an empty user message")
+        return {"instruction": text}
+
+    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
+        chains: list[EvolutionChain] = []
+        for row in inputs:
+            for index in range(self.num_generations or 1):
+                chain = _start(row, index, None)
+                try:
+                    chain.extra["conversation"] = self.format_input(row)
+                except ValueError as exc:
+                    chain.fail(type(exc).__name__, "format_input", str(exc))
+                chains.append(chain)
+        self._converse(self, chains)
+        yield rows_from_chains(self, chains, self._values)
+
+
+class MagpieGenerator(_MagpieBase, GeneratorTask):
+    """Generate ``num_rows`` Magpie conversations (or instructions) from nothing.
+
+    Same settings and outputs as :class:`Magpie`; rows come in batches of ``batch_size``. With
+    a list of system prompts, row ``i`` draws its own from ``seed`` and ``i``, so a resumed
+    run continues with the same draws.
+    """
+
+    num_rows: PositiveInt = Field(description="How many rows to generate.")
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["instruction" if self.only_instruction else "conversation", "model_name"]
+
+    def load(self) -> None:
+        self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
+        super().load()
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A user-turn completion, cut at the template's end-of-turn markers."""
+        text = self.template().cut(output or "")
+        if not text:
+            raise ValueError("the model wrote an empty user message")
+        return {"instruction": text}
+
+    def process(self, offset: int = 0) -> GeneratorOutput:
+        size = self.batch_size or 50
+        for start in range(offset, self.num_rows, size):
+            stop = min(start + size, self.num_rows)
+            chains = [_start({}, 0, self._draw_system(str(i))) for i in range(start, stop)]
+            self._converse(self, chains)
+            rows = rows_from_chains(self, chains, self._values)
+            yield rows, stop >= self.num_rows
+
+
+__all__ = ["PRE_QUERY_TEMPLATES", "Magpie", "MagpieGenerator", "MagpieTemplate"]

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+from alambic.errors import AlambicUserError
+from alambic.llms.fake import FakeLLM
+from alambic.llms.typing import GenerateOutput
+from alambic.steps.tasks import Magpie, MagpieGenerator
+from alambic.steps.tasks.magpie import PRE_QUERY_TEMPLATES, MagpieTemplate
+
+
+class FakeCompletionLLM(FakeLLM):
+    """FakeLLM plus raw completions: replies from ``completions`` in order, records prompts."""
+
+    supports_raw_completion: ClassVar[bool] = True
+    completions: list[str] = []
+    prompts: list[tuple[str, int]] = []
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        outs: list[GenerateOutput] = []
+        for prompt in prompts:
+            self.prompts.append((prompt, num_generations))
+            texts: list[str | None] = [
+                self.completions.pop(0)
+                if self.completions
+                else f"question {len(self.prompts)}-{j}<|im_end|>"
+                for j in range(num_generations)
+            ]
+            outs.append(
+                {
+                    "generations": texts,
+                    "statistics": {
+                        "input_tokens": [len(prompt)] * num_generations,
+                        "output_tokens": [3] * num_generations,
+                    },
+                }
+            )
+        return outs
+
+
+def llm(*completions: str) -> FakeCompletionLLM:
+    return FakeCompletionLLM(completions=list(completions), prompts=[])
+
+
+def test_templates_render_the_pre_query() -> None:
+    chatml = PRE_QUERY_TEMPLATES["qwen2"]
+    assert chatml.render([]) == "<|im_start|>user\n"
+    conversation = [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+    assert chatml.render(conversation) == (  # type: ignore[arg-type]
+        "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>user\n"
+    )
+    llama3 = PRE_QUERY_TEMPLATES["llama3"]
+    assert llama3.render([{"role": "system", "content": "S"}]) == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\n"
+    )
+    assert llama3.cut(" How do I?<|eot_id|><|start_header_id|>assistant") == "How do I?"
+
+
+def test_chat_only_llm_is_refused_at_load() -> None:
+    task = Magpie(name="magpie", llm=FakeLLM())
+    with pytest.raises(
+        AlambicUserError,
+        match=r"FakeLLM \(model 'fake-model'\) only accepts chat.*TransformersLLM.*/v1/completions",
+    ):
+        task.load()
+    gen = MagpieGenerator(name="gen", llm=FakeLLM(), num_rows=2)
+    with pytest.raises(AlambicUserError, match="needs raw text completions"):
+        gen.load()
+
+
+def test_custom_string_template_limits() -> None:
+    with pytest.raises(AlambicUserError, match="Pass a MagpieTemplate"):
+        Magpie(name="m", llm=llm(), pre_query_template="USER:", n_turns=2).load()
+    with pytest.raises(ValueError, match="only_instruction=True writes one user message"):
+        Magpie(name="m", llm=llm(), only_instruction=True, n_turns=2)
+
+
+def test_only_instruction_uses_completions(run_task: Callable[..., Any]) -> None:
+    fake = llm("  Write a limerick about owls.<|eot_id|>junk")
+    task = Magpie(name="magpie", llm=fake, only_instruction=True, system_prompt="You are a poet.")
+    rows = run_task(task, [{}])
+    assert rows[0]["instruction"] == "Write a limerick about owls."
+    prompt, n = fake.prompts[0]
+    assert prompt.endswith("You are a poet.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n")
+    assert n == 1
+    assert fake.history == []  # no chat request: no answer asked for
+    assert list(task.get_outputs()) == ["instruction", "model_name"]
+
+
+def test_multi_turn_conversation(run_task: Callable[..., Any]) -> None:
+    fake = llm("First question?<|im_end|>", "Second question?<|im_end|>")
+    task = Magpie(name="magpie", llm=fake, n_turns=2, pre_query_template="chatml")
+    rows = run_task(task, [{"system_prompt": "Be brief."}])
+    assert rows[0]["conversation"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "First question?"},
+        {"role": "assistant", "content": "fake reply to: First question?"},
+        {"role": "user", "content": "Second question?"},
+        {"role": "assistant", "content": "fake reply to: Second question?"},
+    ]
+    second_prompt = fake.prompts[1][0]
+    assert (
+        "<|im_start|>assistant\nfake reply to: First question?<|im_end|>\n<|im_start|>user\n"
+        in second_prompt
+    )
+    meta = rows[0]["alambic_metadata"]
+    assert meta["statistics_magpie"]["output_tokens"] > 0
+
+
+def test_identical_prompts_are_one_request_with_n(run_task: Callable[..., Any]) -> None:
+    fake = llm("Q one<|im_end|>", "Q two<|im_end|>", "Q three<|im_end|>")
+    task = Magpie(name="magpie", llm=fake, only_instruction=True, pre_query_template="chatml")
+    rows = run_task(task, [{}, {}, {"system_prompt": "S"}])
+    assert [r["instruction"] for r in rows] == ["Q one", "Q two", "Q three"]
+    assert sorted(n for _, n in fake.prompts) == [1, 2]
+
+
+def test_empty_user_turn_fails_only_that_row(
+    run_task: Callable[..., Any], error_of: Callable[..., Any]
+) -> None:
+    fake = llm("<|im_end|>", "Fine question<|im_end|>")
+    task = Magpie(name="magpie", llm=fake, pre_query_template="chatml")
+    rows = run_task(task, [{"system_prompt": "A"}, {"system_prompt": "B"}])
+    assert rows[0]["conversation"] is None
+    assert "empty user message" in error_of(rows[0], "magpie")["message"]
+    assert rows[1]["conversation"][-1] == {
+        "role": "assistant",
+        "content": "fake reply to: Fine question",
+    }
+
+
+def test_bad_system_prompt_column_fails_the_row(
+    run_task: Callable[..., Any], error_of: Callable[..., Any]
+) -> None:
+    rows = run_task(Magpie(name="magpie", llm=llm()), [{"system_prompt": 3}])
+    assert rows[0]["conversation"] is None
+    assert error_of(rows[0], "magpie")["type"] == "ColumnTypeError"
+
+
+def test_format_output_cuts_at_markers() -> None:
+    task = Magpie(name="magpie", llm=llm(), pre_query_template="chatml")
+    assert task.format_output("What is 2+2?<|im_end|>\n<|im_start|>assistant", {}) == {
+        "instruction": "What is 2+2?"
+    }
+    with pytest.raises(ValueError, match="empty user message"):
+        task.format_output("<|im_end|>", {})
+
+
+def test_generator_batches_and_system_prompt_draws() -> None:
+    fake = llm()
+    task = MagpieGenerator(
+        name="gen",
+        llm=fake,
+        num_rows=5,
+        batch_size=2,
+        only_instruction=True,
+        system_prompt=["A", "B", "C"],
+        pre_query_template=MagpieTemplate(
+            system="[S]{content}\n",
+            user="[U]{content}\n",
+            assistant="[A]{content}\n",
+            user_header="[U]",
+            stop=["<|im_end|>"],
+        ),
+    )
+    task.load()
+    batches = list(task.process())
+    assert [len(rows) for rows, _ in batches] == [2, 2, 1]
+    assert [last for _, last in batches] == [False, False, True]
+    rows = [r for rows, _ in batches for r in rows]
+    assert all(r["instruction"].startswith("question ") for r in rows)
+    assert {p.split("\n")[0] for p, _ in fake.prompts} <= {"[S]A", "[S]B", "[S]C"}
+    resumed = list(task.process(offset=4))
+    assert [len(rows) for rows, _ in resumed] == [1]
