@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from provider_checks_helpers import HELLO, check_missing_key, check_missing_sdk, fast
 
 from alambic.llms.anthropic import AnthropicLLM, to_anthropic_messages
 from alambic.testing.anthropic_server import AnthropicTestServer
+from alambic.testing.provider_checks import HELLO, check_missing_key, check_missing_sdk, fast
 
 
 @pytest.fixture

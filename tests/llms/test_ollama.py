@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from provider_checks_helpers import HELLO, check_missing_sdk, fast
 
 from alambic.llms.ollama import OllamaLLM
 from alambic.testing.ollama_server import OllamaTestServer
+from alambic.testing.provider_checks import HELLO, check_missing_sdk, fast
 
 
 @pytest.fixture

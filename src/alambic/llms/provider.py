@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from alambic.errors import ErrorKind, MissingAPIKeyError
 from alambic.llms.base import AsyncLLM
 from alambic.llms.openai import classify_status, is_loopback_url
+from alambic.llms.typing import GenerateOutput
 from alambic.utils.imports import require
 
 _TIMEOUT_NAMES = frozenset(
@@ -208,6 +209,41 @@ def split_known_kwargs(
     return known, {k: v for k, v in kwargs.items() if k not in params}
 
 
+def openai_like_output(response: Any) -> GenerateOutput:
+    """Texts and token counts from a chat-completion object of any OpenAI-shaped SDK
+    (groq, mistralai, huggingface_hub, litellm): ``choices[].message.content`` and
+    ``usage.prompt_tokens``/``completion_tokens`` (split evenly across choices)."""
+    choices = sorted(response.choices or [], key=lambda c: getattr(c, "index", 0) or 0)
+    texts: list[str | None] = []
+    for choice in choices:
+        content = getattr(choice.message, "content", None) if choice.message else None
+        if isinstance(content, list):
+            content = "".join(str(getattr(c, "text", "") or "") for c in content)
+        texts.append(content)
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    n = len(texts)
+    per_output: list[int | None] = [None] * n
+    if completion is not None and n:
+        per_output = [int(completion) // n] * n
+    return {
+        "generations": texts,
+        "statistics": {
+            "input_tokens": [int(prompt) if prompt is not None else None] * n,
+            "output_tokens": per_output,
+        },
+    }
+
+
+def openai_response_format(spec: dict[str, Any]) -> dict[str, Any]:
+    """``response_format`` of type ``json_schema`` for a structured-output spec."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": str(spec.get("name") or "output"), "schema": json_schema_of(spec)},
+    }
+
+
 def drop_none(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -227,6 +263,8 @@ __all__ = [
     "close_client",
     "drop_none",
     "json_schema_of",
+    "openai_like_output",
+    "openai_response_format",
     "split_known_kwargs",
     "status_and_headers",
 ]

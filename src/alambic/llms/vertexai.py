@@ -69,7 +69,7 @@ class VertexAILLM(ProviderLLM):
                 {
                     "base_url": self.resolved_base_url(),
                     "api_version": self.api_version,
-                    "timeout": int(self.timeout * 1000),
+                    "timeout": int((self.timeout or 120.0) * 1000),
                 }
             ),
             retry_options=types.HttpRetryOptions(attempts=1),

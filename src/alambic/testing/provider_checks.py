@@ -1,4 +1,6 @@
-"""Checks every SDK-backed provider must pass, shared by the provider test modules."""
+"""Checks every SDK-backed provider must pass, shared by alambic's provider tests and
+usable by anyone writing a provider: a missing SDK names the extra to install, a missing key
+names the variable to set. Needs ``pytest``."""
 
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def check_missing_key(monkeypatch: pytest.MonkeyPatch, llm: AsyncLLM, env_var: s
     with pytest.raises(MissingAPIKeyError) as info:
         llm.load()
     assert env_var in str(info.value)
+
+
+__all__ = ["HELLO", "check_missing_key", "check_missing_sdk", "fast"]
 
 
 def fast(llm: Any) -> Any:
