@@ -29,6 +29,8 @@ _LAZY: dict[str, str] = {
     # feedback / judges
     "UltraFeedback": "alambic.steps.tasks.ultrafeedback",
     "PrometheusEval": "alambic.steps.tasks.prometheus_eval",
+    "ComplexityScorer": "alambic.steps.tasks.complexity_scorer",
+    "QualityScorer": "alambic.steps.tasks.quality_scorer",
 }
 
 
@@ -59,6 +61,8 @@ __all__ += [  # generation family
     "TextClassification",
 ]
 __all__ += [  # feedback / judges family
+    "ComplexityScorer",
     "PrometheusEval",
+    "QualityScorer",
     "UltraFeedback",
 ]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from alambic.steps.tasks._parsing import ReplyParseError, preview
+
 _FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
 _EMPHASIS = re.compile(r"\*\*|__|`")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -71,4 +73,45 @@ def parse_id_list(value: str | None, valid: Sequence[int]) -> list[int] | None:
     return None
 
 
-__all__ = ["clean_reply", "parse_id_list", "parse_int_in_range", "parse_number"]
+_INDEXED_SCORE = re.compile(
+    r"(?im)\[\s*(?:[a-z]+\s*)?(\d+)\s*\]\s*(?:score\s*[:=]?|[:=])\s*(-?\d+(?:\.\d+)?)"
+    r"|^[ \t]*\[\s*(?:[a-z]+\s*)?(\d+)\s*\][ \t]*(-?\d+(?:\.\d+)?)[ \t]*$"
+)
+_PLAIN_SCORE = re.compile(r"(?im)^\W*(?:\w+\s*\d*\W*)?score\s*[:=]\s*(-?\d+(?:\.\d+)?)")
+
+
+def parse_indexed_scores(text: str, n: int, low: float, high: float) -> list[float | None]:
+    """``n`` scores from lines like ``[2] Score: 3`` or ``[Response 2] Score: 3``.
+
+    Without any ``[i]`` line, ``Score: x`` lines are taken in order. Scores outside
+    ``[low, high]`` and items the reply does not mention are ``None``; a reply with no score
+    at all raises ``ReplyParseError``.
+    """
+    cleaned = clean_reply(text)
+    scores: list[float | None] = [None] * n
+    indexed = list(_INDEXED_SCORE.finditer(cleaned))
+    if indexed:
+        pairs = [
+            (int(m.group(1) or m.group(3)) - 1, float(m.group(2) or m.group(4))) for m in indexed
+        ]
+    else:
+        pairs = [(i, float(m.group(1))) for i, m in enumerate(_PLAIN_SCORE.finditer(cleaned))]
+    seen: set[int] = set()
+    for index, value in pairs:
+        if 0 <= index < n and index not in seen:
+            seen.add(index)
+            scores[index] = value if low <= value <= high else None
+    if not seen:
+        raise ReplyParseError(
+            f"no '[i] Score: <number>' line found in the reply for the {n} items: {preview(text)!r}"
+        )
+    return scores
+
+
+__all__ = [
+    "clean_reply",
+    "parse_id_list",
+    "parse_indexed_scores",
+    "parse_int_in_range",
+    "parse_number",
+]

@@ -1,0 +1,67 @@
+"""ComplexityScorer: rank and score a list of instructions by complexity (Deita).
+
+Method of Liu et al., "What Makes Good Data for Alignment? A Comprehensive Study of
+Automatic Data Selection in Instruction Tuning" (Deita, 2023, arXiv:2312.15685), section
+"EVOL COMPLEXITY": an instruction and variants of it evolved to be harder are shown to an LLM
+together, which ranks them and gives each a score; seeing the set at once makes the scores
+far more discriminating than scoring each instruction alone. The prompt is alambic's own
+wording of that method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alambic.errors import ColumnTypeError
+from alambic.llms.typing import ChatType
+from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._templates import render
+from alambic.steps.tasks.base import Task
+from alambic.steps.typing import StepColumns
+
+
+class ComplexityScorer(Task):
+    """Score each of the row's ``instructions`` (a list) by complexity.
+
+    Output ``scores``: one number per instruction, in order, from 1 (simplest) to the number
+    of instructions (most complex), or one more for "too complex to answer". The scores rank
+    the instructions *within the list*; feed them to ``DeitaFiltering`` as
+    ``evol_instruction_score``. A score the judge left out or gave out of range is ``None``;
+    a reply with no score at all makes a failed row.
+    """
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["instructions"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["scores", "model_name"]
+
+    def format_input(self, input: dict[str, Any]) -> ChatType:
+        instructions = input.get("instructions")
+        if (
+            not isinstance(instructions, list)
+            or not instructions
+            or not all(isinstance(i, str) for i in instructions)
+        ):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (ComplexityScorer): column 'instructions' must be a "
+                f"non-empty list of texts, got {instructions!r:.120}. To score one instruction per "
+                "row, make it a one-element list first, e.g. MergeColumns(columns="
+                "['instruction'], output_column='instructions')."
+            )
+        prompt = render("complexity_scorer", "prompt", instructions=instructions)
+        return [{"role": "user", "content": prompt}]
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        instructions = (input or {}).get("instructions")
+        if output is None or not isinstance(instructions, list):
+            return {"scores": None}
+        n = len(instructions)
+        return {"scores": parse_indexed_scores(output, n, 1, n + 1)}
+
+
+__all__ = ["ComplexityScorer"]

@@ -1,0 +1,71 @@
+"""QualityScorer: rank and score several responses to one instruction by quality (Deita).
+
+Method of Liu et al., "What Makes Good Data for Alignment? A Comprehensive Study of
+Automatic Data Selection in Instruction Tuning" (Deita, 2023, arXiv:2312.15685), section
+"EVOL QUALITY": responses to the same instruction (typically a response and variants of it
+evolved to be better) are shown to an LLM together, which ranks them and gives each a
+quality score. The prompt is alambic's own wording of that method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alambic.errors import ColumnTypeError
+from alambic.llms.typing import ChatType
+from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._templates import render
+from alambic.steps.tasks.base import Task
+from alambic.steps.typing import StepColumns
+
+
+class QualityScorer(Task):
+    """Score each of the row's ``responses`` (a list) to its ``instruction`` by quality.
+
+    Output ``scores``: one number per response, in order, from 1 (worst) to the number of
+    responses (best); they rank the responses *within the row*. Feed them to
+    ``DeitaFiltering`` as ``evol_response_score``, or to ``FormatTextGenerationDPO`` with
+    ``input_mappings={"ratings": "scores", "generations": "responses"}``. A score the judge
+    left out or gave out of range is ``None``; a reply with no score at all makes a failed row.
+    """
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["instruction", "responses"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["scores", "model_name"]
+
+    def format_input(self, input: dict[str, Any]) -> ChatType:
+        instruction = input.get("instruction")
+        responses = input.get("responses")
+        if not isinstance(instruction, str):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (QualityScorer): column 'instruction' must hold text, "
+                f"got {type(instruction).__name__} {instruction!r:.80}."
+            )
+        if (
+            not isinstance(responses, list)
+            or not responses
+            or not all(isinstance(r, str) for r in responses)
+        ):
+            raise ColumnTypeError(
+                f"Step {self.name!r} (QualityScorer): column 'responses' must be a non-empty "
+                f"list of texts, got {responses!r:.120}. Map a 'generations' column with "
+                "input_mappings={'responses': 'generations'}."
+            )
+        prompt = render("quality_scorer", "prompt", instruction=instruction, responses=responses)
+        return [{"role": "user", "content": prompt}]
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        responses = (input or {}).get("responses")
+        if output is None or not isinstance(responses, list):
+            return {"scores": None}
+        n = len(responses)
+        return {"scores": parse_indexed_scores(output, n, 1, n)}
+
+
+__all__ = ["QualityScorer"]
