@@ -8,15 +8,17 @@ import asyncio
 import ipaddress
 import json
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
 from pydantic import Field, PrivateAttr, SecretStr
 
-from alambic.errors import ErrorKind, MissingAPIKeyError
-from alambic.llms.base import AsyncLLM, split_input
+from alambic.errors import ErrorKind, LLMRequestError, MissingAPIKeyError
+from alambic.llms.base import AsyncLLM, failed_output, split_input
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
+from alambic.utils.aio import run_sync
 from alambic.utils.imports import require
 
 if TYPE_CHECKING:
@@ -153,6 +155,84 @@ class OpenAILLM(AsyncLLM):
         llama.cpp server too); replies are validated anyway, and a server that ignores it gets
         the schema in the prompt on the re-ask."""
         return True
+
+    # -- raw completions (legacy /v1/completions) -------------------------------------------
+
+    supports_raw_completion: ClassVar[bool] = True
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Continue raw prompts through the legacy ``/v1/completions`` endpoint: no chat
+        template is applied (Magpie needs this). vLLM serve, llama.cpp server, TGI and
+        ``transformers serve`` have that endpoint; OpenAI itself only for a few models."""
+        return run_sync(self._acomplete_many(list(prompts), num_generations, generation_kwargs))
+
+    async def _acomplete_many(
+        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
+    ) -> list[GenerateOutput]:
+        try:
+            return list(
+                await asyncio.gather(*(self.acomplete(p, num_generations, **kwargs) for p in prompts))
+            )
+        finally:
+            await self.aclose()
+
+    async def acomplete(
+        self, prompt: str, num_generations: int = 1, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        """Continue one raw prompt under the scheduler; failures are kept, not raised."""
+        kwargs = self.request_kwargs(self.merged_generation_kwargs(generation_kwargs))
+        out = await self._complete_once(prompt, num_generations, kwargs)
+        missing = num_generations - len(out["generations"])
+        if missing > 0:  # the server ignored n: ask for the rest one request each
+            rest = await asyncio.gather(
+                *(self._complete_once(prompt, 1, kwargs) for _ in range(missing))
+            )
+            for extra in rest:
+                out["generations"].extend(extra["generations"])
+                out["statistics"]["input_tokens"].extend(extra["statistics"]["input_tokens"])
+                out["statistics"]["output_tokens"].extend(extra["statistics"]["output_tokens"])
+                if "errors" in extra or "errors" in out:
+                    out.setdefault("errors", [None] * (len(out["generations"]) - 1))
+                    out["errors"].extend(extra.get("errors") or [None])
+        return out
+
+    async def _complete_once(self, prompt: str, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
+        async def attempt() -> GenerateOutput:
+            raw = await self._client().completions.with_raw_response.create(
+                model=self.model, prompt=prompt, **({**kwargs, "n": n} if n > 1 else kwargs)
+            )
+            return parse_text_completion(raw.http_response.content, n)
+
+        try:
+            out = await self.scheduler.run(attempt)
+        except LLMRequestError as exc:
+            return failed_output(n, exc)
+        stats = out["statistics"]
+        for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
+            self.scheduler.record_tokens(i, o)
+        return out
+
+
+def parse_text_completion(body: bytes, num_generations: int) -> GenerateOutput:
+    """Read texts and token counts from a legacy ``/v1/completions`` JSON body."""
+    try:
+        data = json.loads(body)
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        texts: list[str | None] = [c.get("text") for c in choices][: max(num_generations, 1)]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidResponseError(f"not a text completion: {body[:200]!r}") from exc
+    usage = data.get("usage") or {}
+    completion = usage.get("completion_tokens")
+    n = len(texts)
+    return {
+        "generations": texts,
+        "statistics": {
+            "input_tokens": [usage.get("prompt_tokens")] * n,
+            "output_tokens": [completion // n if completion is not None and n else None] * n,
+        },
+    }
 
 
 def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
