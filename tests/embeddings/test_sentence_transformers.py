@@ -65,6 +65,7 @@ def test_encode_before_load_says_how_to_fix() -> None:
         SentenceTransformerEmbeddings(model="x").encode(["hi"])
 
 
+@pytest.mark.slow  # imports sentence-transformers (several seconds)
 def test_missing_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="not-a-real-model"):
