@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,8 @@ class RunStore:
     process), call :meth:`flush`, which returns once everything committed so far is in the
     database file. A SIGKILL loses only the queue of the last moments; never half a unit.
 
+    Methods may be called from several threads (the executor's loop and its worker threads).
+
     Errors while writing (disk full, I/O) are raised as :class:`StoreError` by the next
     :meth:`commit_unit`, :meth:`flush` or :meth:`close`.
     """
@@ -157,6 +160,7 @@ class RunStore:
         self._named_steps: set[str] = set()
         self._closed = False
         self._error_raised = False
+        self._mutex = threading.RLock()
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -369,23 +373,25 @@ class RunStore:
                     (run_id, step_sig, step_name, position),
                 )
 
-        self._submit(op)
-        self._named_steps.add(step_sig)
-        if run_id is not None:
-            self._run_steps.add(step_sig)
+        with self._mutex:
+            self._submit(op)
+            self._named_steps.add(step_sig)
+            if run_id is not None:
+                self._run_steps.add(step_sig)
 
     def _index(self, step_sig: str) -> _StepIndex:
-        index = self._steps.get(step_sig)
-        if index is None:
-            index = _StepIndex()
-            for seq, n_rows, source_rows in self._reader.all(
-                "SELECT seq, n_rows, source_rows FROM units WHERE sig = ?", (step_sig,)
-            ):
-                index.add(seq, n_rows, source_rows, 0)
-            row = self._reader.one("SELECT last_seq FROM steps WHERE sig = ?", (step_sig,))
-            index.last_seq = row[0] if row else None
-            self._steps[step_sig] = index
-        return index
+        with self._mutex:
+            index = self._steps.get(step_sig)
+            if index is None:
+                index = _StepIndex()
+                for seq, n_rows, source_rows in self._reader.all(
+                    "SELECT seq, n_rows, source_rows FROM units WHERE sig = ?", (step_sig,)
+                ):
+                    index.add(seq, n_rows, source_rows, 0)
+                row = self._reader.one("SELECT last_seq FROM steps WHERE sig = ?", (step_sig,))
+                index.last_seq = row[0] if row else None
+                self._steps[step_sig] = index
+            return index
 
     def commit_unit(
         self,
@@ -413,8 +419,21 @@ class RunStore:
                 "values must be plain data (str, int, float, bool, None, bytes, lists and "
                 "dicts of them)."
             ) from exc
+        with self._mutex:
+            self._queue_unit(step_sig, seq, blob, len(rows), step_name, source_rows, last)
+
+    def _queue_unit(
+        self,
+        step_sig: str,
+        seq: int,
+        blob: bytes,
+        n_rows: int,
+        step_name: str,
+        source_rows: int | None,
+        last: bool,
+    ) -> None:
         index = self._index(step_sig)
-        at, run_id, n_rows = now(), self._run_id, len(rows)
+        at, run_id = now(), self._run_id
         new_step = step_sig not in self._named_steps
         new_in_run = run_id is not None and step_sig not in self._run_steps
         position = len(self._run_steps)
@@ -511,13 +530,14 @@ class RunStore:
 
         Successors' signatures do not change with this, so the caller invalidates them too.
         """
-        self._submit(
-            lambda conn: (
-                conn.execute("DELETE FROM units WHERE sig = ?", (step_sig,)),
-                conn.execute("UPDATE steps SET last_seq = NULL WHERE sig = ?", (step_sig,)),
+        with self._mutex:
+            self._submit(
+                lambda conn: (
+                    conn.execute("DELETE FROM units WHERE sig = ?", (step_sig,)),
+                    conn.execute("UPDATE steps SET last_seq = NULL WHERE sig = ?", (step_sig,)),
+                )
             )
-        )
-        self._steps[step_sig] = _StepIndex()
+            self._steps[step_sig] = _StepIndex()
 
     def prune_steps(self, keep: set[str]) -> int:
         """Delete the units of every step signature not in ``keep``; returns units deleted.
