@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "PrometheusEval": "alambic.steps.tasks.prometheus_eval",
     "ComplexityScorer": "alambic.steps.tasks.complexity_scorer",
     "QualityScorer": "alambic.steps.tasks.quality_scorer",
+    "PairwiseJudge": "alambic.steps.tasks.pairwise_judge",
 }
 
 
@@ -62,6 +63,7 @@ __all__ += [  # generation family
 ]
 __all__ += [  # feedback / judges family
     "ComplexityScorer",
+    "PairwiseJudge",
     "PrometheusEval",
     "QualityScorer",
     "UltraFeedback",
