@@ -36,6 +36,10 @@ class DeitaFiltering(GlobalStep):
       task), a number or a list of the same length.
     - ``embedding``: the row's embedding (``EmbeddingGeneration``).
 
+    ``ComplexityScorer`` / ``QualityScorer`` write ``scores``, one per candidate they ranked;
+    expand the candidates to one row each and rename the column (``output_mappings``) first: a
+    list reaching this step is read as per-turn scores, not as alternatives.
+
     ``deita_score`` is ``complexity * quality``; for lists, the sum over turns of
     ``complexity_t * quality_t`` as in the paper. When one of the two scores is missing
     (``None``, a failed judge) the other one alone is used, and ``deita_score_computed_with``
