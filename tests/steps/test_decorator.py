@@ -91,3 +91,12 @@ def test_misuse_errors() -> None:
         @step()
         def nothing() -> StepOutput:
             yield []
+
+
+def test_decorated_step_round_trips_through_dump() -> None:
+    from alambic.utils.serialization import load_component
+
+    rebuilt = load_component(measure(name="m", scale=3).dump())
+    assert type(rebuilt) is measure
+    assert rebuilt.scale == 3
+    assert rebuilt.name == "m"

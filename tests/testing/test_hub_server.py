@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,40 @@ def test_load_data_from_hub_streaming(hub: HubTestServer, monkeypatch: pytest.Mo
 def test_unknown_repo_is_an_error(hub: HubTestServer) -> None:
     with pytest.raises(Exception, match=r"me/missing|404"):
         LoadDataFromHub(repo_id="me/missing").load()
+
+
+def test_hub_environment_restores_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    endpoint, offline = hub_constants.ENDPOINT, hub_constants.HF_HUB_OFFLINE
+    with hub_environment("http://127.0.0.1:9"):
+        assert hub_constants.ENDPOINT == "http://127.0.0.1:9"
+        assert hub_constants.HF_HUB_OFFLINE is False
+        assert datasets.config.HF_ENDPOINT == "http://127.0.0.1:9"
+        assert "HF_HUB_OFFLINE" not in os.environ
+    assert endpoint == hub_constants.ENDPOINT
+    assert offline == hub_constants.HF_HUB_OFFLINE
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_lfs_uploads_are_refused_with_a_clear_message(hub: HubTestServer) -> None:
+    import json as json_module
+    import urllib.error
+    import urllib.request
+
+    HfApi(endpoint=hub.url).create_repo("me/lfs", repo_type="dataset")
+    body = "\n".join(
+        json_module.dumps(item)
+        for item in [
+            {"key": "header", "value": {"summary": "x"}},
+            {"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": "0" * 64}},
+        ]
+    ).encode()
+    request = urllib.request.Request(
+        f"{hub.url}/api/datasets/me/lfs/commit/main", data=body, method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request)
+    assert info.value.code == 400
+    assert "regular files only" in info.value.read().decode()
