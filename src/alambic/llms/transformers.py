@@ -40,7 +40,11 @@ class TransformersLLM(LLM):
 
     ``model`` is a local folder or a hub id; prompts are rendered with the tokenizer's chat
     template (or ``chat_template``) and generated in batches of ``batch_size`` with left
-    padding. Runs on the CPU unless ``device`` says otherwise (``"cuda"``, ``"auto"``...).
+    padding. Runs on the CPU unless ``device`` says otherwise: ``"cuda"``, ``"cuda:1"``,
+    ``"mps"``, or ``"auto"`` (the first GPU if torch sees one, else the CPU); ``device_map``
+    (``"auto"`` needs ``accelerate``) spreads a model too large for one device instead.
+    Prompts are sorted by length before batching (``sort_by_length``), so each batch pads
+    less; outputs keep the input order.
     """
 
     model: str = Field(description="Local folder or Hugging Face hub id.")
@@ -54,6 +58,9 @@ class TransformersLLM(LLM):
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     batch_size: RuntimeParameter[PositiveInt] = Field(
         default=8, description="Prompts generated together in one forward pass."
+    )
+    sort_by_length: bool = Field(
+        default=True, description="Batch prompts of similar length together (less padding)."
     )
 
     _cache_exclude: ClassVar[frozenset[str]] = frozenset(
@@ -101,7 +108,7 @@ class TransformersLLM(LLM):
                 "alambic at an OpenAI-compatible server."
             ) from exc
         if self.device_map is None and self.device:
-            model = model.to(self.device)
+            model = model.to(self.resolved_device())
         model.eval()
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -135,14 +142,7 @@ class TransformersLLM(LLM):
         if self._model is None:
             self.load()
         kwargs = {**_DEFAULTS, **self.merged_generation_kwargs(generation_kwargs)}
-        results: list[GenerateOutput] = []
-        size = self.batch_size or 8
-        with self._lock:
-            for start in range(0, len(prompts), size):
-                results.extend(
-                    self._generate_batch(list(prompts[start : start + size]), num_generations, kwargs)
-                )
-        return results
+        return self._generate_batches(list(prompts), num_generations, kwargs)
 
     def _generate(
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
@@ -157,12 +157,38 @@ class TransformersLLM(LLM):
             )
         kwargs = {**_DEFAULTS, **generation_kwargs}
         prompts = [self.prepare_prompt(i) for i in inputs]
-        results: list[GenerateOutput] = []
+        return self._generate_batches(prompts, num_generations, kwargs)
+
+    def resolved_device(self) -> str:
+        """The torch device ``device`` names; ``"auto"`` is CUDA, else Apple MPS, else CPU."""
+        if self.device != "auto":
+            return self.device or "cpu"
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def _generate_batches(
+        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
+    ) -> list[GenerateOutput]:
+        """Generate in batches of ``batch_size``, shortest prompts together when
+        ``sort_by_length``, and return the outputs in the order of ``prompts``."""
+        order = list(range(len(prompts)))
+        if self.sort_by_length:
+            order.sort(key=lambda i: len(prompts[i]))
         size = self.batch_size or 8
+        results: list[GenerateOutput | None] = [None] * len(prompts)
         with self._lock:
-            for start in range(0, len(prompts), size):
-                results.extend(self._generate_batch(prompts[start : start + size], num_generations, kwargs))
-        return results
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                outs = self._generate_batch([prompts[i] for i in chunk], num_generations, kwargs)
+                for i, out in zip(chunk, outs, strict=True):
+                    results[i] = out
+        return [r for r in results if r is not None]
 
     def _generate_batch(
         self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
@@ -180,6 +206,10 @@ class TransformersLLM(LLM):
             kwargs.pop("temperature", None)
             kwargs.pop("top_p", None)
             kwargs.pop("top_k", None)
+        repeat = 1
+        if not kwargs.get("do_sample", True) and num_generations > 1:
+            # greedy decoding gives the same text every time: decode once, repeat it
+            repeat, num_generations = num_generations, 1
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         encoded = {k: v.to(model.device) for k, v in encoded.items()}
         with torch.inference_mode():
@@ -215,10 +245,10 @@ class TransformersLLM(LLM):
                 counts.append(len(kept))
             results.append(
                 {
-                    "generations": texts,
+                    "generations": texts * repeat,
                     "statistics": {
-                        "input_tokens": [int(input_counts[i])] * num_generations,
-                        "output_tokens": counts,
+                        "input_tokens": [int(input_counts[i])] * num_generations * repeat,
+                        "output_tokens": counts * repeat,
                     },
                 }
             )

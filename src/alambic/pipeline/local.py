@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import shutil
 import signal
 import threading
@@ -255,32 +256,32 @@ class LocalExecutor:
             self.routes[name] = {}
 
     def _open_storage(self, signatures: dict[str, str]) -> None:
-        from alambic.pipeline.base import default_cache_dir
+        from alambic.pipeline.store import default_cache_dir
 
         cache_dir = self.pipeline.cache_dir or default_cache_dir()
-        try:
-            import alambic.pipeline.store  # noqa: F401
-        except ImportError:  # the store lands in a later commit
-            self.storage = False
         if not self.storage:
             import tempfile
 
-            self._tmp_dir = Path(tempfile.mkdtemp(prefix="alambic-dry-run-"))
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="alambic-run-"))
             self._data_dir = self._tmp_dir / "data"
             return
-        from alambic.pipeline.store import RequestCacheStore, RunStore
+        from alambic.pipeline.store import RequestCacheStore, RunStore, request_cache_path
 
+        pipeline_signature = self.pipeline.signature()
+        if DATASET_SOURCE in signatures:
+            pipeline_signature = _combine(pipeline_signature, signatures[DATASET_SOURCE])
         self.store = RunStore.open(
             cache_dir=cache_dir,
             pipeline_name=self.pipeline.name,
-            pipeline_signature=self.pipeline.signature() if DATASET_SOURCE not in signatures
-            else _combine(self.pipeline.signature(), signatures[DATASET_SOURCE]),
+            pipeline_signature=pipeline_signature,
             pipeline_yaml=self.pipeline.to_yaml(),
             lock_timeout=_lock_timeout(),
         )
         self._data_dir = self.store.run_dir / "data"
         if _request_cache_enabled():
-            self.request_cache = RequestCacheStore.open(cache_dir / "requests.sqlite")
+            shared = os.environ.get("ALAMBIC_SHARE_REQUEST_CACHE", "1") not in ("0", "false")
+            path = request_cache_path(cache_dir, None if shared else self.store.run_dir)
+            self.request_cache = RequestCacheStore.open(path)
         self.store.begin_run()
         forced = not self.use_cache
         for name in self.nodes:
@@ -470,8 +471,6 @@ class LocalExecutor:
             await node.outboxes[succ].put(Envelope(seq, batch))
 
     async def _close_outputs(self, node: _Node) -> None:
-        if self.store is not None:
-            self.store.mark_step_finished(node.signature) if hasattr(self.store, "mark_step_finished") else None
         for queue in node.outboxes.values():
             await queue.put(_END)
         if node.progress is not None:
@@ -502,35 +501,33 @@ class LocalExecutor:
         source_rows = offset
         buffer: list[Row] = []
         sentinel = object()
-        finished = False
-        while not finished:
+        done = False
+        while not done:
             if self._stopping:
                 break
             item = next(iterator, sentinel) if inline else await asyncio.to_thread(next, iterator, sentinel)
             if item is sentinel:
-                finished = True
-                break
-            rows, last = normalize_generator_item(item, step_name=node.name)
-            if step.output_mappings:
-                rows = [_rename(r, step.output_mappings) for r in rows]
-            source_rows += len(rows)
-            buffer.extend(rows)
-            if limit is not None and produced + len(buffer) >= limit:
-                buffer = buffer[: limit - produced]
-                finished = True
-            while len(buffer) >= size or (finished and buffer):
+                done = True
+            else:
+                rows, last = normalize_generator_item(item, step_name=node.name)
+                if step.output_mappings:
+                    rows = [_rename(r, step.output_mappings) for r in rows]
+                source_rows += len(rows)
+                buffer.extend(rows)
+                if limit is not None and produced + len(buffer) >= limit:
+                    del buffer[max(limit - produced, 0) :]
+                    done = True
+                done = done or bool(last)
+            # keep the final chunk back so it can be committed as the step's last unit
+            while len(buffer) > size or (len(buffer) == size and not done):
                 chunk, buffer = buffer[:size], buffer[size:]
                 produced += len(chunk)
-                is_last = finished and not buffer
-                await self._emit(node, seq, chunk, commit=True, last=is_last, source_rows=source_rows - len(buffer))
+                await self._emit(node, seq, chunk, commit=True, source_rows=source_rows - len(buffer))
                 seq += 1
-            if last:
-                finished = True
-        if finished and buffer:
-            await self._emit(node, seq, buffer, commit=True, last=True, source_rows=source_rows)
-            seq += 1
-        if finished and self.store is not None and not self._stopping:
-            self.store.mark_step_finished(node.signature) if hasattr(self.store, "mark_step_finished") else None
+            if done:
+                produced += len(buffer)
+                await self._emit(node, seq, buffer, commit=True, last=True, source_rows=source_rows)
+                seq += 1
         with contextlib.suppress(Exception):
             close = getattr(iterator, "close", None)
             if close is not None:
@@ -679,12 +676,23 @@ class LocalExecutor:
             await order.put(None)
 
         async def emit() -> None:
+            held: tuple[int, list[Row], bool] | None = None
             while (item := await order.get()) is not None:
                 seq, result = item
                 replayed = isinstance(result, list)
                 rows = result if isinstance(result, list) else await result
-                await self._emit(node, seq, rows, commit=not replayed)
+                if held is not None and not held[2]:
+                    self._commit(node, held[0], held[1], last=False)
+                held = (seq, rows, replayed)
+                await self._emit(node, seq, rows, commit=False)
                 slots.release()
+            if not self._stopping:
+                if held is None:
+                    self._commit(node, 0, [], last=True)
+                else:
+                    self._commit(node, held[0], held[1], last=True)
+            elif held is not None and not held[2]:
+                self._commit(node, held[0], held[1], last=False)
 
         producer = asyncio.create_task(produce())
         try:
@@ -693,9 +701,11 @@ class LocalExecutor:
         finally:
             if not producer.done():
                 producer.cancel()
-        if store is not None and not self._stopping:
-            store.mark_step_finished(node.signature) if hasattr(store, "mark_step_finished") else None
         await self._close_outputs(node)
+
+    def _commit(self, node: _Node, seq: int, rows: list[Row], *, last: bool) -> None:
+        if self.store is not None:
+            self.store.commit_unit(node.signature, seq, rows, step_name=node.name, last=last)
 
     def _unit_concurrency(self, node: _Node) -> int:
         step = node.step
