@@ -193,6 +193,7 @@ class LocalExecutor:
         try:
             if self.store is not None and self._already_finished():
                 logger.info("Pipeline %r already finished: returning its stored result.", pipeline.name)
+                self.store.finish_run("finished")
                 return self._distiset()
             self._load_steps()
             try:
