@@ -115,3 +115,14 @@ def test_without_metadata_drops_only_that_column() -> None:
     distiset = Distiset.from_rows({"g": [{"a": 1, METADATA_COLUMN: {"k": "v"}}]})
     assert distiset.without_metadata()["default"]["train"].column_names == ["a"]
     assert distiset["default"]["train"].column_names == ["a", METADATA_COLUMN]
+
+
+def test_from_parquet_memory_maps_unless_in_memory(tmp_path: Path) -> None:
+    batches = [[{"i": i, "t": None if i < 2 else f"t{i}"}] for i in range(5)]
+    leaf = _write(tmp_path / "gen", batches)
+    mapped = Distiset.from_parquet({"gen": leaf}, keep_metadata=False)["default"]["train"]
+    assert [f["filename"] for f in mapped.cache_files] == [str(leaf / "dataset.arrow")]
+    in_memory = Distiset.from_parquet({"gen": leaf}, in_memory=True)["default"]["train"]
+    assert in_memory.cache_files == []
+    assert mapped.to_list() == in_memory.to_list()
+    assert mapped["t"] == [None, None, "t2", "t3", "t4"]

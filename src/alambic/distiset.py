@@ -28,6 +28,8 @@ DEFAULT_LEAF = "default"
 DEFAULT_SPLIT = "train"
 PIPELINE_FILENAME = "pipeline.yaml"
 CARD_FILENAME = "README.md"
+ARROW_FILENAME = "dataset.arrow"
+"""What ``from_parquet`` writes beside the parts of a leaf, to memory-map it."""
 
 
 def _datasets() -> Any:
@@ -57,22 +59,32 @@ class Distiset(dict[str, Any]):
         keep_metadata: bool = True,
         *,
         split: str = DEFAULT_SPLIT,
+        in_memory: bool = False,
     ) -> Distiset:
         """Build from leaf step name -> folder of parquet parts written by ``ParquetRowWriter``.
 
         A single leaf is named ``default``. Parts whose schemas drifted (a column ``None`` early,
-        metadata keys only on some rows) are unified into one table per leaf.
+        metadata keys only on some rows) are unified into one table per leaf. Unless
+        ``in_memory``, the rows are consolidated into ``<folder>/dataset.arrow`` one part at a
+        time and memory-mapped, so building the result of a large run takes little memory.
         """
-        from alambic.utils.parquet import read_parquet_parts
+        from alambic.utils.parquet import consolidate_parts, list_parts, read_parquet_parts
 
         datasets = _datasets()
         single = len(dirs) == 1
+        drop = [] if keep_metadata else [METADATA_COLUMN]
         data: dict[str, Any] = {}
         for leaf, directory in dirs.items():
-            table = read_parquet_parts(directory)
-            if not keep_metadata and METADATA_COLUMN in table.column_names:
-                table = table.drop_columns([METADATA_COLUMN])
-            dataset = datasets.Dataset(table, split=datasets.NamedSplit(split))
+            named_split = datasets.NamedSplit(split)
+            if in_memory or not list_parts(directory):
+                table = read_parquet_parts(directory)
+                table = table.drop_columns([c for c in drop if c in table.column_names])
+                dataset = datasets.Dataset(table, split=named_split)
+            else:
+                arrow = consolidate_parts(
+                    directory, Path(directory) / ARROW_FILENAME, drop_columns=drop
+                )
+                dataset = datasets.Dataset.from_file(str(arrow), split=named_split)
             data[DEFAULT_LEAF if single else leaf] = datasets.DatasetDict({split: dataset})
         return cls(data, pipeline_yaml=pipeline_yaml)
 

@@ -120,3 +120,30 @@ def test_memory_stays_bounded_by_flushing(tmp_path: Path) -> None:
     writer.close()
     assert len(list_parts(tmp_path)) > 1
     assert ParquetRowWriter.rows_written(tmp_path) == 2_000
+
+
+def test_consolidate_parts_streams_to_one_arrow_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from alambic.utils.parquet import consolidate_parts
+
+    writer = ParquetRowWriter(tmp_path / "leaf", rows_per_part=1)
+    writer.write([{"a": 1, "g": None, "m": {"x": 1}}])
+    writer.write([{"a": 2, "g": "s", "m": {"err": "e"}}])
+    writer.close()
+    out = consolidate_parts(tmp_path / "leaf", tmp_path / "leaf" / "all.arrow", drop_columns=["m"])
+    with pa.OSFile(str(out), "rb") as source:
+        table = pa.ipc.open_stream(source).read_all()
+    assert table.to_pylist() == [{"a": 1, "g": None}, {"a": 2, "g": "s"}]
+    assert [p.name for p in list_parts(tmp_path / "leaf")] == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+
+    conflicting = ParquetRowWriter(tmp_path / "conflict", rows_per_part=1)
+    conflicting.write([{"v": 1}])
+    conflicting.write([{"v": "text"}])
+    conflicting.close()
+    out = consolidate_parts(tmp_path / "conflict", tmp_path / "conflict.arrow")
+    with pa.OSFile(str(out), "rb") as source:
+        assert pa.ipc.open_stream(source).read_all().column("v").to_pylist() == ["1", "text"]

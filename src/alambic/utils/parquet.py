@@ -121,20 +121,22 @@ def unify_tables(tables: Sequence[Any]) -> list[Any]:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         tables = _stringify_conflicts(tables)
         schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
-    out = []
-    for table in tables:
-        for field in schema:
-            if field.name not in table.column_names:
-                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
-        table = table.select(schema.names)
-        try:
-            table = table.cast(schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise ValueError(
-                f"Cannot bring parquet parts to one schema: {exc}. Unified schema: {schema}"
-            ) from exc
-        out.append(table)
-    return out
+    return [conform_table(table, schema) for table in tables]
+
+
+def conform_table(table: Any, schema: Any) -> Any:
+    """``table`` with ``schema``'s columns, order and types (absent columns filled with null)."""
+    pa = _pa()
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+    table = table.select(schema.names)
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(
+            f"Cannot bring parquet parts to one schema: {exc}. Unified schema: {schema}"
+        ) from exc
 
 
 def _stringify_conflicts(tables: Sequence[Any]) -> list[Any]:
@@ -169,6 +171,43 @@ def read_parquet_parts(directory: str | os.PathLike[str]) -> Any:
         return pa.table({})
     tables = unify_tables([pq.read_table(p) for p in parts])
     return pa.concat_tables(tables)
+
+
+def consolidate_parts(
+    directory: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    drop_columns: Sequence[str] = (),
+) -> Path:
+    """Write the parts of ``directory`` as one Arrow IPC stream file with a unified schema.
+
+    One part is in memory at a time, so a dataset of any size can then be memory-mapped
+    (``datasets.Dataset.from_file``). Columns whose types cannot be unified cannot be streamed
+    this way: for those, the parts are read together and the column stored as JSON text.
+    """
+    pa = _pa()
+    pq = _pq()
+    parts = list_parts(directory)
+    out = Path(target)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        schemas = [pq.read_schema(p) for p in parts]
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+        tables: Iterable[Any] = (pq.read_table(p) for p in parts)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        unified = unify_tables([pq.read_table(p) for p in parts])
+        schema = unified[0].schema
+        tables = unified
+    if schema is None:
+        schema = pa.schema([])
+    keep = [f for f in schema if f.name not in set(drop_columns)]
+    schema = pa.schema(keep, metadata=schema.metadata)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for table in tables:
+            table = table.drop_columns([c for c in drop_columns if c in table.column_names])
+            writer.write_table(conform_table(table, schema))
+    os.replace(tmp, out)
+    return out
 
 
 class ParquetRowWriter:
@@ -297,6 +336,8 @@ class ParquetRowWriter:
 
 __all__ = [
     "ParquetRowWriter",
+    "conform_table",
+    "consolidate_parts",
     "list_parts",
     "read_parquet_parts",
     "rows_to_table",
