@@ -8,6 +8,7 @@ document, an example request) and the reply is a numbered list of new requests.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, PositiveInt
@@ -80,7 +81,7 @@ class SelfInstruct(Task):
     ) -> dict[str, Any]:
         if output is None:
             raise ReplyParseError("the LLM returned no text")
-        items = [item for item in parse_list_items(output) if len(item) > 3]
+        items = [item for item in parse_list_items(output) if re.search(r"\w\w", item)]
         if not items:
             raise ReplyParseError(f"no instruction found in the reply: {preview(output)!r}")
         return {"instructions": items[: self.num_instructions]}
