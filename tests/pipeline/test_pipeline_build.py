@@ -89,7 +89,8 @@ def test_with_block_registers_steps_and_rshift_chains() -> None:
         returned = load >> a >> b
     assert returned is b
     assert list(p.steps) == ["load", "a", "b"]
-    assert p.dag.successors["load"] == ["a"] and p.dag.predecessors["b"] == ["a"]
+    assert p.dag.successors["load"] == ["a"]
+    assert p.dag.predecessors["b"] == ["a"]
     rows = _run(p)["default"]["train"]
     assert rows["final"] == ["t0:A:B", "t1:A:B", "t2:A:B"]
     assert rows["text"] == ["t0", "t1", "t2"]
@@ -170,7 +171,9 @@ def test_missing_required_column_names_step_column_and_available() -> None:
     with pytest.raises(MissingColumnError) as info:
         _run(p)
     message = str(info.value)
-    assert "'tag'" in message and "'text'" in message and "['prompt']" in message
+    assert "'tag'" in message
+    assert "'text'" in message
+    assert "['prompt']" in message
     assert "input_mappings" in message
 
 
@@ -200,7 +203,8 @@ def test_column_produced_two_steps_upstream_is_available() -> None:
         b = Tag(name="b")  # reads "text", produced by the loader two steps up
         load >> a >> b
     rows = _run(p)["default"]["train"]
-    assert rows["first"] == ["t0:x", "t1:x"] and rows["tagged"] == ["t0:x", "t1:x"]
+    assert rows["first"] == ["t0:x", "t1:x"]
+    assert rows["tagged"] == ["t0:x", "t1:x"]
 
 
 @pytest.mark.parametrize(
