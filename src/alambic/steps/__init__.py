@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "FormatChatGenerationSFT": "alambic.steps.formatting",
     "FormatTextGenerationDPO": "alambic.steps.formatting",
     "FormatTextGenerationSFT": "alambic.steps.formatting",
+    "RewardModelScore": "alambic.steps.tasks.reward_model",
 }
 
 
@@ -72,6 +73,7 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "RewardModelScore",
     "RoutingBatchFunction",
     "Step",
     "StepColumns",

@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "ComplexityScorer": "alambic.steps.tasks.complexity_scorer",
     "QualityScorer": "alambic.steps.tasks.quality_scorer",
     "PairwiseJudge": "alambic.steps.tasks.pairwise_judge",
+    "RewardModelScore": "alambic.steps.tasks.reward_model",
 }
 
 
@@ -66,5 +67,6 @@ __all__ += [  # feedback / judges family
     "PairwiseJudge",
     "PrometheusEval",
     "QualityScorer",
+    "RewardModelScore",
     "UltraFeedback",
 ]
