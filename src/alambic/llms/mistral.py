@@ -12,6 +12,7 @@ from alambic.llms.provider import (
     openai_response_format,
 )
 from alambic.llms.typing import FormattedInput, GenerateOutput
+from alambic.utils.imports import require
 
 if TYPE_CHECKING:
     from alambic.llms.structured import StructuredSpec
@@ -37,7 +38,13 @@ class MistralLLM(ProviderLLM):
         return True
 
     def _make_client(self) -> Any:
-        return self.sdk().Mistral(
+        sdk = self.sdk()
+        # mistralai 2.x/3.x: mistralai.client.Mistral; 1.x: mistralai.Mistral
+        mistral = (
+            getattr(sdk, "Mistral", None)
+            or require("mistralai", feature="MistralLLM", extra="mistralai").Mistral
+        )
+        return mistral(
             api_key=self.resolved_api_key(),
             server_url=self.resolved_base_url(),
             timeout_ms=int((self.timeout or 120.0) * 1000),

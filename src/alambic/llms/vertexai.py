@@ -72,8 +72,9 @@ class VertexAILLM(ProviderLLM):
                     "timeout": int((self.timeout or 120.0) * 1000),
                 }
             ),
-            retry_options=types.HttpRetryOptions(attempts=1),
         )
+        if hasattr(types, "HttpRetryOptions"):  # google-genai >= 1.15 retries on its own
+            http_options.retry_options = types.HttpRetryOptions(attempts=1)
         if self.vertexai:
             return genai.Client(
                 vertexai=True,
