@@ -57,6 +57,8 @@ def test_extract_json_object_skips_arrays() -> None:
         ("I would give it 2 out of 5.", 2),
         ('{"score": 1, "reason": "bad"}', 1),
         ("Score - **5**", 5),
+        ("Score: 2 at first, but on reflection...\nScore: 4", 4),
+        ("Give it as 'Score: <1-5>'.\nScore: 3", 3),
     ],
 )
 def test_parse_score_reads_common_forms(text: str, score: int) -> None:

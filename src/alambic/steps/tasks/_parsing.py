@@ -123,21 +123,24 @@ def parse_score(
     """The score an LLM gave, within ``[low, high]``.
 
     Looks, in order, for a labelled score (``Score: 4``, ``**Rating**: 4/5``, ``"score": 4``),
-    then a fraction ``4/5`` or ``4 out of 5``, then a reply that is only a number. A score
-    outside the range, or a text with none of these, raises :class:`ReplyParseError`. With
-    ``integer`` the result is an ``int``-valued number and ``4.5`` is rejected.
+    then a fraction ``4/5`` or ``4 out of 5``, then a reply that is only a number; when a form
+    occurs several times the last one wins (models reason first and conclude last). A range
+    such as ``Score: 1-5`` (an echoed instruction) is not a score. A score outside the range,
+    or a text with none of these forms, raises :class:`ReplyParseError`. With ``integer`` the
+    result is an ``int`` and ``4.5`` is rejected.
     """
     label = "|".join(re.escape(x) for x in labels)
+    not_range = r"(?!\s*[-–]\s*\d)"
     patterns = [
-        rf"(?i)(?:{label})\W{{0,6}}?[\s:=]*\**\s*{_NUMBER}",
+        rf"(?i)\b(?:{label})\b[\"'*_\s]*[:=\-]?[\"'*_\s]*{_NUMBER}{not_range}",
         rf"(?i){_NUMBER}\s*(?:/|out of)\s*{re.escape(_fmt(high))}\b",
         rf"^\W*{_NUMBER}\W*$",
     ]
     for pattern in patterns:
-        match = re.search(pattern, text.strip())
-        if match is None:
+        matches = list(re.finditer(pattern, text.strip()))
+        if not matches:
             continue
-        value = float(match.group(1))
+        value = float(matches[-1].group(1))
         if not low <= value <= high:
             raise ReplyParseError(
                 f"the reply gives the score {_fmt(value)}, outside the range "
