@@ -16,6 +16,9 @@ from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
 from alambic.utils.imports import require
 
+_LOAD_LOCK = threading.Lock()
+"""``from_pretrained`` is not thread-safe (meta-tensor initialisation): load one at a time."""
+
 _DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 128,
     "temperature": 0.7,
@@ -75,8 +78,11 @@ class TransformersLLM(LLM):
         return self.model
 
     def load(self) -> None:
-        if self._model is not None:
-            return
+        with _LOAD_LOCK:
+            if self._model is None:
+                self._load_unlocked()
+
+    def _load_unlocked(self) -> None:
         transformers = require("transformers", feature="TransformersLLM", extra="transformers")
         require("torch", feature="TransformersLLM", extra="transformers")
         is_local = Path(self.model).expanduser().exists()
@@ -247,7 +253,7 @@ class TransformersLLM(LLM):
                 {
                     "generations": texts * repeat,
                     "statistics": {
-                        "input_tokens": [int(input_counts[i])] * num_generations * repeat,
+                        "input_tokens": [int(input_counts[i]) for _ in range(num_generations * repeat)],
                         "output_tokens": counts * repeat,
                     },
                 }

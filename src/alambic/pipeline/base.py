@@ -148,7 +148,8 @@ class Pipeline:
         }
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
+        text: str = yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
+        return text
 
     def step_signatures(self, order: list[str] | None = None) -> dict[str, str]:
         """Per step, a hash of what decides its output, chained through its predecessors."""

@@ -251,9 +251,9 @@ class Task(_Task, Step):
             if error is not None:
                 rows.extend(self.failed_rows_for_inputs([row], [None], error))
             else:
-                out = outputs[i]
-                assert out is not None
-                rows.extend(self.build_rows([row], [formatted[i]], [out]))
+                result = outputs[i]
+                assert result is not None
+                rows.extend(self.build_rows([row], [formatted[i]], [result]))
         return rows
 
 
