@@ -11,6 +11,7 @@ import pytest
 
 from alambic.pipeline import Pipeline, routing_batch_function, sample_n_steps
 from alambic.steps import (
+    GlobalStep,
     GroupColumns,
     LoadDataFromDicts,
     Step,
@@ -205,3 +206,39 @@ def test_one_replica_processes_batches_one_at_a_time() -> None:
     rows = _run(p)["default"]["train"]
     assert rows["i"] == list(range(6))
     assert len(set(rows["replica"])) == 1
+
+
+# -- global steps after a router -------------------------------------------------------------
+
+
+class CountAll(GlobalStep):
+    """A global step: ``n`` is the number of rows its one call received."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["i"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["n"]
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        yield [{**r, "n": len(inputs)} for r in inputs]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (pipeline/local.py _build_nodes): a GlobalStep right after a router gets mode "
+    "'routed' and is called once per routed batch instead of once with all its rows",
+)
+def test_global_step_after_a_router_gets_all_its_rows_at_once() -> None:
+    with Pipeline(name="route-global") as p:
+        load = LoadDataFromDicts(name="load", data=_rows(6), batch_size=2)
+        load >> sample_n_steps(1) >> [CountAll(name="g1"), CountAll(name="g2")]
+    distiset = _run(p)
+    chosen = _expected_branches(1, 3, ["g1", "g2"])
+    for leaf in ("g1", "g2"):
+        expected_rows = [i for i in range(6) if chosen[i // 2] == [leaf]]
+        rows = distiset[leaf]["train"]
+        assert rows["i"] == expected_rows
+        assert rows["n"] == [len(expected_rows)] * len(expected_rows)
