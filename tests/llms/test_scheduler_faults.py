@@ -151,7 +151,7 @@ def test_rpm_budget_is_respected_over_any_window(openai_server_factory: Factory)
     out = llm.generate(prompts(30))
     assert texts(out) == [f"reply to: question {i}" for i in range(30)]
     arrivals = sorted(server.stats["arrivals"])
-    assert 1.3 <= arrivals[-1] - arrivals[0] <= 2.0
+    assert 1.3 <= arrivals[-1] - arrivals[0] <= 3.0  # 1.45 s on an idle machine
     assert server.stats["statuses"].get(429, 0) == 0
 
 

@@ -67,6 +67,7 @@ class SchedulerCounters:
     output_tokens: int = 0
     budget_wait_s: float = 0.0
     concurrency_limit: int = 0
+    requests_per_minute: float | None = None
     errors_by_kind: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, object]:
@@ -81,6 +82,7 @@ class SchedulerCounters:
             "output_tokens": self.output_tokens,
             "budget_wait_s": round(self.budget_wait_s, 3),
             "concurrency_limit": self.concurrency_limit,
+            "requests_per_minute": self.requests_per_minute,
             "errors_by_kind": dict(self.errors_by_kind),
         }
 
@@ -107,23 +109,44 @@ class TokenBucket:
     returns how long the caller must wait before starting, so reservations queue up in order
     without a lock and the long-run rate is exactly ``per_minute``. It starts with a small
     burst rather than a full one, so a run does not open with a spike of requests.
+
+    A provider's window and clock never line up exactly with ours, so a 429 despite the budget
+    lowers the rate by 5% (at most once per wave of rejections, never below half the budget),
+    and every 50 successes raise it again by 1% of the budget, up to the budget.
     """
 
-    __slots__ = ("capacity", "level", "rate", "stamp")
+    __slots__ = ("_last_cut", "_successes", "capacity", "ceiling", "level", "rate", "stamp")
 
     def __init__(self, per_minute: float, burst: float | None = None) -> None:
         if per_minute <= 0:
             raise ValueError(f"a budget must be positive, got {per_minute} per minute")
-        self.rate = per_minute / 60.0
+        self.rate = self.ceiling = per_minute / 60.0
         self.capacity = burst if burst is not None else max(1.0, self.rate / 20.0)
         self.level = min(self.capacity, 1.0) if burst is None else self.capacity
         self.stamp = time.monotonic()
+        self._successes = 0
+        self._last_cut = -1.0
 
     def set_rate(self, per_minute: float) -> None:
         self._refill(time.monotonic())
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate / 20.0)
-        self.level = min(self.level, self.capacity)
+        self.rate = self.ceiling = per_minute / 60.0
+
+    def slow_down(self, started: float, now: float) -> None:
+        """A request started at ``started`` was rejected: lower the rate (once per wave)."""
+        if started < self._last_cut:
+            return
+        self._refill(now)
+        self._last_cut = now
+        self._successes = 0
+        self.rate = max(self.ceiling * 0.5, self.rate * 0.95)
+
+    def speed_up(self) -> None:
+        """One more success: creep back towards the budget."""
+        self._successes += 1
+        if self._successes >= 50:
+            self._successes = 0
+            self._refill(time.monotonic())
+            self.rate = min(self.ceiling, self.rate + self.ceiling * 0.01)
 
     def _refill(self, now: float) -> None:
         level = self.level + (now - self.stamp) * self.rate
@@ -296,16 +319,21 @@ class RequestScheduler:
     def __init__(self, limits: SchedulerLimits, classify: Classifier) -> None:
         self.limits = limits
         self.classify = classify
-        self.counters = SchedulerCounters(concurrency_limit=limits.max_concurrency)
+        self.counters = SchedulerCounters(
+            concurrency_limit=limits.max_concurrency, requests_per_minute=limits.rpm
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: AdaptiveLimit | None = None
-        self.request_budget: TokenBucket | None = TokenBucket(limits.rpm) if limits.rpm else None
+        self.request_budget: TokenBucket | None = (
+            TokenBucket(limits.rpm, burst=1.0) if limits.rpm else None
+        )
         self.token_budget: TokenBucket | None = TokenBucket(limits.tpm) if limits.tpm else None
         self._rpm_learned = False
         self._tpm_learned = False
         self._hold_until = 0.0
         self._probe: asyncio.Event | None = None
         self._warm = False
+        self._pace_lock: asyncio.Lock | None = None
 
     def _bind(self) -> AdaptiveLimit:
         loop = asyncio.get_running_loop()
@@ -314,6 +342,7 @@ class RequestScheduler:
             self._slots = AdaptiveLimit(self.limits.max_concurrency)
             self._probe = None
             self._warm = False
+            self._pace_lock = asyncio.Lock()
         return self._slots
 
     @property
@@ -322,6 +351,18 @@ class RequestScheduler:
         return self._slots.limit if self._slots is not None else self.limits.max_concurrency
 
     async def _wait_for_budget(self, tokens: int) -> None:
+        if self.request_budget is None:
+            await self._reserve_and_wait(tokens)
+            return
+        # Requests are paced one after another from the time each actually leaves, so a
+        # stalled event loop cannot release a burst of overdue requests when it resumes.
+        start = time.monotonic()
+        assert self._pace_lock is not None
+        async with self._pace_lock:
+            await self._reserve_and_wait(tokens)
+        self.counters.budget_wait_s += time.monotonic() - start
+
+    async def _reserve_and_wait(self, tokens: int) -> None:
         now = time.monotonic()
         wait = self._hold_until - now
         if self.request_budget is not None:
@@ -329,7 +370,8 @@ class RequestScheduler:
         if self.token_budget is not None and tokens:
             wait = max(wait, self.token_budget.reserve(tokens, now))
         if wait > 0:
-            self.counters.budget_wait_s += wait
+            if self.request_budget is None:
+                self.counters.budget_wait_s += wait
             await asyncio.sleep(wait)
 
     async def run(self, attempt: Callable[[], Awaitable[T]], *, estimated_tokens: int = 0) -> T:
@@ -384,6 +426,10 @@ class RequestScheduler:
                     if slots.limit < slots.maximum and limits.adaptive_concurrency:
                         slots.on_success()
                         counters.concurrency_limit = slots.limit
+                    budget = self.request_budget
+                    if budget is not None and budget.rate < budget.ceiling:
+                        budget.speed_up()
+                        counters.requests_per_minute = round(budget.rate * 60, 1)
                     return result
                 finally:
                     counters.in_flight -= 1
@@ -393,7 +439,12 @@ class RequestScheduler:
             counters.errors_by_kind[kind.value] = counters.errors_by_kind.get(kind.value, 0) + 1
             if kind is ErrorKind.RATE_LIMIT:
                 counters.rate_limited += 1
-                if limits.adaptive_concurrency:
+                if self.request_budget is not None:
+                    # under a request budget, 429s mean the pace is a little too fast, not
+                    # that too many requests are in flight: slow the pace instead
+                    self.request_budget.slow_down(started, time.monotonic())
+                    counters.requests_per_minute = round(self.request_budget.rate * 60, 1)
+                elif limits.adaptive_concurrency:
                     slots.on_rate_limited(started, time.monotonic())
                     counters.concurrency_limit = slots.limit
             if not kind.retryable or tries > limits.max_retries:
@@ -444,8 +495,9 @@ class RequestScheduler:
         limits = self.limits
         if info.limit_requests and limits.rpm is None:
             if self.request_budget is None:
-                self.request_budget = TokenBucket(info.limit_requests)
+                self.request_budget = TokenBucket(info.limit_requests, burst=1.0)
                 self._rpm_learned = True
+                self.counters.requests_per_minute = float(info.limit_requests)
             elif self._rpm_learned and self.request_budget.rate * 60 != info.limit_requests:
                 self.request_budget.set_rate(info.limit_requests)
         if info.limit_tokens and limits.tpm is None:
