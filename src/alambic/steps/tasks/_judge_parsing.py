@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 
 _FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
-_EMPHASIS = re.compile(r"\*\*|__|`")
+_EMPHASIS = re.compile(r"\*\*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def clean_reply(text: str) -> str:
-    """The reply with fence lines and bold/code markers removed and ``\\n`` line ends.
+    """The reply with fence lines and bold markers (``**``) removed and ``\\n`` line ends.
 
     Unlike ``strip_fences`` (which keeps only the first fenced block), this keeps the whole
     text: a judge often fences only part of its answer.
