@@ -104,6 +104,10 @@ def test_a_task_keeps_the_rows_its_llm_failed_on() -> None:
         assert "told to fail on" in str(error)
     assert rows[METADATA_COLUMN][0].get("error_gen") is None
     assert rows["model_name"] == ["fake-model"] * 7
+    summary = p.last_summary
+    assert summary is not None
+    assert summary["steps"]["gen"]["llm"]["failures"] == 2
+    assert summary["steps"]["gen"]["llm"]["requests"] == 7
 
 
 # -- deterministic order ---------------------------------------------------------------------
