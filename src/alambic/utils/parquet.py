@@ -131,8 +131,15 @@ def conform_table(table: Any, schema: Any) -> Any:
         if field.name not in table.column_names:
             table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
     table = table.select(schema.names)
+    if table.schema.equals(schema):
+        return table
     try:
-        return table.cast(schema)
+        # column by column: casting a list<null> column to its own type fails in pyarrow 26
+        columns = [
+            column if column.type.equals(field.type) else column.cast(field.type)
+            for column, field in zip(table.columns, schema, strict=True)
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise ValueError(
             f"Cannot bring parquet parts to one schema: {exc}. Unified schema: {schema}"
