@@ -168,12 +168,16 @@ def test_token_estimate_counts_characters_and_max_tokens() -> None:
 
 def test_adaptive_limit_halves_on_429_then_probes_back_up() -> None:
     limit = AdaptiveLimit(16)
-    limit.on_rate_limited(started=1.0, now=2.0)
+    for _ in range(3):  # a few 429s are not overload yet
+        limit.on_rate_limited(started=0.5, now=1.0)
+    assert limit.limit == 16
+    limit.on_rate_limited(started=1.0, now=2.0)  # the fourth in a row is
     assert limit.limit == 8
     limit.on_rate_limited(started=1.5, now=2.1)  # same wave: no second cut
     assert limit.limit == 8
     limit.on_rate_limited(started=2.2, now=3.0)
     assert limit.limit == 4
+    assert limit.pressure > 0.15
     for _ in range(4):
         limit.on_success()
     assert limit.limit == 5
@@ -182,9 +186,19 @@ def test_adaptive_limit_halves_on_429_then_probes_back_up() -> None:
     assert limit.limit == 16
 
 
+def test_scattered_429s_do_not_cut_concurrency() -> None:
+    limit = AdaptiveLimit(64)
+    for i in range(2000):
+        if i % 20 == 0:  # 5% of answers
+            limit.on_rate_limited(started=float(i), now=float(i))
+        else:
+            limit.on_success()
+    assert limit.limit == 64
+
+
 def test_scheduler_adapts_concurrency_on_429() -> None:
     scheduler = make(max_concurrency=8)
-    attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.0), "ok"])
+    attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.0)] * 4 + ["ok"])
     assert asyncio.run(scheduler.run(attempt)) == "ok"
     assert scheduler.concurrency_limit == 4
     assert scheduler.counters.concurrency_limit == 4

@@ -169,9 +169,21 @@ class AdaptiveLimit:
 
     ``acquire`` takes a slot without awaiting when one is free (the common case); otherwise it
     parks a future in a FIFO queue that ``release`` wakes.
+
+    Not every 429 means overload (some providers reject a few requests at random), so the
+    limit is cut only when the share of 429s among recent answers (a moving average,
+    ``pressure``) passes 15%: a run of four 429s does it, 5% scattered 429s do not.
     """
 
-    __slots__ = ("_last_decrease", "_successes", "_waiters", "in_flight", "limit", "maximum")
+    __slots__ = (
+        "_last_decrease",
+        "_successes",
+        "_waiters",
+        "in_flight",
+        "limit",
+        "maximum",
+        "pressure",
+    )
 
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
@@ -180,6 +192,7 @@ class AdaptiveLimit:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._successes = 0
         self._last_decrease = -1.0
+        self.pressure = 0.0
 
     async def acquire(self) -> None:
         if self.in_flight < self.limit and not self._waiters:
@@ -209,6 +222,9 @@ class AdaptiveLimit:
                 waiter.set_result(None)
 
     def on_success(self) -> None:
+        self.pressure *= 0.95
+        if self.limit >= self.maximum:
+            return
         self._successes += 1
         if self._successes >= self.limit:
             self._successes = 0
@@ -218,7 +234,8 @@ class AdaptiveLimit:
     def on_rate_limited(self, started: float, now: float) -> None:
         """Halve the limit, once per wave: 429s of attempts started before the last cut
         belong to the same overload and do not cut again."""
-        if started < self._last_decrease:
+        self.pressure = self.pressure * 0.95 + 0.05
+        if self.pressure < 0.15 or started < self._last_decrease:
             return
         self._last_decrease = now
         self._successes = 0
@@ -423,7 +440,7 @@ class RequestScheduler:
                 except Exception as exc:
                     error: BaseException = exc
                 else:
-                    if slots.limit < slots.maximum and limits.adaptive_concurrency:
+                    if limits.adaptive_concurrency:
                         slots.on_success()
                         counters.concurrency_limit = slots.limit
                     budget = self.request_budget
