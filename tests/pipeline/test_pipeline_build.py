@@ -218,16 +218,11 @@ def test_column_produced_two_steps_upstream_is_available() -> None:
     ],
 )
 def test_unknown_mapping_key(kwargs: dict[str, Any], pattern: str) -> None:
-    # pydantic wraps errors raised while a model is built: see the xfail test below
+    # the message is the same whichever class catches it
     with Pipeline(name="mapping"), pytest.raises(ValueError, match=pattern):
         Tag(name="tag", **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (steps/base.py): errors raised in _Step.model_post_init reach the user as "
-    "pydantic ValidationError, not as MappingError/PipelineValidationError (AlambicError)",
-)
 def test_construction_errors_keep_their_alambic_class() -> None:
     with Pipeline(name="classes"):
         with pytest.raises(MappingError):

@@ -226,11 +226,6 @@ class CountAll(GlobalStep):
         yield [{**r, "n": len(inputs)} for r in inputs]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (pipeline/local.py _build_nodes): a GlobalStep right after a router gets mode "
-    "'routed' and is called once per routed batch instead of once with all its rows",
-)
 def test_global_step_after_a_router_gets_all_its_rows_at_once() -> None:
     with Pipeline(name="route-global") as p:
         load = LoadDataFromDicts(name="load", data=_rows(6), batch_size=2)

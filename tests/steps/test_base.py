@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from alambic.errors import RuntimeParameterError
+from alambic.errors import InvalidNameError, RuntimeParameterError
 from alambic.pipeline import Pipeline
 from alambic.runtime_parameters import RequiredRuntimeParameter, RuntimeParameter
 from alambic.steps import GeneratorStep, Step, StepInput, StepOutput, UnknownArgumentWarning
@@ -41,7 +41,7 @@ def test_name_is_inferred_and_unique_within_a_pipeline() -> None:
 
 @pytest.mark.parametrize("bad", ["has space", "slash/name", "dot.name", ""])
 def test_invalid_names_are_rejected_with_a_suggestion(bad: str) -> None:
-    with pytest.raises(ValueError, match="letters, digits"):
+    with pytest.raises(InvalidNameError, match="letters, digits"):
         Upper(name=bad)
 
 

@@ -236,6 +236,8 @@ class LocalExecutor:
             router: str | None = None
             if step._is_generator:
                 mode = "generator"
+            elif step._is_global:
+                mode = "rebatch"  # a global step gets every row at once, after a router too
             elif len(ps) == 1 and (ps[0] in dag.routing or ps[0] in routed):
                 mode = "routed"
                 router = ps[0] if ps[0] in dag.routing else routed[ps[0]]

@@ -133,7 +133,12 @@ class _Step(BaseModel, ABC):
             data = {k: v for k, v in data.items() if k in cls.model_fields}
         return data
 
-    def model_post_init(self, __context: Any) -> None:
+    def __init__(self, /, **data: Any) -> None:
+        # checks run after pydantic's validation so their errors keep their own class
+        super().__init__(**data)
+        self._finish_init()
+
+    def _finish_init(self) -> None:
         pipeline = self.pipeline if self.pipeline is not None else _CURRENT_PIPELINE.get()
         if self.name is None:
             base = snake_case(type(self).__name__)
