@@ -183,9 +183,19 @@ def test_hf_offline_mode_is_reported_at_load(server):
         InferenceEndpointsLLM(base_url=server.url).load()
 
 
-def test_hf_needs_exactly_one_target(hub_online):
-    with pytest.raises(AlambicUserError, match="exactly one"):
-        InferenceEndpointsLLM(model="org/model", base_url="http://127.0.0.1:1").load()
+def test_hf_target_must_be_unambiguous(hub_online):
+    with pytest.raises(AlambicUserError, match="not both endpoint_name and base_url"):
+        InferenceEndpointsLLM(endpoint_name="e", base_url="http://127.0.0.1:1").load()
+    with pytest.raises(AlambicUserError, match="needs model"):
+        InferenceEndpointsLLM().load()
+
+
+def test_hf_model_is_sent_to_a_base_url(server, hub_online):
+    llm = InferenceEndpointsLLM(model="served-name", base_url=server.url)
+    [out] = llm.generate([HELLO])
+    assert out["generations"] == ["reply to: hello there"]
+    assert bodies(server)[0]["model"] == "served-name"
+    assert llm.model_name == "served-name"
 
 
 def test_hf_serverless_needs_a_token(hub_online, monkeypatch, tmp_path):

@@ -3,6 +3,8 @@ Inference Providers, dedicated Inference Endpoints, or any TGI-style server by U
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
@@ -24,13 +26,16 @@ _RENAMED = {"max_new_tokens": "max_tokens"}
 
 
 class InferenceEndpointsLLM(ProviderLLM):
-    """A chat model on Hugging Face inference, chosen by exactly one of:
+    """A chat model on Hugging Face inference, reached through one of:
 
-    - ``model``: a hub id, served by Inference Providers (``provider`` picks one, default
-      ``"auto"``);
+    - ``model`` alone: a hub id, served by Inference Providers (``provider`` picks one,
+      default ``"auto"``);
     - ``endpoint_name`` (and ``endpoint_namespace``): a dedicated Inference Endpoint, whose
       URL is looked up once at ``load()``;
     - ``base_url``: any server with TGI's ``/v1/chat/completions`` (TGI, vLLM serve...).
+
+    With an endpoint or a URL, ``model`` (if given) is sent as the request's model name, for
+    servers that check it.
 
     The token comes from ``api_key``, ``HF_TOKEN`` or the token saved by ``hf auth login``;
     a server on this machine needs none. Structured output uses ``response_format`` of type
@@ -74,13 +79,18 @@ class InferenceEndpointsLLM(ProviderLLM):
 
     def load(self) -> None:
         hub = self.sdk()
-        chosen = [x for x in (self.model, self.endpoint_name, self.base_url) if x]
-        if len(chosen) != 1:
+        if (self.endpoint_name and self.base_url) or not (
+            self.model or self.endpoint_name or self.base_url
+        ):
             raise AlambicUserError(
-                "InferenceEndpointsLLM needs exactly one of model (serverless), endpoint_name "
-                f"(dedicated endpoint) or base_url (a server URL); got {chosen or 'none'}."
+                "InferenceEndpointsLLM needs model (serverless), endpoint_name (a dedicated "
+                "endpoint) or base_url (a server URL), and not both endpoint_name and base_url; "
+                f"got model={self.model!r}, endpoint_name={self.endpoint_name!r}, "
+                f"base_url={self.base_url!r}."
             )
-        if hub.constants.is_offline_mode():
+        offline_env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        constants = importlib.import_module("huggingface_hub.constants")
+        if constants.is_offline_mode() or offline_env:
             raise AlambicUserError(
                 "InferenceEndpointsLLM cannot send requests while HF_HUB_OFFLINE=1 is set "
                 "(huggingface_hub blocks every request, even to this machine): unset it, or "
@@ -113,7 +123,7 @@ class InferenceEndpointsLLM(ProviderLLM):
             kwargs["stop"] = [kwargs["stop"]]
         if schema is not None:
             kwargs["response_format"] = openai_response_format(schema)
-        if self.model and not (self._endpoint_url or self.base_url):
+        if self.model:
             kwargs["model"] = self.model
         response = await self._client().chat_completion(messages=messages, **kwargs)
         return openai_like_output(response)
