@@ -1,0 +1,102 @@
+"""AnthropicLLM against a real Anthropic-protocol server: the LiteLLM proxy, forwarding to
+the OpenAI test server. litellm is kept out of the shared environment (it downgrades openai),
+so the proxy CLI may live in another one: ALAMBIC_LITELLM_CLI=/path/to/venv/bin/litellm.
+Slow: the proxy takes 10-45 s to start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alambic.llms.anthropic import AnthropicLLM
+from alambic.testing.openai_server import OpenAITestServer, ServerConfig
+
+CLI = os.environ.get("ALAMBIC_LITELLM_CLI") or shutil.which("litellm")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CLI is None,
+        reason="the LiteLLM proxy CLI is not installed (pip install 'litellm[proxy]' in any "
+        "environment and set ALAMBIC_LITELLM_CLI to its `litellm` executable)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenAITestServer]]:
+    backend = OpenAITestServer(ServerConfig(record_requests=True))
+    backend.start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder: Path = tmp_path_factory.mktemp("litellm-proxy")
+    config = folder / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: claude-test\n"
+        "    litellm_params:\n"
+        "      model: hosted_vllm/test-model\n"
+        f"      api_base: {backend.base_url}\n"
+        "      api_key: none\n"
+    )
+    env = {**os.environ, "LITELLM_MASTER_KEY": "sk-test", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    log = (folder / "proxy.log").open("wb")
+    cmd = [str(CLI), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            if proc.poll() is not None:
+                pytest.fail((folder / "proxy.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(f"{url}/health/liveliness", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the LiteLLM proxy did not start within 150 s")
+                time.sleep(0.5)
+        yield url, backend
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+        backend.stop()
+
+
+def test_messages_through_the_proxy(proxy: tuple[str, OpenAITestServer]) -> None:
+    url, backend = proxy
+    llm = AnthropicLLM(model="claude-test", base_url=url, api_key="sk-test")
+    llm.load()
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there"},
+    ]
+    [out] = llm.generate([messages], num_generations=2, max_new_tokens=20)
+    assert out["generations"] == ["reply to: hello there"] * 2
+    assert out["statistics"] == {"input_tokens": [4, 4], "output_tokens": [4, 4]}
+    forwarded = backend.stats["requests"][-1]["body"]
+    assert forwarded["messages"][0] == {"role": "system", "content": "be brief"}
+
+
+def test_tool_use_schema_reaches_the_backend_as_a_forced_function(
+    proxy: tuple[str, OpenAITestServer],
+) -> None:
+    url, backend = proxy
+    llm = AnthropicLLM(
+        model="claude-test", base_url=url, api_key="sk-test", structured_output_retries=0
+    )
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    llm.generate([([{"role": "user", "content": "a city"}], {"schema": schema})])
+    forwarded = backend.stats["requests"][-1]["body"]
+    assert forwarded["tools"][0]["function"]["parameters"] == schema
+    assert forwarded["tool_choice"] == {"type": "function", "function": {"name": "output"}}
