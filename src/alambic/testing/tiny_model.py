@@ -77,6 +77,18 @@ _TRAINING_MODULES = (
 )
 
 
+def _transformers() -> Any:
+    """Import ``transformers`` lazily, typed as ``Any``.
+
+    Its classes are only partly annotated; going through ``Any`` keeps this module
+    ``mypy --strict`` clean without ``type: ignore`` comments that other mypy settings
+    would flag as unused.
+    """
+    import transformers
+
+    return transformers
+
+
 def _training_texts() -> list[str]:
     """Read the stdlib modules used as tokenizer training corpus (deterministic order)."""
     stdlib = Path(os.__file__).parent
@@ -110,7 +122,8 @@ def build_tiny_tokenizer(*, vocab_size: int = 2048) -> Any:
     (decoder-only batch generation requires left padding).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+
+    transformers = _transformers()
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -123,7 +136,7 @@ def build_tiny_tokenizer(*, vocab_size: int = 2048) -> Any:
         show_progress=False,
     )
     backend.train_from_iterator(_training_texts(), trainer=trainer)
-    return PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<pad>",
@@ -135,12 +148,10 @@ def build_tiny_tokenizer(*, vocab_size: int = 2048) -> Any:
 
 def _llama_config(tokenizer: Any, **extra: Any) -> Any:
     """The shared tiny Llama architecture (~200k parameters, under 1 MB in float32)."""
-    from transformers import LlamaConfig
-
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<pad>")
     bos_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    return LlamaConfig(
+    return _transformers().LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -168,16 +179,18 @@ def _build(path: str | Path, *, kind: str, seed: int, vocab_size: int) -> Path:
         return target
 
     import torch
-    from transformers import GenerationConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    transformers = _transformers()
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would survive the rename into place
     try:
         tokenizer = build_tiny_tokenizer(vocab_size=vocab_size)
         torch.manual_seed(seed)
         if kind == "chat":
-            model: Any = LlamaForCausalLM(_llama_config(tokenizer))
-            model.generation_config = GenerationConfig(
+            model = transformers.LlamaForCausalLM(_llama_config(tokenizer))
+            model.generation_config = transformers.GenerationConfig(
                 bos_token_id=model.config.bos_token_id,
                 eos_token_id=model.config.eos_token_id,
                 pad_token_id=model.config.pad_token_id,
@@ -185,7 +198,9 @@ def _build(path: str | Path, *, kind: str, seed: int, vocab_size: int) -> Path:
                 max_new_tokens=16,
             )
         else:
-            model = LlamaForSequenceClassification(_llama_config(tokenizer, num_labels=1))
+            model = transformers.LlamaForSequenceClassification(
+                _llama_config(tokenizer, num_labels=1)
+            )
         model.eval()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -1,0 +1,199 @@
+"""Shared pytest fixtures for the alambic test suite.
+
+Sections (add new fixtures to the matching section, or start a new one):
+
+1. markers and hermetic environment (autouse)
+2. tiny local models (session scope: built once)
+3. the fake OpenAI-compatible server (``alambic.testing.openai_server``)
+4. ``transformers serve`` on the tiny model (session scope, slow)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("alambic") is None:  # not installed: test the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from alambic.testing.openai_server import OpenAITestServer, ServerConfig
+
+# --------------------------------------------------------------------------- 1. markers / env
+
+_MARKERS = {
+    "slow": "takes more than a few seconds (runs in CI)",
+    "gpu": "needs a CUDA GPU (skipped with a reason elsewhere)",
+    "llamacpp": "needs llama-cpp-python installed",
+}
+
+# Provider credentials and endpoints that must never leak from the developer's shell
+# into tests (a test would silently hit a real API, or an SDK would change base URL).
+_UNSET_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "ANTHROPIC_API_KEY",
+    "MISTRAL_API_KEY",
+    "COHERE_API_KEY",
+    "CO_API_KEY",
+    "GROQ_API_KEY",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers here too, so ``--strict-markers`` works without pyproject."""
+    for name, help_text in _MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_text}")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Per-test cache dir, offline Hugging Face libraries, no provider credentials."""
+    monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(tmp_path / "alambic-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for name in _UNSET_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+# --------------------------------------------------------------------------- 2. tiny models
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama chat model folder (~1 MB), built once per session."""
+    pytest.importorskip("transformers")
+    from alambic.testing.tiny_model import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama sequence-classification (reward) model, built once."""
+    pytest.importorskip("transformers")
+    from alambic.testing.tiny_model import build_tiny_reward_model
+
+    return build_tiny_reward_model(tmp_path_factory.mktemp("tiny-reward-model") / "model")
+
+
+# --------------------------------------------------------------------------- 3. fake OpenAI server
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAITestServer]:
+    """A started in-process OpenAI-compatible test server with the default config."""
+    with OpenAITestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server_factory() -> Iterator[Callable[..., OpenAITestServer]]:
+    """``factory(config=None, **knobs)`` starts a server; all are stopped at teardown."""
+    servers: list[OpenAITestServer] = []
+
+    def factory(config: ServerConfig | None = None, **knobs: Any) -> OpenAITestServer:
+        server = OpenAITestServer(config, **knobs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- 4. transformers serve
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _transformers_cli() -> str | None:
+    """The ``transformers`` CLI of this interpreter's environment, else on PATH."""
+    candidate = Path(sys.executable).parent / "transformers"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which("transformers")
+
+
+@pytest.fixture(scope="session")
+def transformers_serve(
+    tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``transformers serve`` on the tiny chat model; yields ``http://127.0.0.1:P/v1``.
+
+    Starts in ~8 s on CPU.  ``HF_HOME`` points at a temporary folder with a ``hub/``
+    subfolder because ``/v1/models`` errors when ``$HF_HOME/hub`` is missing.
+    """
+    cli = _transformers_cli()
+    if cli is None:
+        pytest.skip("the `transformers` CLI is not installed (pip install 'transformers[serving]')")
+    for module in ("fastapi", "uvicorn"):
+        pytest.importorskip(module, reason=f"transformers serve needs {module}")
+
+    home = tmp_path_factory.mktemp("hf-home")
+    (home / "hub").mkdir()
+    log_path = home / "serve.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HF_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    cmd = [cli, "serve", str(tiny_model_path), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--device", "cpu"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    root = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{tail}")
+            try:
+                with opener.open(f"{root}/v1/models", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"transformers serve did not answer within 120 s:\n{tail}")
+            time.sleep(0.25)
+        yield f"{root}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
