@@ -41,13 +41,8 @@ def test_google_genai_api_error():
 def test_anthropic_status_error_reads_response_headers():
     import anthropic
 
-    http = (
-        pytest.importorskip("httpx2")
-        if "httpx2" in anthropic.RateLimitError.__init__.__globals__
-        else httpx
-    )
-    request = http.Request("POST", "http://127.0.0.1/v1/messages")
-    response = http.Response(429, headers={"retry-after": "3"}, request=request)
+    request = httpx.Request("POST", "http://127.0.0.1/v1/messages")
+    response = httpx.Response(429, headers={"retry-after": "3"}, request=request)
     error = anthropic.RateLimitError("slow down", response=response, body=None)
     assert status_and_headers(error)[0] == 429
     assert classify_sdk_error(error) == (ErrorKind.RATE_LIMIT, 3.0)
