@@ -111,8 +111,8 @@ class TokenBucket:
     burst rather than a full one, so a run does not open with a spike of requests.
 
     A provider's window and clock never line up exactly with ours, so a 429 despite the budget
-    lowers the rate by 5% (at most once per wave of rejections, never below half the budget),
-    and every 50 successes raise it again by 1% of the budget, up to the budget.
+    lowers the rate by 3% (at most once per wave of rejections, never below half the budget),
+    and every 25 successes raise it again by 1% of the budget, up to the budget.
     """
 
     __slots__ = ("_last_cut", "_successes", "capacity", "ceiling", "level", "rate", "stamp")
@@ -138,12 +138,12 @@ class TokenBucket:
         self._refill(now)
         self._last_cut = now
         self._successes = 0
-        self.rate = max(self.ceiling * 0.5, self.rate * 0.95)
+        self.rate = max(self.ceiling * 0.5, self.rate * 0.97)
 
     def speed_up(self) -> None:
         """One more success: creep back towards the budget."""
         self._successes += 1
-        if self._successes >= 50:
+        if self._successes >= 25:
             self._successes = 0
             self._refill(time.monotonic())
             self.rate = min(self.ceiling, self.rate + self.ceiling * 0.01)
