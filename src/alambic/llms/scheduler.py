@@ -45,6 +45,8 @@ from alambic.errors import ErrorKind, LLMRequestError
 
 T = TypeVar("T")
 
+_timeout: Any = getattr(asyncio, "timeout", None)
+
 Classifier = Callable[[BaseException], tuple[ErrorKind, "float | None"]]
 
 
@@ -432,7 +434,11 @@ class RequestScheduler:
                     counters.max_in_flight = counters.in_flight
                 started = time.monotonic()
                 try:
-                    result = await asyncio.wait_for(attempt(), limits.timeout)
+                    if _timeout is not None:  # no task per attempt (Python >= 3.11)
+                        async with _timeout(limits.timeout):
+                            result = await attempt()
+                    else:
+                        result = await asyncio.wait_for(attempt(), limits.timeout)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
