@@ -102,7 +102,9 @@ class LLM(BaseModel, ABC):
         default=2, ge=0, description="Re-asks of a reply that does not match its schema."
     )
 
-    _cache_exclude: ClassVar[frozenset[str]] = frozenset({"generation_kwargs"})
+    _cache_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"generation_kwargs", "structured_output_retries"}
+    )
     """Fields that do not change an answer, left out of the request-cache key."""
 
     _request_cache: RequestCache | None = PrivateAttr(default=None)
