@@ -14,10 +14,11 @@ HTTP/1.1 parser: keep-alive, pipelining, ``Content-Length`` bodies) and the stdl
 second through it and the server must never be the bottleneck being measured.
 Measured with ``benchmarks/server_selftest.py`` on the 2-core development machine
 (server in its own process, aiohttp client in another, one ``ClientSession``, 64
-concurrent requests, 20,000 chat completions): **~4,800 requests/s** non-streaming and
-~7,000/s streaming, with the server process at only ~35-75 % of one core (about 70 us of
-server CPU per request), i.e. the Python client is the bottleneck, not the server.  On a
-machine busy with other work the figure drops with the client's share of CPU.
+concurrent requests, 20,000 chat completions): **4,600-6,000 requests/s** non-streaming
+(SSE streaming: 2,800-7,000/s, noisier), with the server process at only ~33 % of one
+core (about 65 us of server CPU per request): the Python client is the bottleneck, not
+the server.  On a machine busy with other work the figure drops with the client's share
+of CPU (~1,000-1,500/s was seen under a load average of 6).
 
 Two ways to use it:
 
