@@ -24,9 +24,11 @@ requests seen minus answers in the request cache file after the kill), which bou
 repeats exactly.
 
 The W1 comparison runs W1 (10,000 rows, 0 ms latency, 64 concurrent requests) with the run
-store on (units committed, answers stored in the request cache; a fresh cache directory
-each time, so nothing is replayed) and off (``pipeline.run(storage=False)``), alternating,
-each in a fresh process, and prints the medians of ``pipeline.run`` time and their ratio.
+store off (``pipeline.run(storage=False)``), on (units committed and every answer stored in
+the request cache, the default; a fresh cache directory each time, so nothing is replayed),
+and on with ``ALAMBIC_REQUEST_CACHE=0`` (units only), in rounds, each in a fresh process, and
+prints per variant the medians of ``pipeline.run`` wall time and of the process's CPU time
+(user + system, all threads) during it. CPU time is the steadier figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -68,12 +70,20 @@ def child(args: argparse.Namespace) -> None:
         )
         keep = KeepColumns(columns=["instruction", "generation"])
         load >> task >> keep
-    start = time.perf_counter()
+    import resource
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    start, cpu0 = time.perf_counter(), cpu()
     distiset = pipeline.run(show_progress=False, storage=not args.no_store)
-    run_s = time.perf_counter() - start
+    run_s, cpu_s = time.perf_counter() - start, cpu() - cpu0
     dataset = distiset["default"]["train"]
     rows = [[r["instruction"], r["generation"]] for r in dataset] if args.keep_rows else []
-    Path(args.out).write_text(json.dumps({"rows": rows, "n": len(dataset), "run_s": run_s}))
+    Path(args.out).write_text(
+        json.dumps({"rows": rows, "n": len(dataset), "run_s": run_s, "cpu_s": cpu_s})
+    )
 
 
 def child_cmd(base_url: str, rows: int, concurrency: int, out: Path, *extra: str) -> list[str]:
@@ -174,17 +184,26 @@ def trial(index: int, base_url: str, rows: int, concurrency: int, timeout: float
     }
 
 
-def w1_run(base_url: str, store: bool) -> float:
+W1_VARIANTS = {
+    "off": ("storage=False", ("--no-store",), {}),
+    "on": ("store + request cache (default)", (), {}),
+    "units": ("store, ALAMBIC_REQUEST_CACHE=0", (), {"ALAMBIC_REQUEST_CACHE": "0"}),
+}
+
+
+def w1_run(base_url: str, variant: str) -> tuple[float, float]:
+    """One W1 run in a fresh process and cache directory: (run seconds, CPU seconds)."""
+    _, extra, env_extra = W1_VARIANTS[variant]
     work = Path(tempfile.mkdtemp(prefix="alambic-w1-"))
     try:
         out = work / "out.json"
-        extra = () if store else ("--no-store",)
         cmd = child_cmd(base_url, 10_000, 64, out, *extra)
-        subprocess.run(cmd, env=child_env(work / "cache"), check=True, timeout=1200)
+        env = {**child_env(work / "cache"), **env_extra}
+        subprocess.run(cmd, env=env, check=True, timeout=1200)
         result = json.loads(out.read_text())
         if result["n"] != 10_000:
             raise RuntimeError(f"W1 produced {result['n']} rows")
-        return float(result["run_s"])
+        return float(result["run_s"]), float(result["cpu_s"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -254,18 +273,29 @@ def main(argv: list[str] | None = None) -> int:
             failed = failed or passed != len(results)
         if not args.skip_w1:
             remote_update(base_url, latency_s=0.0)
-            on: list[float] = []
-            off: list[float] = []
-            print(f"\nW1 (10,000 rows, 0 ms): store on vs off, {args.w1_repeat} alternations")
-            for i in range(args.w1_repeat):
-                off.append(w1_run(base_url, store=False))
-                on.append(w1_run(base_url, store=True))
-                print(f"  rep {i + 1}: off {off[-1]:.2f} s, on {on[-1]:.2f} s", flush=True)
-            ratio = median(on) / median(off)
+            wall: dict[str, list[float]] = {v: [] for v in W1_VARIANTS}
+            cpu: dict[str, list[float]] = {v: [] for v in W1_VARIANTS}
             print(
-                f"W1 median: store off {median(off):.2f} s, store on {median(on):.2f} s, "
-                f"ratio {ratio:.3f} ({(ratio - 1) * 100:+.1f}%; target <= +10%)"
+                f"\nW1 (10,000 rows, 0 ms, 64 concurrent): {args.w1_repeat} rounds of "
+                f"{', '.join(W1_VARIANTS)} (wall s / CPU s of pipeline.run)"
             )
+            for i in range(args.w1_repeat):
+                figures = []
+                for variant in W1_VARIANTS:
+                    w, c = w1_run(base_url, variant)
+                    wall[variant].append(w)
+                    cpu[variant].append(c)
+                    figures.append(f"{variant} {w:.2f}/{c:.2f}")
+                print(f"  round {i + 1}: " + ", ".join(figures), flush=True)
+            for variant, (label, _, _) in W1_VARIANTS.items():
+                w, c = median(wall[variant]), median(cpu[variant])
+                print(
+                    f"  median {variant:<5} ({label}): wall {w:.2f} s "
+                    f"({w / median(wall['off']):.3f}x off), CPU {c:.2f} s "
+                    f"({c / median(cpu['off']):.3f}x off)"
+                )
+            ratio = median(wall["on"]) / median(wall["off"])
+            print(f"W1 store on / off (wall medians): {ratio:.3f} (target <= 1.10)")
     finally:
         stop_server_process(proc)
     return 1 if failed else 0
