@@ -25,6 +25,11 @@ from typing import Any
 
 import pytest
 
+# Hugging Face libraries read these once, at import: set them before anything imports them, so
+# no test ever waits on an unreachable hub (the autouse fixture below keeps them set per test).
+for _flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_flag, "1")
+
 if importlib.util.find_spec("alambic") is None:  # not installed: test the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 

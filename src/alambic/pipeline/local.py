@@ -715,7 +715,8 @@ class LocalExecutor:
         if isinstance(step, Task) and step.uses_default_process() and isinstance(step.llm, AsyncLLM):
             batch = max(step.input_batch_size or 50, 1)
             per_unit = batch * (step.num_generations or 1)
-            return max(2, math.ceil(2 * (step.llm.max_concurrency or 64) / per_unit) + 1)
+            # enough batches in flight that a batch waiting on one retried row never idles the LLM
+            return max(4, math.ceil(4 * (step.llm.max_concurrency or 64) / per_unit) + 2)
         return max(1, len(node.replicas) or 1)
 
     async def _process_unit(self, node: _Node, inputs: list[list[Row]], replicas: asyncio.Queue[_Step]) -> list[Row]:
