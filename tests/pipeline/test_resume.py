@@ -385,6 +385,35 @@ def test_ctrl_c_with_misaligned_batches(harness: Harness, server: OpenAITestServ
     assert server.stats["repeated_requests"] == 0
 
 
+@pytest.mark.slow
+def test_two_ctrl_c_exit_at_once_and_the_rerun_completes(
+    harness: Harness, server: OpenAITestServer
+) -> None:
+    harness.n = 400
+    args = ("--gen-batch", "10", "--batch", "10")
+    proc = harness.start(*args)
+    harness.wait_for(proc, lambda: server.stats["total_requests"] >= 60, "60 requests")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a second Ctrl-C did not end the run:\n{harness.tail()}")
+    assert not harness.out.exists(), "the run was expected to stop before returning"
+    deadline = time.monotonic() + 30
+    while server.stats["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    unanswered = server.stats["unique_requests"] - cached_answers(harness.cache)
+
+    rows = harness.run(*args)
+
+    assert_exact(rows, harness.n)
+    repeated = server.stats["repeated_requests"]
+    assert repeated <= unanswered, (repeated, unanswered)
+    assert repeated <= MAX_CONCURRENCY, repeated
+
+
 # --------------------------------------------------------------------------- re-runs
 
 
