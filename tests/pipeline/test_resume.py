@@ -342,7 +342,6 @@ def test_sigkill_while_writing_the_final_output(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=BUG_SHORT_BATCH)
 def test_one_ctrl_c_stops_gracefully_and_the_rerun_completes(
     harness: Harness, server: OpenAITestServer
 ) -> None:
@@ -368,7 +367,6 @@ def test_one_ctrl_c_stops_gracefully_and_the_rerun_completes(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=BUG_SHORT_BATCH)
 def test_ctrl_c_with_misaligned_batches(harness: Harness, server: OpenAITestServer) -> None:
     """The loader's batches (7 rows) do not line up with the task's (10 rows)."""
     harness.n = 400

@@ -5,6 +5,8 @@ llama.cpp server, Ollama, Together, Groq...): set ``base_url`` and, where needed
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import importlib.util
 import ipaddress
 import json
@@ -55,6 +57,15 @@ def retry_after_from_headers(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None
+
+
+@functools.cache
+def sdk_response_type() -> Any:
+    """The raw HTTP response class of the installed SDK (``httpx2`` in openai 3, ``httpx``
+    before): passed as ``cast_to`` it makes the SDK return the response unparsed."""
+    base = importlib.import_module("openai._base_client")
+    http = getattr(base, "httpx2", None) or base.httpx
+    return http.Response
 
 
 def sdk_http_client_kwargs(openai: Any, timeout: float) -> dict[str, Any]:
@@ -160,10 +171,13 @@ class OpenAILLM(AsyncLLM):
             kwargs["response_format"] = _response_format(schema)
         if num_generations > 1:
             kwargs["n"] = num_generations
-        raw = await self._client().chat.completions.with_raw_response.create(
-            model=self.model, messages=messages, **kwargs
+        # The SDK's documented low-level `post` skips its per-call parameter transformation
+        # (about a third of its CPU per request here); auth, headers, errors stay the SDK's.
+        response = await self._client().post(
+            "/chat/completions",
+            body={"model": self.model, "messages": messages, **kwargs},
+            cast_to=sdk_response_type(),
         )
-        response = raw.http_response
         self.scheduler.observe_headers(response.headers)
         return parse_chat_completion(response.content, num_generations)
 

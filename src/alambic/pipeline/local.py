@@ -664,10 +664,14 @@ class LocalExecutor:
         free_replicas: asyncio.Queue[_Step] = asyncio.Queue()
         for replica in node.replicas or [step]:
             free_replicas.put_nowait(replica)
+        batch = math.inf if step._is_global else (step.input_batch_size or 50)
+        short: set[int] = set()  # re-batched units cut short because the input ended
 
         async def produce() -> None:
             async for seq, inputs in self._units(node):
                 await slots.acquire()
+                if node.mode == "rebatch" and max((len(i) for i in inputs), default=0) < batch:
+                    short.add(seq)
                 if node.progress is not None:
                     node.progress.rows_in += sum(len(i) for i in inputs)
                 if store is not None and seq < node.committed:
@@ -694,7 +698,9 @@ class LocalExecutor:
                     self._commit(node, 0, [], last=True)
                 else:
                     self._commit(node, held[0], held[1], last=True)
-            elif held is not None and not held[2]:
+            elif held is not None and not held[2] and held[0] not in short:
+                # after a stop, a short trailing batch is not the unit a resumed run rebuilds
+                # (it re-batches the same rows into a full one): committing it would lose rows
                 self._commit(node, held[0], held[1], last=False)
 
         producer = asyncio.create_task(produce())
