@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import median, peak_rss_mb, run_child  # noqa: E402
+from _common import median, peak_rss_mb, run_child
 
 WORKLOADS = {
     "W1": {"rows": 10_000, "latency_ms": 0, "concurrency": 64, "generations": 1},
@@ -51,14 +51,22 @@ def child(args: argparse.Namespace) -> None:
     distiset = pipeline.run(use_cache=False, show_progress=False, storage=not args.no_store)
     elapsed = time.perf_counter() - start
     rows = len(distiset["default"]["train"])
-    print(json.dumps({
-        "rows": rows, "run_s": round(elapsed, 3), "since_start_s": round(time.perf_counter() - t0, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "run_s": round(elapsed, 3),
+                "since_start_s": round(time.perf_counter() - t0, 3),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+        )
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None, help="override the row count")
@@ -87,11 +95,23 @@ def main() -> None:
             rates = []
             for rep in range(args.repeat):
                 remote_reset(base_url)
-                result = run_child([
-                    __file__, "--child", "--workload", name, "--base-url", base_url,
-                    "--rows", str(rows), "--concurrency", str(spec["concurrency"]),
-                    "--generations", str(spec["generations"]), *(["--no-store"] if args.no_store else []),
-                ])
+                result = run_child(
+                    [
+                        __file__,
+                        "--child",
+                        "--workload",
+                        name,
+                        "--base-url",
+                        base_url,
+                        "--rows",
+                        str(rows),
+                        "--concurrency",
+                        str(spec["concurrency"]),
+                        "--generations",
+                        str(spec["generations"]),
+                        *(["--no-store"] if args.no_store else []),
+                    ]
+                )
                 stats = remote_stats(base_url, arrivals=False)
                 requests = sum(stats.get("paths", {}).values())
                 rate = result["rows"] / result["process_wall_s"]
@@ -104,7 +124,9 @@ def main() -> None:
                     f"{result['peak_rss_mb']:.0f} MB, server saw {requests} requests",
                     flush=True,
                 )
-            print(f"{name}: median {median(rates):,.0f} rows/s over {len(rates)} runs\n", flush=True)
+            print(
+                f"{name}: median {median(rates):,.0f} rows/s over {len(rates)} runs\n", flush=True
+            )
         finally:
             stop_server_process(proc)
 

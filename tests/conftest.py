@@ -33,7 +33,7 @@ for _flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 if importlib.util.find_spec("alambic") is None:  # not installed: test the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alambic.testing.openai_server import OpenAITestServer, ServerConfig
+from alambic.testing.openai_server import OpenAITestServer, ServerConfig  # noqa: E402
 
 # --------------------------------------------------------------------------- 1. markers / env
 

@@ -32,13 +32,25 @@ def _fenced_blocks(text: str) -> list[str]:
 
 def _adapt(code: str, base_url: str) -> str:
     code = code.replace("distilabel", "alambic")
-    code = re.sub(r"from alambic\.llms(\.\w+)? import (InferenceEndpointsLLM|MistralLLM)",
-                  "from alambic.llms import OpenAILLM", code)
-    code = re.sub(r"InferenceEndpointsLLM\(\s*model_id=(\"[^\"]+\").*?\)",
-                  rf'OpenAILLM(model=\1, base_url="{base_url}")', code, flags=re.DOTALL)
-    code = re.sub(r"MistralLLM\(\s*model=(\"[^\"]+\"),\s*api_key=os\.getenv\(\"\w+\"\),[^\n]*\n\s*\)",
-                  rf'OpenAILLM(model=\1, base_url="{base_url}")', code)
-    code = code.replace('OpenAILLM(model="gpt-4")', f'OpenAILLM(model="gpt-4", base_url="{base_url}")')
+    code = re.sub(
+        r"from alambic\.llms(\.\w+)? import (InferenceEndpointsLLM|MistralLLM)",
+        "from alambic.llms import OpenAILLM",
+        code,
+    )
+    code = re.sub(
+        r"InferenceEndpointsLLM\(\s*model_id=(\"[^\"]+\").*?\)",
+        rf'OpenAILLM(model=\1, base_url="{base_url}")',
+        code,
+        flags=re.DOTALL,
+    )
+    code = re.sub(
+        r"MistralLLM\(\s*model=(\"[^\"]+\"),\s*api_key=os\.getenv\(\"\w+\"\),[^\n]*\n\s*\)",
+        rf'OpenAILLM(model=\1, base_url="{base_url}")',
+        code,
+    )
+    code = code.replace(
+        'OpenAILLM(model="gpt-4")', f'OpenAILLM(model="gpt-4", base_url="{base_url}")'
+    )
     return code
 
 
@@ -76,9 +88,13 @@ def test_guide_1_2_text_generation_num_generations_and_grouping(server: OpenAITe
     single, three, grouped = results
     assert list(single[0]) == ["instruction", "generation", "alambic_metadata", "model_name"]
     assert single[0]["generation"] == "The capital of Spain is Madrid."
-    assert single[0]["alambic_metadata"]["raw_output_text-generation"] == "The capital of Spain is Madrid."
+    assert (
+        single[0]["alambic_metadata"]["raw_output_text-generation"]
+        == "The capital of Spain is Madrid."
+    )
     assert single[0]["model_name"] == "meta-llama/Meta-Llama-3-70B-Instruct"
-    assert len(three) == 3 and all(r["generation"] == "The capital of Spain is Madrid." for r in three)
+    assert len(three) == 3
+    assert all(r["generation"] == "The capital of Spain is Madrid." for r in three)
     assert len(grouped) == 1
     assert grouped[0]["generation"] == ["The capital of Spain is Madrid."] * 3
     assert len(grouped[0]["alambic_metadata"]) == 3
@@ -100,13 +116,23 @@ def test_guide_1_2_custom_task(server: OpenAITestServer) -> None:
 def test_guide_1_4_raw_input_and_step_columns(server: OpenAITestServer) -> None:
     text = _spec("002")
     url = _base_url(server)
-    first = text[text.index("from distilabel.llms import InferenceEndpointsLLM") : text.index("Note\n")]
+    first = text[
+        text.index("from distilabel.llms import InferenceEndpointsLLM") : text.index("Note\n")
+    ]
     first = first[: first.rindex("# ]") + 3]
     ns = _run(_adapt(first, url).replace("next(task.process(", "result = next(task.process("), {})
     meta = ns["result"][0]["alambic_metadata"]
-    assert meta["raw_input_text-generation"] == [{"role": "user", "content": "What's the capital of Spain?"}]
-    disable = text[text.index("disable raw input and output\n") + 29 : text.index("Specifying the number")]
-    ns = _run("from alambic.llms import OpenAILLM\nfrom alambic.steps.tasks import TextGeneration\n" + _adapt(disable, url), {})
+    assert meta["raw_input_text-generation"] == [
+        {"role": "user", "content": "What's the capital of Spain?"}
+    ]
+    disable = text[
+        text.index("disable raw input and output\n") + 29 : text.index("Specifying the number")
+    ]
+    ns = _run(
+        "from alambic.llms import OpenAILLM\nfrom alambic.steps.tasks import TextGeneration\n"
+        + _adapt(disable, url),
+        {},
+    )
     task = ns["task"]
     task.load()
     [row] = next(task.process([{"instruction": "q"}]))
@@ -114,10 +140,17 @@ def test_guide_1_4_raw_input_and_step_columns(server: OpenAITestServer) -> None:
     assert "raw_input_" + str(task.name) not in row["alambic_metadata"]
     custom = text[text.index("from typing import Any, Dict, List, Union, TYPE_CHECKING") :]
     ns = _run(_adapt(custom, url), {})
-    assert list(ns["MyCustomTask"](llm=ns.get("OpenAILLM") or __import__("alambic.llms", fromlist=["OpenAILLM"]).OpenAILLM(model="m", base_url=url)).get_inputs()) == ["input_field"]
+    assert list(
+        ns["MyCustomTask"](
+            llm=ns.get("OpenAILLM")
+            or __import__("alambic.llms", fromlist=["OpenAILLM"]).OpenAILLM(model="m", base_url=url)
+        ).get_inputs()
+    ) == ["input_field"]
 
 
-def test_guide_1_0_text_generation_with_pipeline_argument_and_oss_instruct(server: OpenAITestServer) -> None:
+def test_guide_1_0_text_generation_with_pipeline_argument_and_oss_instruct(
+    server: OpenAITestServer,
+) -> None:
     blocks = [_adapt(b, _base_url(server)) for b in _fenced_blocks(_spec("001"))]
     ns: dict[str, Any] = {}
     _run(blocks[0], ns)
@@ -145,6 +178,8 @@ def test_generator_task_guide_as_written(server: OpenAITestServer) -> None:
     assert set(ns["result"]) == {"model_name", "output_field"}
     assert ns["result"]["model_name"] == "gpt-4"
     _run(blocks[2], ns)
-    task = ns["MyCustomTask"](name="custom-generation", llm=OpenAILLM(model="gpt-4", base_url=_base_url(server)))
+    task = ns["MyCustomTask"](
+        name="custom-generation", llm=OpenAILLM(model="gpt-4", base_url=_base_url(server))
+    )
     task.load()
     assert set(next(task.process())) == {"model_name", "output_field"}

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="alambic", description="Build datasets with and for LLMs.")
+    parser = argparse.ArgumentParser(
+        prog="alambic", description="Build datasets with and for LLMs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("quickstart", help="generate a small dataset with a local model", add_help=False)
     runs = sub.add_parser("runs", help="list, show or delete stored runs")

@@ -60,14 +60,28 @@ def build_pipeline(llm: LLM, instructions: Sequence[str] = INSTRUCTIONS) -> Pipe
 
 def run(argv: Sequence[str] | None = None) -> Distiset:
     """Parse ``argv``, run the pipeline, save and print the dataset; return it."""
-    parser = argparse.ArgumentParser(prog="python -m alambic.quickstart", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"hub id or local folder (default {DEFAULT_MODEL}); with --base-url, the served model's name")
-    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    parser.add_argument("--num-rows", type=int, default=len(INSTRUCTIONS), help="how many instructions to answer")
+    parser = argparse.ArgumentParser(
+        prog="python -m alambic.quickstart",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"hub id or local folder (default {DEFAULT_MODEL}); with --base-url, the served model's name",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
+    )
+    parser.add_argument(
+        "--num-rows", type=int, default=len(INSTRUCTIONS), help="how many instructions to answer"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--output", default="quickstart-dataset", help="folder the dataset is saved to")
+    parser.add_argument(
+        "--output", default="quickstart-dataset", help="folder the dataset is saved to"
+    )
     args = parser.parse_args(argv)
     instructions = [INSTRUCTIONS[i % len(INSTRUCTIONS)] for i in range(args.num_rows)]
     llm = build_llm(args.model, args.base_url, args.max_new_tokens)

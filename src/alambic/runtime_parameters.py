@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -24,10 +24,10 @@ class _RuntimeParameterMarker:
     required: bool = False
 
 
-RuntimeParameter = Annotated[Union[T, None], _RuntimeParameterMarker()]
+RuntimeParameter = Annotated[T | None, _RuntimeParameterMarker()]
 """``RuntimeParameter[int]``: an attribute that may be set after construction."""
 
-RequiredRuntimeParameter = Annotated[Union[T, None], _RuntimeParameterMarker(required=True)]
+RequiredRuntimeParameter = Annotated[T | None, _RuntimeParameterMarker(required=True)]
 """Like ``RuntimeParameter`` but the pipeline refuses to start while it is ``None``."""
 
 

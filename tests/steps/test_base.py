@@ -75,18 +75,26 @@ def test_every_batch_yielded_by_process_counts() -> None:
 
 def test_runtime_parameters_are_settable_after_construction() -> None:
     step = Upper(name="u")
-    assert step.runtime_parameters_names == {"factor": False, "path": True, "input_batch_size": False}
+    assert step.runtime_parameters_names == {
+        "factor": False,
+        "path": True,
+        "input_batch_size": False,
+    }
     assert step.missing_runtime_parameters() == ["path"]
     step.set_runtime_parameters({"factor": 3, "path": "/tmp"})
     assert (step.factor, step.path) == (3, "/tmp")
-    with pytest.raises(RuntimeParameterError, match=r"no runtime parameter 'factr'.*Did you mean 'factor'"):
+    with pytest.raises(
+        RuntimeParameterError, match=r"no runtime parameter 'factr'.*Did you mean 'factor'"
+    ):
         step.set_runtime_parameters({"factr": 2})
     with pytest.raises(RuntimeParameterError, match="Invalid value"):
         step.set_runtime_parameters({"input_batch_size": 0})
 
 
 def test_unknown_arguments_warn_and_are_ignored() -> None:
-    with pytest.warns(UnknownArgumentWarning, match=r"'input_batch_sise' \(did you mean 'input_batch_size'\?\)"):
+    with pytest.warns(
+        UnknownArgumentWarning, match=r"'input_batch_sise' \(did you mean 'input_batch_size'\?\)"
+    ):
         step = Upper(input_batch_size=4, input_batch_sise=3)
     assert step.input_batch_size == 4
 

@@ -450,7 +450,10 @@ class AsyncLLM(LLM):
                     )
             todo = [j for j, hit in enumerate(found) if hit is None]
         while todo:
-            if self._n_ignored or not self.supports_n or len(todo) == 1:
+            if len(todo) == 1:
+                self._fill(todo, await self._one(input, 1, kwargs), texts, in_tok, out_tok, errors)
+                break
+            if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
                     self._fill([slot], out, texts, in_tok, out_tok, errors)

@@ -72,9 +72,7 @@ class FakeLLM(AsyncLLM):
             )
         if self.latency:
             await asyncio.sleep(self.latency)
-        last_user = next(
-            (m["content"] for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         for needle in self.fail_on:
             if needle in last_user:
                 raise LLMRequestError(

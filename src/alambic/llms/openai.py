@@ -136,15 +136,17 @@ class OpenAILLM(AsyncLLM):
         client = self._clients.get(loop_id)
         if client is None:
             openai = require("openai", feature=type(self).__name__, extra=self.extra_name)
+            timeout = self.timeout or 120.0
             client = openai.AsyncOpenAI(
                 api_key=self.resolved_api_key(),
                 base_url=self.resolved_base_url(),
                 max_retries=0,
-                timeout=self.timeout,
-                **sdk_http_client_kwargs(openai, self.timeout),
+                timeout=timeout,
+                **sdk_http_client_kwargs(openai, timeout),
             )
             self._clients[loop_id] = client
-        return client
+        typed: AsyncOpenAI = client
+        return typed
 
     async def aclose(self) -> None:
         client = self._clients.pop(id(asyncio.get_running_loop()), None)

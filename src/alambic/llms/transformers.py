@@ -253,7 +253,9 @@ class TransformersLLM(LLM):
                 {
                     "generations": texts * repeat,
                     "statistics": {
-                        "input_tokens": [int(input_counts[i]) for _ in range(num_generations * repeat)],
+                        "input_tokens": [
+                            int(input_counts[i]) for _ in range(num_generations * repeat)
+                        ],
                         "output_tokens": counts * repeat,
                     },
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from typing_extensions import NotRequired, Required, TypedDict
 
@@ -49,7 +49,7 @@ class GenerateOutput(TypedDict):
 StructuredOutputSpec = dict[str, Any]
 """A JSON schema, or ``{"schema": <json schema or pydantic model>, "format": "json"}``."""
 
-FormattedInput = Union[ChatType, tuple[ChatType, StructuredOutputSpec]]
+FormattedInput = ChatType | tuple[ChatType, StructuredOutputSpec]
 """A conversation, optionally paired with the structured-output schema its reply must match."""
 
 __all__ = [

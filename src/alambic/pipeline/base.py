@@ -1,16 +1,17 @@
 """``Pipeline``: build a graph of steps, check it, and run it.
 
-    with Pipeline(name="my-pipeline") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": "..."}])
-        generate = TextGeneration(llm=OpenAILLM(model="gpt-4o-mini"))
-        load >> generate
+with Pipeline(name="my-pipeline") as pipeline:
+    load = LoadDataFromDicts(data=[{"instruction": "..."}])
+    generate = TextGeneration(llm=OpenAILLM(model="gpt-4o-mini"))
+    load >> generate
 
-    distiset = pipeline.run(parameters={generate.name: {"llm": {"generation_kwargs": {...}}}})
+distiset = pipeline.run(parameters={generate.name: {"llm": {"generation_kwargs": {...}}}})
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -34,8 +35,18 @@ logger = logging.getLogger("alambic")
 
 _SIGNATURE_EXCLUDE = frozenset({"input_batch_size", "resources", "use_cache", "batch_size"})
 _LLM_SIGNATURE_EXCLUDE = frozenset(
-    {"api_key", "max_concurrency", "timeout", "max_retries", "rpm", "tpm", "batch_size",
-     "device", "device_map", "tensor_parallel_size"}
+    {
+        "api_key",
+        "max_concurrency",
+        "timeout",
+        "max_retries",
+        "rpm",
+        "tpm",
+        "batch_size",
+        "device",
+        "device_map",
+        "tensor_parallel_size",
+    }
 )
 
 
@@ -91,7 +102,7 @@ class Pipeline:
 
     def connect(self, *steps: _Step) -> None:
         """Connect ``steps`` in a chain: ``connect(a, b, c)`` is ``a >> b >> c``."""
-        for a, b in zip(steps, steps[1:], strict=False):
+        for a, b in itertools.pairwise(steps):
             a.connect(b)
 
     @property
@@ -102,7 +113,9 @@ class Pipeline:
         try:
             return self.dag.steps[name]
         except KeyError:
-            raise KeyError(f"No step {name!r} in pipeline {self.name!r}; steps: {list(self.dag.steps)}") from None
+            raise KeyError(
+                f"No step {name!r} in pipeline {self.name!r}; steps: {list(self.dag.steps)}"
+            ) from None
 
     # -- parameters and validation ---------------------------------------------------------
 
@@ -115,7 +128,9 @@ class Pipeline:
                 )
             self.dag.steps[step_name].set_runtime_parameters(params)
 
-    def validate(self, *, dataset_columns: list[str] | None = None, has_dataset: bool = False) -> list[str]:
+    def validate(
+        self, *, dataset_columns: list[str] | None = None, has_dataset: bool = False
+    ) -> list[str]:
         """Check everything that can be checked before a token is spent; return the order."""
         order = self.dag.validate(has_dataset=has_dataset)
         for name in order:
@@ -139,7 +154,9 @@ class Pipeline:
                     "name": name,
                     "step": step.dump(),
                     "connections": list(self.dag.successors.get(name, [])),
-                    "routing": self.dag.routing[name].description if name in self.dag.routing else None,
+                    "routing": self.dag.routing[name].description
+                    if name in self.dag.routing
+                    else None,
                 }
             )
         return {
@@ -176,8 +193,11 @@ class Pipeline:
         """Identity of the pipeline definition: its name, steps and connections."""
         sigs = self.step_signatures()
         blob = json.dumps(
-            {"name": self.name, "steps": sorted(sigs.items()),
-             "edges": sorted((k, v) for k, vs in self.dag.successors.items() for v in vs)},
+            {
+                "name": self.name,
+                "steps": sorted(sigs.items()),
+                "edges": sorted((k, v) for k, vs in self.dag.successors.items() for v in vs),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -212,7 +232,9 @@ class Pipeline:
         )
         return executor.run()
 
-    def dry_run(self, parameters: dict[str, dict[str, Any]] | None = None, batch_size: int = 1) -> Distiset:
+    def dry_run(
+        self, parameters: dict[str, dict[str, Any]] | None = None, batch_size: int = 1
+    ) -> Distiset:
         """Run the whole pipeline on one batch of ``batch_size`` rows, without any caching."""
         from alambic.pipeline.local import LocalExecutor
 

@@ -78,7 +78,10 @@ class _DatasetSource(GeneratorStep):
             chunk = self.data[start : start + size]
             if not isinstance(chunk, list):  # a Hugging Face dataset slice is a dict of columns
                 keys = list(chunk)
-                chunk = [dict(zip(keys, values, strict=True)) for values in zip(*chunk.values(), strict=True)]
+                chunk = [
+                    dict(zip(keys, values, strict=True))
+                    for values in zip(*chunk.values(), strict=True)
+                ]
             else:
                 chunk = [dict(r) for r in chunk]
             yield chunk, start + size >= total
@@ -177,8 +180,14 @@ class LocalExecutor:
         pipeline = self.pipeline
         pipeline.apply_parameters(self.parameters)
         has_dataset = self.dataset is not None
-        if has_dataset and isinstance(self.dataset, list) and not all(isinstance(r, dict) for r in self.dataset):
-            raise AlambicUserError("run(dataset=...) takes a list of dicts or a Hugging Face dataset.")
+        if (
+            has_dataset
+            and isinstance(self.dataset, list)
+            and not all(isinstance(r, dict) for r in self.dataset)
+        ):
+            raise AlambicUserError(
+                "run(dataset=...) takes a list of dicts or a Hugging Face dataset."
+            )
         order = pipeline.validate(
             dataset_columns=_dataset_columns(self.dataset) if has_dataset else None,
             has_dataset=has_dataset,
@@ -192,7 +201,9 @@ class LocalExecutor:
         self._open_storage(signatures)
         try:
             if self.store is not None and self._already_finished():
-                logger.info("Pipeline %r already finished: returning its stored result.", pipeline.name)
+                logger.info(
+                    "Pipeline %r already finished: returning its stored result.", pipeline.name
+                )
                 self.store.finish_run("finished")
                 return self._distiset()
             self._load_steps()
@@ -215,7 +226,9 @@ class LocalExecutor:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _build_nodes(self, order: list[str], signatures: dict[str, str], source: _DatasetSource | None) -> None:
+    def _build_nodes(
+        self, order: list[str], signatures: dict[str, str], source: _DatasetSource | None
+    ) -> None:
         dag = self.pipeline.dag
         preds = {n: list(dag.predecessors.get(n, [])) for n in order}
         succs = {n: list(dag.successors.get(n, [])) for n in order}
@@ -247,9 +260,17 @@ class LocalExecutor:
                 router = routed[ps[0]]
             else:
                 mode = "rebatch"
-            node = _Node(name=name, step=step, signature=signatures[name], preds=ps, succs=succs[name], mode=mode, router=router)
+            node = _Node(
+                name=name,
+                step=step,
+                signature=signatures[name],
+                preds=ps,
+                succs=succs[name],
+                mode=mode,
+                router=router,
+            )
             self.nodes[name] = node
-        for name, node in self.nodes.items():
+        for node in self.nodes.values():
             for succ in node.succs:
                 queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=QUEUE_SIZE)
                 node.outboxes[succ] = queue
@@ -301,8 +322,9 @@ class LocalExecutor:
                 node.committed = self.store.committed_units(node.signature)
 
     def _already_finished(self) -> bool:
-        assert self.store is not None and self._data_dir is not None
-        for name, node in self.nodes.items():
+        assert self.store is not None
+        assert self._data_dir is not None
+        for _name, node in self.nodes.items():
             if not self.store.step_finished(node.signature):
                 return False
         leaves = [n for n, node in self.nodes.items() if not node.succs]
@@ -326,8 +348,14 @@ class LocalExecutor:
         def load(node: _Node) -> None:
             try:
                 step = node.step
-                replicas = getattr(step.resources, "replicas", 1) if not isinstance(step, _Task) or not isinstance(step.llm, AsyncLLM) else 1
-                node.replicas = [step] + [step.model_copy(deep=True) for _ in range(max(replicas, 1) - 1)]
+                replicas = (
+                    getattr(step.resources, "replicas", 1)
+                    if not isinstance(step, _Task) or not isinstance(step.llm, AsyncLLM)
+                    else 1
+                )
+                node.replicas = [step] + [
+                    step.model_copy(deep=True) for _ in range(max(replicas, 1) - 1)
+                ]
                 for replica in node.replicas:
                     replica.load()
                     if isinstance(replica, _Task):
@@ -335,7 +363,9 @@ class LocalExecutor:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=load, args=(n,), name=f"alambic-load-{n.name}") for n in steps]
+        threads = [
+            threading.Thread(target=load, args=(n,), name=f"alambic-load-{n.name}") for n in steps
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -365,7 +395,10 @@ class LocalExecutor:
             node.progress = reporter.add_step(node.name, llm if isinstance(llm, AsyncLLM) else None)
         self._prepare_writers()
         reporter.start()
-        tasks = [asyncio.create_task(self._run_node(node), name=f"alambic-{node.name}") for node in self.nodes.values()]
+        tasks = [
+            asyncio.create_task(self._run_node(node), name=f"alambic-{node.name}")
+            for node in self.nodes.values()
+        ]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -452,9 +485,20 @@ class LocalExecutor:
         else:
             await self._run_processor(node)
 
-    async def _emit(self, node: _Node, seq: int, rows: list[Row], *, commit: bool, last: bool = False, source_rows: int | None = None) -> None:
+    async def _emit(
+        self,
+        node: _Node,
+        seq: int,
+        rows: list[Row],
+        *,
+        commit: bool,
+        last: bool = False,
+        source_rows: int | None = None,
+    ) -> None:
         if commit and self.store is not None:
-            self.store.commit_unit(node.signature, seq, rows, step_name=node.name, source_rows=source_rows, last=last)
+            self.store.commit_unit(
+                node.signature, seq, rows, step_name=node.name, source_rows=source_rows, last=last
+            )
         progress = node.progress
         if progress is not None:
             progress.rows_out += len(rows)
@@ -508,7 +552,11 @@ class LocalExecutor:
         while not done:
             if self._stopping:
                 break
-            item = next(iterator, sentinel) if inline else await asyncio.to_thread(next, iterator, sentinel)
+            item = (
+                next(iterator, sentinel)
+                if inline
+                else await asyncio.to_thread(next, iterator, sentinel)
+            )
             if item is sentinel:
                 done = True
             else:
@@ -525,7 +573,9 @@ class LocalExecutor:
             while len(buffer) > size or (len(buffer) == size and not done):
                 chunk, buffer = buffer[:size], buffer[size:]
                 produced += len(chunk)
-                await self._emit(node, seq, chunk, commit=True, source_rows=source_rows - len(buffer))
+                await self._emit(
+                    node, seq, chunk, commit=True, source_rows=source_rows - len(buffer)
+                )
                 seq += 1
             if done:
                 produced += len(buffer)
@@ -594,7 +644,9 @@ class LocalExecutor:
             for p in pumps:
                 p.cancel()
 
-    async def _aligned_units(self, node: _Node, size: float) -> AsyncIterator[tuple[int, list[list[Row]]]]:
+    async def _aligned_units(
+        self, node: _Node, size: float
+    ) -> AsyncIterator[tuple[int, list[list[Row]]]]:
         count = len(node.inboxes)
         buffers: list[list[Row]] = [[] for _ in range(count)]
         ended = [False] * count
@@ -604,7 +656,9 @@ class LocalExecutor:
                 ended[index] = True
             else:
                 buffers[index].extend(env.rows)
-            while any(buffers) and all(len(b) >= size or e for b, e in zip(buffers, ended, strict=True)):
+            while any(buffers) and all(
+                len(b) >= size or e for b, e in zip(buffers, ended, strict=True)
+            ):
                 if size == math.inf and not all(ended):
                     break
                 take = int(size) if size != math.inf else max(len(b) for b in buffers)
@@ -659,7 +713,9 @@ class LocalExecutor:
         assert isinstance(step, Step)
         concurrency = self._unit_concurrency(node)
         slots = asyncio.Semaphore(concurrency)
-        order: asyncio.Queue[tuple[int, asyncio.Future[list[Row]] | list[Row]] | None] = asyncio.Queue()
+        order: asyncio.Queue[tuple[int, asyncio.Future[list[Row]] | list[Row]] | None] = (
+            asyncio.Queue()
+        )
         store = self.store
         free_replicas: asyncio.Queue[_Step] = asyncio.Queue()
         for replica in node.replicas or [step]:
@@ -718,14 +774,20 @@ class LocalExecutor:
 
     def _unit_concurrency(self, node: _Node) -> int:
         step = node.step
-        if isinstance(step, Task) and step.uses_default_process() and isinstance(step.llm, AsyncLLM):
+        if (
+            isinstance(step, Task)
+            and step.uses_default_process()
+            and isinstance(step.llm, AsyncLLM)
+        ):
             batch = max(step.input_batch_size or 50, 1)
             per_unit = batch * (step.num_generations or 1)
             # enough batches in flight that a batch waiting on one retried row never idles the LLM
             return max(4, math.ceil(4 * (step.llm.max_concurrency or 64) / per_unit) + 2)
         return max(1, len(node.replicas) or 1)
 
-    async def _process_unit(self, node: _Node, inputs: list[list[Row]], replicas: asyncio.Queue[_Step]) -> list[Row]:
+    async def _process_unit(
+        self, node: _Node, inputs: list[list[Row]], replicas: asyncio.Queue[_Step]
+    ) -> list[Row]:
         step = await replicas.get()
         try:
             return await self._call_step(node, step, inputs)
@@ -761,7 +823,11 @@ class LocalExecutor:
             logger.warning(
                 "Step %r raised %s: %s. Its rows continue with None outputs and the reason in "
                 "%s['error_%s'].",
-                node.name, type(exc).__name__, exc, METADATA_COLUMN, node.name,
+                node.name,
+                type(exc).__name__,
+                exc,
+                METADATA_COLUMN,
+                node.name,
             )
         outputs = list(step.mapped_outputs())
         error = {"type": type(exc).__name__, "kind": "step", "message": str(exc)[:2000]}
@@ -770,7 +836,11 @@ class LocalExecutor:
             new = dict(row)
             for column in outputs:
                 new.setdefault(column, None) if column in row else new.__setitem__(column, None)
-            meta = dict(new.get(METADATA_COLUMN) or {}) if isinstance(new.get(METADATA_COLUMN), dict) else {}
+            meta = (
+                dict(new.get(METADATA_COLUMN) or {})
+                if isinstance(new.get(METADATA_COLUMN), dict)
+                else {}
+            )
             meta[f"error_{node.name}"] = error
             new[METADATA_COLUMN] = meta
             rows.append(new)

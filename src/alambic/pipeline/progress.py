@@ -42,7 +42,9 @@ class StepProgress:
 class ProgressReporter:
     """Shows progress while a run goes; call ``start``/``stop`` around it."""
 
-    def __init__(self, pipeline_name: str, *, show: bool | None = None, interval: float = 0.25) -> None:
+    def __init__(
+        self, pipeline_name: str, *, show: bool | None = None, interval: float = 0.25
+    ) -> None:
         self.pipeline_name = pipeline_name
         self.steps: list[StepProgress] = []
         self.interactive = sys.stderr.isatty() if show is None else show
@@ -67,7 +69,9 @@ class ProgressReporter:
         if self.interactive:
             from rich.live import Live
 
-            self._live = Live(self._table(), refresh_per_second=4, transient=False, redirect_stderr=False)
+            self._live = Live(
+                self._table(), refresh_per_second=4, transient=False, redirect_stderr=False
+            )
             self._live.start()
         self._thread = threading.Thread(target=self._loop, name="alambic-progress", daemon=True)
         self._thread.start()
@@ -111,7 +115,18 @@ class ProgressReporter:
 
         now = time.monotonic()
         table = Table(title=f"alambic · {self.pipeline_name} · {now - self.started:.1f}s")
-        for column in ("step", "rows in", "rows out", "rows/s", "in flight", "requests", "retries", "429s", "failed", "tokens in/out"):
+        for column in (
+            "step",
+            "rows in",
+            "rows out",
+            "rows/s",
+            "in flight",
+            "requests",
+            "retries",
+            "429s",
+            "failed",
+            "tokens in/out",
+        ):
             table.add_column(column, justify="right" if column != "step" else "left")
         for s in self.steps:
             c = s.llm_counters()

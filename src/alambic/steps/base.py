@@ -17,7 +17,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
@@ -348,7 +348,8 @@ class Step(_Step):
         return sum(
             1
             for p in params
-            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            if p.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         )
 
 
@@ -394,7 +395,7 @@ def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], b
     )
 
 
-StepType = Union[Step, GlobalStep, GeneratorStep]
+StepType = Step | GlobalStep | GeneratorStep
 
 __all__ = [
     "GeneratorStep",

@@ -45,7 +45,9 @@ class RoutingBatchFunction:
 
     def __rshift__(self, other: Any) -> Any:
         if self._step is None:
-            raise TypeError("Use a routing function between steps: `a >> sample_n_steps(2) >> [b, c]`.")
+            raise TypeError(
+                "Use a routing function between steps: `a >> sample_n_steps(2) >> [b, c]`."
+            )
         targets = other if isinstance(other, list) else [other]
         self._step.connect(*targets, routing_batch_function=self)
         return other

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
-StepColumns = Union[list[str], dict[str, bool]]
+StepColumns = list[str] | dict[str, bool]
 """Columns of a step: a list (all required) or a dict of column name -> required."""
 
 Row = dict[str, Any]

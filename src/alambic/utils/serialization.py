@@ -68,9 +68,5 @@ def load_component(data: Mapping[str, Any]) -> Any:
         cls = getattr(cls, part)
     if len(data) == 1:
         return cls
-    kwargs = {
-        k: _load_value(v)
-        for k, v in data.items()
-        if k != "type_info" and v != SECRET_MASK
-    }
+    kwargs = {k: _load_value(v) for k, v in data.items() if k != "type_info" and v != SECRET_MASK}
     return cls(**kwargs)

@@ -69,7 +69,9 @@ class _Task(_Step):
         return outputs
 
     @abstractmethod
-    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Turn one reply into the task's output columns (``model_name`` is added for you)."""
 
     @property
@@ -86,7 +88,11 @@ class _Task(_Step):
             logger.warning(
                 "Task %r: a generation failed (%s: %s). Failed rows keep None outputs with the "
                 "reason in %s['error_%s']; the count is in the run summary.",
-                self.name, error["type"], error["message"][:300], METADATA_COLUMN, self.name,
+                self.name,
+                error["type"],
+                error["message"][:300],
+                METADATA_COLUMN,
+                self.name,
             )
 
     def _output_columns(self) -> list[str]:
@@ -156,7 +162,9 @@ class _Task(_Step):
                 grouped: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
                 for column in values[0] if values else self._output_columns():
                     grouped[column] = [v.get(column) for v in values]
-                grouped[METADATA_COLUMN] = [_merge_meta(existing, m, i) for i, m in enumerate(metas)]
+                grouped[METADATA_COLUMN] = [
+                    _merge_meta(existing, m, i) for i, m in enumerate(metas)
+                ]
                 grouped["model_name"] = model_name
                 rows.append(grouped)
             else:
@@ -169,7 +177,10 @@ class _Task(_Step):
         return rows
 
     def failed_rows_for_inputs(
-        self, inputs: Sequence[Row], formatted: Sequence[FormattedInput | None], error: BaseException
+        self,
+        inputs: Sequence[Row],
+        formatted: Sequence[FormattedInput | None],
+        error: BaseException,
     ) -> list[Row]:
         """Rows for inputs that could not even be sent (for example a bad column type)."""
         n = self.num_generations or 1
@@ -185,7 +196,11 @@ class _Task(_Step):
 def _merge_meta(existing: Any, new: dict[str, Any], index: int) -> dict[str, Any]:
     if isinstance(existing, dict):
         return {**existing, **new}
-    if isinstance(existing, list) and existing and isinstance(existing[min(index, len(existing) - 1)], dict):
+    if (
+        isinstance(existing, list)
+        and existing
+        and isinstance(existing[min(index, len(existing) - 1)], dict)
+    ):
         return {**existing[min(index, len(existing) - 1)], **new}
     return new
 
@@ -204,9 +219,7 @@ class Task(_Task, Step):
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         """Generate for a batch of rows and yield the output rows (one batch)."""
         formatted = [self.format_input(row) for row in inputs]
-        outputs = self.llm.generate(
-            formatted, num_generations=self.num_generations or 1
-        )
+        outputs = self.llm.generate(formatted, num_generations=self.num_generations or 1)
         yield self.build_rows(inputs, formatted, outputs)
 
     # -- the executor's path ---------------------------------------------------------------

@@ -119,7 +119,9 @@ class TextGeneration(Task):
         messages.append({"role": "user", "content": prompt})
         return messages
 
-    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {"generation": output}
 
 
@@ -165,7 +167,9 @@ class ChatGeneration(Task):
             )
         return checked
 
-    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {"generation": output}
 
 
