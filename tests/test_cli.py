@@ -36,4 +36,5 @@ def test_runs_list_show_delete(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_pipeline_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "show", "nope"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "nope" in err
+    assert err.startswith("error: ")
+    assert "nope" in err
