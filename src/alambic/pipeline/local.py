@@ -774,11 +774,7 @@ class LocalExecutor:
 
     def _unit_concurrency(self, node: _Node) -> int:
         step = node.step
-        if (
-            isinstance(step, Task)
-            and step.uses_default_process()
-            and isinstance(step.llm, AsyncLLM)
-        ):
+        if isinstance(step, Task) and isinstance(step.llm, AsyncLLM) and _is_async_task(step):
             batch = max(step.input_batch_size or 50, 1)
             per_unit = batch * (step.num_generations or 1)
             # enough batches in flight that a batch waiting on one retried row never idles the LLM
@@ -788,6 +784,12 @@ class LocalExecutor:
     async def _process_unit(
         self, node: _Node, inputs: list[list[Row]], replicas: asyncio.Queue[_Step]
     ) -> list[Row]:
+        if _is_async_task(node.step):
+            # requests are bounded by the LLM's scheduler, not by copies of the step
+            try:
+                return await self._call_step(node, node.step, inputs)
+            except Exception as exc:
+                return self._failed_unit(node, inputs, exc)
         step = await replicas.get()
         try:
             return await self._call_step(node, step, inputs)
@@ -845,6 +847,13 @@ class LocalExecutor:
             new[METADATA_COLUMN] = meta
             rows.append(new)
         return rows
+
+
+def _is_async_task(step: _Step) -> bool:
+    """A task whose rows are requests to an API client, run concurrently on the loop."""
+    return (
+        isinstance(step, Task) and step.uses_default_process() and isinstance(step.llm, AsyncLLM)
+    )
 
 
 def _collect(batches: Iterator[list[Row]]) -> list[Row]:
