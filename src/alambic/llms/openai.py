@@ -59,22 +59,30 @@ def retry_after_from_headers(headers: Any) -> float | None:
     return None
 
 
+def _sdk_http_module() -> Any:
+    """The HTTP library the installed SDK is built on (``httpx2`` in openai 3, ``httpx`` before)."""
+    base = importlib.import_module("openai._base_client")
+    return getattr(base, "httpx2", None) or base.httpx
+
+
 @functools.cache
 def sdk_response_type() -> Any:
-    """The raw HTTP response class of the installed SDK (``httpx2`` in openai 3, ``httpx``
-    before): passed as ``cast_to`` it makes the SDK return the response unparsed."""
-    base = importlib.import_module("openai._base_client")
-    http = getattr(base, "httpx2", None) or base.httpx
-    return http.Response
+    """The SDK's raw HTTP response class: passed as ``cast_to`` it returns the body unparsed."""
+    return _sdk_http_module().Response
 
 
-def sdk_http_client_kwargs(openai: Any, timeout: float) -> dict[str, Any]:
-    """``http_client=`` for the openai SDK: its aiohttp transport when aiohttp is installed.
+def sdk_http_client_kwargs(openai: Any, timeout: float, base_url: str = "") -> dict[str, Any]:
+    """``http_client=`` for the openai SDK: the lean HTTP/1.1 client for ``http://`` servers
+    (see ``alambic.llms._http``), else the SDK's aiohttp transport when aiohttp is installed.
 
-    Measured against the local test server (1,000 requests, 64 in flight, busy 2-core
-    machine): 76 requests/s with the SDK's default httpx transport, 215 with aiohttp. Errors
-    are the SDK's own either way, so classification does not change.
+    Measured against the local test server (64 in flight, 2-core machine): 584 requests/s with
+    the SDK's default httpx transport, 973-1,309 with aiohttp, 1,702 with the lean client.
+    Errors are the SDK's own in every case, so classification does not change.
     """
+    if base_url.startswith("http://"):
+        from alambic.llms._http import lean_client_class
+
+        return {"http_client": lean_client_class(_sdk_http_module())(timeout=timeout)}
     if importlib.util.find_spec("aiohttp") is None or not hasattr(openai, "DefaultAioHttpClient"):
         return {}
     try:
@@ -142,7 +150,7 @@ class OpenAILLM(AsyncLLM):
                 base_url=self.resolved_base_url(),
                 max_retries=0,
                 timeout=timeout,
-                **sdk_http_client_kwargs(openai, timeout),
+                **sdk_http_client_kwargs(openai, timeout, self.resolved_base_url()),
             )
             self._clients[loop_id] = client
         typed: AsyncOpenAI = client

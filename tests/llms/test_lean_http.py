@@ -1,0 +1,121 @@
+"""The lean HTTP/1.1 client used under the openai SDK for http:// servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import openai
+import pytest
+
+from alambic.llms.openai import OpenAILLM, _sdk_http_module, sdk_http_client_kwargs
+
+CHAT = {
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+}
+
+
+async def _serve(
+    respond: Callable[[int], bytes], *, drop_after_first: bool = False
+) -> tuple[asyncio.AbstractServer, str, list[int]]:
+    """A raw HTTP server whose n-th request on a connection gets ``respond(n)``; with
+    ``drop_after_first`` it silently closes each connection after its first reply."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        n = 0
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+            if not head:
+                break
+            length = int(
+                next(
+                    line.split(b":")[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
+            await reader.readexactly(length)
+            reply = respond(n)
+            n += 1
+            writer.write(reply)
+            await writer.drain()
+            if b"Connection: close" in reply or drop_after_first:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/v1", connections
+
+
+def _chunked(body: bytes, close: bool = False) -> bytes:
+    half = len(body) // 2
+    chunks = (
+        f"{half:x}\r\n".encode()
+        + body[:half]
+        + b"\r\n"
+        + f"{len(body) - half:x}\r\n".encode()
+        + body[half:]
+        + b"\r\n0\r\n\r\n"
+    )
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        + (b"Connection: close\r\n" if close else b"")
+        + b"\r\n"
+        + chunks
+    )
+
+
+def test_the_lean_client_is_used_for_http_and_not_for_https() -> None:
+    kwargs = sdk_http_client_kwargs(openai, 10.0, "http://127.0.0.1:1/v1")
+    assert type(kwargs["http_client"]).__name__ == "LeanAsyncClient"
+    assert isinstance(kwargs["http_client"], _sdk_http_module().AsyncClient)
+    https = sdk_http_client_kwargs(openai, 10.0, "https://api.openai.com/v1")
+    assert type(https.get("http_client")).__name__ != "LeanAsyncClient"
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_chunked_replies_and_connection_close(close: bool) -> None:
+    body = json.dumps(CHAT).encode()
+
+    async def main() -> tuple[list[str | None], int]:
+        server, url, connections = await _serve(lambda n: _chunked(body, close))
+        llm = OpenAILLM(model="m", base_url=url, max_retries=0)
+        llm.load()
+        try:
+            outs = [await llm.agenerate([{"role": "user", "content": "x"}]) for _ in range(3)]
+        finally:
+            await llm.aclose()
+            server.close()
+        return [o["generations"][0] for o in outs], len(connections)
+
+    texts, connections = asyncio.run(main())
+    assert texts == ["hi", "hi", "hi"]
+    assert connections == (3 if close else 1)
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
+    body = json.dumps(CHAT).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    async def main() -> tuple[list[str | None], int]:
+        # the server answers one request per connection, then closes it without saying so
+        server, url, connections = await _serve(lambda n: reply, drop_after_first=True)
+        llm = OpenAILLM(model="m", base_url=url, max_retries=0)
+        llm.load()
+        try:
+            first = await llm.agenerate([{"role": "user", "content": "a"}])
+            await asyncio.sleep(0.05)
+            second = await llm.agenerate([{"role": "user", "content": "b"}])
+        finally:
+            await llm.aclose()
+            server.close()
+        return [first["generations"][0], second["generations"][0]], len(connections)
+
+    texts, connections = asyncio.run(main())
+    assert texts == ["hi", "hi"]
+    assert connections == 2
