@@ -366,6 +366,7 @@ class LocalExecutor:
         threads = [
             threading.Thread(target=load, args=(n,), name=f"alambic-load-{n.name}") for n in steps
         ]
+        threads.append(threading.Thread(target=_warm_up_outputs, name="alambic-warm-up"))
         for t in threads:
             t.start()
         for t in threads:
@@ -849,11 +850,19 @@ class LocalExecutor:
         return rows
 
 
+def _warm_up_outputs() -> None:
+    """Import what writing and returning the dataset needs while steps load, so the first
+    leaf batch does not stall the event loop (pyarrow pulls pandas on its first conversion)."""
+    with contextlib.suppress(Exception):
+        from alambic.utils.parquet import rows_to_table
+
+        rows_to_table([{"warm": 1}])
+        import datasets  # noqa: F401
+
+
 def _is_async_task(step: _Step) -> bool:
     """A task whose rows are requests to an API client, run concurrently on the loop."""
-    return (
-        isinstance(step, Task) and step.uses_default_process() and isinstance(step.llm, AsyncLLM)
-    )
+    return isinstance(step, Task) and step.uses_default_process() and isinstance(step.llm, AsyncLLM)
 
 
 def _collect(batches: Iterator[list[Row]]) -> list[Row]:
