@@ -80,6 +80,9 @@ class RequestCacheStore:
         self._conns = conns
         self._pending: dict[str, CachedGeneration] = {}
         self._pending_lock = threading.Lock()
+        self._buffer: list[tuple[str, CachedGeneration, float]] = []
+        self._drain_queued = False
+        self._committing: list[list[tuple[str, CachedGeneration, float]]] = []  # writer thread
         self._closed = False
         self.hits = 0
         self.misses = 0
@@ -166,27 +169,37 @@ class RequestCacheStore:
         if self._closed:
             raise StoreError(f"The request cache {self.path} is closed.")
         at = now()
-        params = [
-            (key, gen["text"], gen["input_tokens"], gen["output_tokens"], at) for key, gen in items
-        ]
         with self._pending_lock:
             for key, gen in items:
                 self._pending[key] = gen
+                self._buffer.append((key, gen, at))
+            queue_drain = not self._drain_queued
+            self._drain_queued = True
+        if queue_drain:
+            # One writer operation drains everything buffered when it runs: answers arriving
+            # while a transaction commits share the next one (no per-answer work queued).
+            self._writer.submit(self._drain, self._forget_committed)
 
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-                "created_at) VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        with self._pending_lock:
+            batch, self._buffer = self._buffer, []
+            self._drain_queued = False
+        if not batch:
+            return
+        conn.executemany(
+            "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            [(key, g["text"], g["input_tokens"], g["output_tokens"], at) for key, g, at in batch],
+        )
+        self._committing.append(batch)
 
-        def committed() -> None:
-            with self._pending_lock:
-                for key, gen in items:
+    def _forget_committed(self) -> None:
+        with self._pending_lock:
+            for batch in self._committing:
+                for key, gen, _ in batch:
                     if self._pending.get(key) is gen:
                         del self._pending[key]
-
-        self._writer.submit(op, committed)
+        self._committing.clear()
 
     def flush(self) -> None:
         """Return once every answer put so far is in the file."""
