@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("alambic")
 
+# Arrow's default allocators keep freed pages; the system one returns them, which keeps a long
+# run's memory flat (see alambic.utils.parquet). Effective if pyarrow is not imported yet.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 _END = None
 QUEUE_SIZE = 8
 DATASET_SOURCE = "dataset"
