@@ -177,6 +177,7 @@ class LocalExecutor:
         self._data_dir: Path | None = None
         self._tmp_dir: Path | None = None
         self._forced: dict[str, bool] = {}
+        self._warm_up: threading.Thread | None = None
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -215,6 +216,8 @@ class LocalExecutor:
                 self._run_loop()
             finally:
                 self._unload_steps()
+                if self._warm_up is not None:
+                    self._warm_up.join()
             if self._interrupts and self.store is not None:
                 self.store.finish_run("interrupted")
             elif self.store is not None:
@@ -370,7 +373,11 @@ class LocalExecutor:
         threads = [
             threading.Thread(target=load, args=(n,), name=f"alambic-load-{n.name}") for n in steps
         ]
-        threads.append(threading.Thread(target=_warm_up_outputs, name="alambic-warm-up"))
+        # imports for writing the dataset overlap the loading and the first requests
+        self._warm_up = threading.Thread(
+            target=_warm_up_outputs, name="alambic-warm-up", daemon=True
+        )
+        self._warm_up.start()
         for t in threads:
             t.start()
         for t in threads:
