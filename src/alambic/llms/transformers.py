@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
 from alambic.errors import ModelNotAvailableError
 from alambic.llms.base import LLM, split_input
+from alambic.llms.structured import resolve_spec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
 from alambic.utils.imports import require
+
+if TYPE_CHECKING:
+    from alambic.llms.structured import StructuredSpec
+
+logger = logging.getLogger("alambic")
+
+_MAX_PROCESSORS = 32
+"""Compiled schemas kept per model: compiling one (regex -> token index) is the slow part."""
 
 _LOAD_LOCK = threading.Lock()
 """``from_pretrained`` is not thread-safe (meta-tensor initialisation): load one at a time."""
@@ -48,6 +60,13 @@ class TransformersLLM(LLM):
     (``"auto"`` needs ``accelerate``) spreads a model too large for one device instead.
     Prompts are sorted by length before batching (``sort_by_length``), so each batch pads
     less; outputs keep the input order.
+
+    Structured output is native when ``outlines`` is installed (``pip install
+    "alambic[outlines]"``): the JSON schema is compiled once per model into a token index
+    (``outlines_core``) and a logits processor masks, at every step, the tokens that would
+    break the schema, so the reply is valid JSON unless ``max_new_tokens`` cuts it short. A
+    schema ``outlines_core`` cannot compile, or a missing ``outlines``, falls back to the
+    schema in the prompt; replies are validated and re-asked either way.
     """
 
     model: str = Field(description="Local folder or Hugging Face hub id.")
@@ -72,6 +91,8 @@ class TransformersLLM(LLM):
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _outlines_backend: Any = PrivateAttr(default=None)
+    _processors: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -127,7 +148,53 @@ class TransformersLLM(LLM):
     def unload(self) -> None:
         self._model = None
         self._tokenizer = None
+        self._outlines_backend = None
+        self._processors = {}
         super().unload()
+
+    def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
+        """Native (constrained decoding with ``outlines``) when it is installed and compiles
+        the schema; otherwise the base writes the schema into the prompt."""
+        if importlib.util.find_spec("outlines") is None:
+            return False
+        if self._model is None:
+            return True  # compiled on first use, after load()
+        try:
+            self._json_processor(spec.schema)
+        except Exception as exc:  # any compile failure means prompt + parse
+            logger.warning(
+                "TransformersLLM: outlines could not compile the JSON schema %.200s (%s: %s); "
+                "the schema goes into the prompt instead.",
+                json.dumps(spec.schema),
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True
+
+    def _json_processor(self, schema: dict[str, Any]) -> Any:
+        """The outlines logits processor for ``schema``, compiled once per model and schema.
+
+        The processor keeps per-row parser state, so it is ``reset()`` before each batch and
+        used under ``_lock`` only (one generation at a time per model).
+        """
+        key = json.dumps(schema)
+        processor = self._processors.get(key)
+        if processor is not None:
+            return processor
+        if self._outlines_backend is None:
+            require("outlines", feature="TransformersLLM structured output", extra="outlines")
+            from outlines.backends.outlines_core import OutlinesCoreBackend
+            from outlines.models.transformers import Transformers
+
+            # building the outlines vocabulary walks the whole tokenizer: once per model
+            wrapper = Transformers(self._model, self._tokenizer)
+            self._outlines_backend = OutlinesCoreBackend(wrapper)
+        processor = self._outlines_backend.get_json_schema_logits_processor(key)
+        if len(self._processors) >= _MAX_PROCESSORS:
+            self._processors.pop(next(iter(self._processors)))
+        self._processors[key] = processor
+        return processor
 
     def prepare_prompt(self, input: FormattedInput) -> str:
         """Render a conversation with the chat template, ready for generation."""
@@ -162,8 +229,25 @@ class TransformersLLM(LLM):
                 f"known: {sorted(_ALLOWED)}."
             )
         kwargs = {**_DEFAULTS, **generation_kwargs}
-        prompts = [self.prepare_prompt(i) for i in inputs]
-        return self._generate_batches(prompts, num_generations, kwargs)
+        # group by schema: one logits processor constrains a whole batch
+        groups: dict[str | None, list[int]] = {}
+        schemas: dict[str, dict[str, Any]] = {}
+        for i, item in enumerate(inputs):
+            _, wire = split_input(item)
+            key = None
+            if wire is not None:
+                schema = resolve_spec(wire).schema
+                key = json.dumps(schema)
+                schemas[key] = schema
+            groups.setdefault(key, []).append(i)
+        results: list[GenerateOutput | None] = [None] * len(inputs)
+        for key, indices in groups.items():
+            prompts = [self.prepare_prompt(inputs[i]) for i in indices]
+            group_schema = schemas[key] if key is not None else None
+            outs = self._generate_batches(prompts, num_generations, kwargs, group_schema)
+            for i, out in zip(indices, outs, strict=True):
+                results[i] = out
+        return [r for r in results if r is not None]
 
     def resolved_device(self) -> str:
         """The torch device ``device`` names; ``"auto"`` is CUDA, else Apple MPS, else CPU."""
@@ -179,10 +263,15 @@ class TransformersLLM(LLM):
         return "cpu"
 
     def _generate_batches(
-        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
+        self,
+        prompts: list[str],
+        num_generations: int,
+        kwargs: dict[str, Any],
+        schema: dict[str, Any] | None = None,
     ) -> list[GenerateOutput]:
         """Generate in batches of ``batch_size``, shortest prompts together when
-        ``sort_by_length``, and return the outputs in the order of ``prompts``."""
+        ``sort_by_length``, and return the outputs in the order of ``prompts``; with
+        ``schema``, every reply is constrained to it (outlines)."""
         order = list(range(len(prompts)))
         if self.sort_by_length:
             order.sort(key=lambda i: len(prompts[i]))
@@ -191,13 +280,19 @@ class TransformersLLM(LLM):
         with self._lock:
             for start in range(0, len(order), size):
                 chunk = order[start : start + size]
-                outs = self._generate_batch([prompts[i] for i in chunk], num_generations, kwargs)
+                outs = self._generate_batch(
+                    [prompts[i] for i in chunk], num_generations, kwargs, schema
+                )
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
         return [r for r in results if r is not None]
 
     def _generate_batch(
-        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
+        self,
+        prompts: list[str],
+        num_generations: int,
+        kwargs: dict[str, Any],
+        schema: dict[str, Any] | None = None,
     ) -> list[GenerateOutput]:
         import torch
 
@@ -218,6 +313,12 @@ class TransformersLLM(LLM):
             repeat, num_generations = num_generations, 1
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        if schema is not None:
+            from transformers import LogitsProcessorList
+
+            processor = self._json_processor(schema)
+            processor.reset()  # fresh parser state for each row of this batch
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
