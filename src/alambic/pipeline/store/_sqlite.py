@@ -226,6 +226,7 @@ class Writer:
         self._stopping = False
         self.error: StoreError | None = None
         self.commits = 0
+        self._exec_lock = threading.Lock()  # one transaction at a time on the connection
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -263,6 +264,31 @@ class Writer:
         self.wait(ticket)
         return result.value  # type: ignore[no-any-return]
 
+    def run_now(self, op: Callable[[sqlite3.Connection], object]) -> None:
+        """Apply ``op`` in its own transaction in the calling thread, durable when this
+        returns (for writes that must not wait on the writer thread: answered requests)."""
+        if self.error is not None:
+            raise self.error
+        conn = self._conn
+        with self._exec_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                op(conn)
+                conn.execute("COMMIT")
+                self.commits += 1
+            except BaseException as exc:
+                error = translate_error(exc, self._file)
+                error.__cause__ = exc
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                with self._cond:
+                    self.error = error
+                    self._cond.notify_all()
+                raise error from exc
+
     def wait(self, ticket: int | None = None) -> None:
         """Block until operation ``ticket`` (default: every one so far) is committed."""
         with self._cond:
@@ -287,23 +313,24 @@ class Writer:
                     return
                 batch, self._queue = self._queue, []
             error: StoreError | None = None
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for op, _ in batch:
-                    op(conn)
-                conn.execute("COMMIT")
-                self.commits += 1
-                for _, after in batch:
-                    if after is not None:
-                        after()
-            except BaseException as exc:
-                error = translate_error(exc, self._file)
-                error.__cause__ = exc
+            with self._exec_lock:
                 try:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                    conn.execute("BEGIN IMMEDIATE")
+                    for op, _ in batch:
+                        op(conn)
+                    conn.execute("COMMIT")
+                    self.commits += 1
+                    for _, after in batch:
+                        if after is not None:
+                            after()
+                except BaseException as exc:
+                    error = translate_error(exc, self._file)
+                    error.__cause__ = exc
+                    try:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
             with self._cond:
                 self._done += len(batch)
                 if error is not None:

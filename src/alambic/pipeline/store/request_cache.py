@@ -13,6 +13,7 @@ a running pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
@@ -57,10 +58,8 @@ def request_cache_path(cache_dir: Path, run_dir: Path | None = None) -> Path:
 class RequestCacheStore:
     """A persistent, thread-safe :class:`alambic.llms.cache.RequestCache`.
 
-    :meth:`put_many` queues the answers and returns at once; a writer thread commits them
-    right away, batching whatever arrives meanwhile into one transaction, so a SIGKILL loses
-    at most the answers of the last milliseconds. Answers are readable by :meth:`get_many`
-    immediately, committed or not. :attr:`hits` and :attr:`misses` count lookups.
+    :meth:`put_many` commits the answers before it returns (a SIGKILL right after loses
+    none); :attr:`hits` and :attr:`misses` count lookups.
     """
 
     def __init__(
@@ -78,12 +77,11 @@ class RequestCacheStore:
         self._writer = writer
         self._reader = reader
         self._conns = conns
-        self._pending: dict[str, CachedGeneration] = {}
-        self._pending_lock = threading.Lock()
-        self._buffer: list[tuple[str, CachedGeneration, float]] = []
-        self._drain_queued = False
-        self._committing: list[list[tuple[str, CachedGeneration, float]]] = []  # writer thread
         self._closed = False
+        self._buffer: list[tuple[str, str | None, int | None, int | None, float]] = []
+        self._pending: dict[str, CachedGeneration] = {}
+        self._buffer_lock = threading.Lock()
+        self._scheduled = False
         self.hits = 0
         self.misses = 0
 
@@ -138,7 +136,7 @@ class RequestCacheStore:
         if self._closed:
             raise StoreError(f"The request cache {self.path} is closed.")
         found: dict[str, CachedGeneration] = {}
-        with self._pending_lock:
+        with self._buffer_lock:
             for key in keys:
                 hit = self._pending.get(key)
                 if hit is not None:
@@ -164,45 +162,60 @@ class RequestCacheStore:
         return result
 
     def put_many(self, items: list[tuple[str, CachedGeneration]]) -> None:
+        """Store answers; they are committed before this process waits on anything again.
+
+        An answer is the one thing a SIGKILL must not make us pay for twice, so it is not
+        handed to the writer thread (which may wait milliseconds for the GIL). From a thread
+        with no event loop it is committed before this returns; on the event loop, the answers
+        of one loop iteration are committed together in a callback that runs before the loop
+        next polls for I/O (one transaction for many answers, none left behind).
+        """
         if not items:
             return
         if self._closed:
             raise StoreError(f"The request cache {self.path} is closed.")
         at = now()
-        with self._pending_lock:
+        params = [
+            (key, gen["text"], gen["input_tokens"], gen["output_tokens"], at) for key, gen in items
+        ]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._commit(params)
+            return
+        with self._buffer_lock:
             for key, gen in items:
                 self._pending[key] = gen
-                self._buffer.append((key, gen, at))
-            queue_drain = not self._drain_queued
-            self._drain_queued = True
-        if queue_drain:
-            # One writer operation drains everything buffered when it runs: answers arriving
-            # while a transaction commits share the next one (no per-answer work queued).
-            self._writer.submit(self._drain, self._forget_committed)
+            self._buffer.extend(params)
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            loop.call_soon(self._commit_buffer)
 
-    def _drain(self, conn: sqlite3.Connection) -> None:
-        with self._pending_lock:
-            batch, self._buffer = self._buffer, []
-            self._drain_queued = False
-        if not batch:
+    def _commit_buffer(self) -> None:
+        if self._closed:
             return
-        conn.executemany(
-            "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-            "created_at) VALUES (?, ?, ?, ?, ?)",
-            [(key, g["text"], g["input_tokens"], g["output_tokens"], at) for key, g, at in batch],
-        )
-        self._committing.append(batch)
+        with self._buffer_lock:
+            params, self._buffer = self._buffer, []
+            self._scheduled = False
+        if params:
+            self._commit(params)
+        with self._buffer_lock:
+            for key, *_ in params:
+                self._pending.pop(key, None)
 
-    def _forget_committed(self) -> None:
-        with self._pending_lock:
-            for batch in self._committing:
-                for key, gen, _ in batch:
-                    if self._pending.get(key) is gen:
-                        del self._pending[key]
-        self._committing.clear()
+    def _commit(self, params: list[tuple[str, str | None, int | None, int | None, float]]) -> None:
+        self._writer.run_now(
+            lambda conn: conn.executemany(
+                "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
+                "created_at) VALUES (?, ?, ?, ?, ?)",
+                params,
+            )
+        )
 
     def flush(self) -> None:
         """Return once every answer put so far is in the file."""
+        self._commit_buffer()
         self._writer.wait()
 
     def __len__(self) -> int:
@@ -214,6 +227,11 @@ class RequestCacheStore:
         """Write what is queued, close the file and drop the shared lock (idempotent)."""
         if self._closed:
             return
+        pending_error: StoreError | None = None
+        try:
+            self._commit_buffer()
+        except StoreError as exc:
+            pending_error = exc
         self._closed = True
         try:
             self._writer.stop()
@@ -223,6 +241,8 @@ class RequestCacheStore:
             self._lock.release()
         if self._writer.error is not None:
             raise self._writer.error
+        if pending_error is not None:
+            raise pending_error
 
     def __enter__(self) -> RequestCacheStore:
         return self
