@@ -25,6 +25,7 @@ from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
+    canonical_json,
     request_base_key,
     request_key,
 )
@@ -108,6 +109,7 @@ class LLM(BaseModel, ABC):
     """Fields that do not change an answer, left out of the request-cache key."""
 
     _request_cache: RequestCache | None = PrivateAttr(default=None)
+    _identity_cache: str | None = PrivateAttr(default=None)
     _loaded: bool = PrivateAttr(default=False)
     _spec_cache: tuple[Any, StructuredSpec] | None = PrivateAttr(default=None)
 
@@ -134,6 +136,7 @@ class LLM(BaseModel, ABC):
     def set_request_cache(self, cache: RequestCache | None) -> None:
         """Answer repeated requests from ``cache`` and store new answers in it."""
         self._request_cache = cache
+        self._identity_cache = None  # settings may have changed since the last run
 
     def cache_identity(self) -> dict[str, Any]:
         """What identifies this backend in cache keys: class and settings, never secrets."""
@@ -187,10 +190,16 @@ class LLM(BaseModel, ABC):
         prompted = with_instructions(messages, spec, previous_error)
         return (prompted, spec.wire()) if native else prompted
 
+    def _identity_text(self) -> str:
+        text = self._identity_cache
+        if text is None:
+            text = self._identity_cache = canonical_json(self.cache_identity())
+        return text
+
     def _base_key(self, input: FormattedInput, kwargs: dict[str, Any]) -> str:
         messages, schema = split_input(input)
         payload = {"messages": messages, "schema": schema, "generation_kwargs": kwargs}
-        return request_base_key(self.cache_identity(), payload)
+        return request_base_key(self._identity_text(), payload)
 
     # -- synchronous engines ---------------------------------------------------------------
 

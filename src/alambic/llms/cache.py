@@ -56,26 +56,27 @@ class InMemoryRequestCache:
         return len(self._data)
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if hasattr(value, "model_json_schema"):
-        return _canonical(value.model_json_schema())
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "model_json_schema"):  # a pydantic model class given as a schema
+        return value.model_json_schema()
     return repr(value)
 
 
-def request_base_key(identity: dict[str, Any], payload: dict[str, Any]) -> str:
-    """Hash of a request without its generation index (see :func:`request_key`)."""
-    blob = json.dumps(
-        {"identity": _canonical(identity), "payload": _canonical(payload)},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
+def canonical_json(value: Any) -> str:
+    """A stable JSON text of ``value`` (keys sorted; tuples as lists; models as schemas)."""
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
     )
+
+
+def request_base_key(identity: dict[str, Any] | str, payload: dict[str, Any]) -> str:
+    """Hash of a request without its generation index (see :func:`request_key`).
+
+    ``identity`` may be given already as :func:`canonical_json` text, which a backend
+    computes once rather than per request.
+    """
+    identity_text = identity if isinstance(identity, str) else canonical_json(identity)
+    blob = identity_text + "\n" + canonical_json(payload)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
