@@ -346,11 +346,6 @@ def test_generator_without_rows_in_outputs_feeds_known_columns() -> None:
     assert _run(p)["default"]["train"]["tagged"] == ["a:x"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (steps/base.py): Step.rename_input_row overwrites an existing column with the "
-    "mapped one, and rename_output_row's restore overwrites an output of the same name",
-)
 def test_input_mapping_keeps_shadowed_column_and_outputs() -> None:
     with Pipeline(name="shadow") as p:
         load = LoadDataFromDicts(name="load", data=[{"text": "t0", "other": "o0"}])
@@ -363,11 +358,6 @@ def test_input_mapping_keeps_shadowed_column_and_outputs() -> None:
     assert rows["text"] == ["t0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (steps/base.py): restoring an input mapping whose data column has the name of "
-    "an output (input_mappings={'text': 'tagged'}) overwrites the step's output",
-)
 def test_input_mapping_onto_an_output_name_keeps_the_output() -> None:
     with Pipeline(name="clobber") as p:
         load = LoadDataFromDicts(name="load", data=[{"text": "t0"}])

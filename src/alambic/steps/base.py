@@ -68,6 +68,11 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
     return dict.fromkeys(columns, True)
 
 
+_SHADOWED = "__alambic_shadowed__"
+"""Row key carrying columns an input mapping hid from ``process``; restored afterwards (it is
+only present when a row already had a column named like the step's mapped input)."""
+
+
 class StepResources(BaseModel):
     """How many copies of a step run at once, and what each needs (used by the executors)."""
 
@@ -322,22 +327,32 @@ class Step(_Step):
         if not self.input_mappings:
             return row
         new = dict(row)
+        shadowed: dict[str, Any] = {}
         for step_col, data_col in self.input_mappings.items():
-            if data_col in new:
-                new[step_col] = new.pop(data_col)
+            if data_col in row:
+                if step_col in row and step_col not in self.input_mappings.values():
+                    shadowed[step_col] = row[step_col]  # a column of the same name, hidden
+                new[step_col] = row[data_col]
+                if data_col not in self.input_mappings:
+                    new.pop(data_col, None)
+        if shadowed:
+            new[_SHADOWED] = shadowed
         return new
 
     def rename_output_row(self, row: Row) -> Row:
         if not self.input_mappings and not self.output_mappings:
             return row
-        new = dict(row)
         outputs = self.get_outputs()
-        for step_col, data_col in self.input_mappings.items():
-            if step_col in new and step_col not in outputs:
-                new[data_col] = new.pop(step_col)
-        for step_col, out_col in self.output_mappings.items():
-            if step_col in new:
-                new[out_col] = new.pop(step_col)
+        shadowed = row.get(_SHADOWED) or {}
+        new: Row = {}
+        for column, value in row.items():
+            if column in outputs or column == _SHADOWED:
+                continue
+            new[self.input_mappings.get(column, column)] = value
+        new.update(shadowed)
+        for column in outputs:  # the step's outputs win over restored input columns
+            if column in row:
+                new[self.output_mappings.get(column, column)] = row[column]
         return new
 
     def process_arity(self) -> int | None:
