@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
@@ -536,7 +536,7 @@ class AsyncLLM(LLM):
             estimated = n * estimate_tokens(messages, max_tokens)
         try:
             out = await scheduler.run(
-                lambda: self._agenerate(input, n, **kwargs), estimated_tokens=estimated
+                lambda: self._attempt(input, n, kwargs), estimated_tokens=estimated
             )
         except LLMRequestError as exc:
             return failed_output(n, exc)
@@ -544,6 +544,16 @@ class AsyncLLM(LLM):
         for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
             scheduler.record_tokens(i, o, estimated // n)
         return out
+
+    def _attempt(
+        self, input: FormattedInput, n: int, kwargs: dict[str, Any]
+    ) -> Awaitable[GenerateOutput]:
+        # No request leaves while an answer already received is still uncommitted: a crash
+        # then never repeats more requests than were in flight (the cache batches its writes).
+        commit = getattr(self._request_cache, "commit_pending", None)
+        if commit is not None:
+            commit()
+        return self._agenerate(input, n, **kwargs)
 
     async def _one_structured(
         self, messages: ChatType, spec: StructuredSpec, n: int, kwargs: dict[str, Any]

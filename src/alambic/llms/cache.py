@@ -24,7 +24,11 @@ class CachedGeneration(TypedDict):
 
 
 class RequestCache(Protocol):
-    """Where answered requests are kept; implementations must be thread-safe."""
+    """Where answered requests are kept; implementations must be thread-safe.
+
+    A cache that batches its writes may also offer ``commit_pending()``: LLMs call it before
+    each request they send, so no request leaves while an earlier answer is uncommitted.
+    """
 
     def get_many(self, keys: list[str]) -> list[CachedGeneration | None]: ...
 

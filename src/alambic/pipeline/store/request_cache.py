@@ -14,11 +14,9 @@ a running pipeline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 from pathlib import Path
-from types import TracebackType
 
 from alambic.errors import StoreError
 from alambic.llms.cache import CachedGeneration
@@ -26,6 +24,7 @@ from alambic.pipeline.store._lock import FileLock
 from alambic.pipeline.store._sqlite import (
     Reader,
     StoreFile,
+    StoreHandle,
     Writer,
     close_quietly,
     connect,
@@ -55,7 +54,7 @@ def request_cache_path(cache_dir: Path, run_dir: Path | None = None) -> Path:
     return (run_dir if run_dir is not None else Path(cache_dir)) / REQUEST_CACHE_FILENAME
 
 
-class RequestCacheStore:
+class RequestCacheStore(StoreHandle):
     """A persistent, thread-safe :class:`alambic.llms.cache.RequestCache`.
 
     :meth:`put_many` commits the answers before it returns (a SIGKILL right after loses
@@ -192,6 +191,12 @@ class RequestCacheStore:
         if schedule:
             loop.call_soon(self._commit_buffer)
 
+    def commit_pending(self) -> None:
+        """Commit the answers buffered on the event loop now (LLMs call this before sending a
+        request, so no request leaves while an earlier answer is uncommitted)."""
+        if self._buffer:
+            self._commit_buffer()
+
     def _commit_buffer(self) -> None:
         if self._closed:
             return
@@ -233,31 +238,11 @@ class RequestCacheStore:
         except StoreError as exc:
             pending_error = exc
         self._closed = True
-        try:
-            self._writer.stop()
-        finally:
-            for conn in self._conns:
-                close_quietly(conn)
-            self._lock.release()
+        self._shut_down()
         if self._writer.error is not None:
             raise self._writer.error
         if pending_error is not None:
             raise pending_error
-
-    def __enter__(self) -> RequestCacheStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        with contextlib.suppress(StoreError):
-            self.close()
 
     def __repr__(self) -> str:
         return f"RequestCacheStore({self.path})"
