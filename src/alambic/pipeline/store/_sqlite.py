@@ -22,7 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
+
+from typing_extensions import Self
 
 from alambic.errors import StoreError
 
@@ -385,3 +388,39 @@ __all__ = [
     "sync_mode",
     "translate_error",
 ]
+
+
+class StoreHandle:
+    """What both store files share on closing: the writer's queue is committed, the
+    connections closed and the file lock dropped, in that order, whatever fails; used as a
+    context manager, a store error on closing never hides the exception already in flight."""
+
+    _writer: Writer
+    _conns: tuple[sqlite3.Connection, ...]
+    _lock: Any
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _shut_down(self) -> None:
+        try:
+            self._writer.stop()
+        finally:
+            for conn in self._conns:
+                close_quietly(conn)
+            self._lock.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(StoreError):  # the exception in flight is the one to see
+            self.close()

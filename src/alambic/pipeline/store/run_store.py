@@ -10,7 +10,6 @@ submission order, many per SQLite transaction; see :class:`RunStore` for what is
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
@@ -20,7 +19,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from alambic.errors import StoreError
@@ -28,6 +26,7 @@ from alambic.pipeline.store._lock import FileLock
 from alambic.pipeline.store._sqlite import (
     Reader,
     StoreFile,
+    StoreHandle,
     Writer,
     close_quietly,
     connect,
@@ -118,7 +117,7 @@ def _alambic_version() -> str:
     return __version__
 
 
-class RunStore:
+class RunStore(StoreHandle):
     """The store of one pipeline definition; one process at a time holds it (``run.lock``).
 
     Durability: :meth:`commit_unit` returns after queuing the unit; a writer thread commits
@@ -268,29 +267,9 @@ class RunStore:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._writer.stop()
-        finally:
-            for conn in self._conns:
-                close_quietly(conn)
-            self._lock.release()
+        self._shut_down()
         if self._writer.error is not None and not self._error_raised:
             raise self._writer.error
-
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        with contextlib.suppress(StoreError):  # the exception in flight is the one to see
-            self.close()
 
     def _check_open(self) -> None:
         if self._closed:

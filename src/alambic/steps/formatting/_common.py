@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from alambic.errors import ColumnTypeError
-from alambic.llms.typing import ChatItem, ChatType
-
-_ROLES = {"system", "user", "assistant", "tool", "developer"}
+from alambic.llms.typing import ChatType
+from alambic.steps.checks import check_conversation, require_text
 
 
 def prompt_id(prompt: str) -> str:
@@ -18,43 +16,6 @@ def prompt_id(prompt: str) -> str:
     leaking a prompt across train and test.
     """
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
-def require_text(step: str, column: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ColumnTypeError(
-            f"Step {step!r}: column {column!r} must hold text, got {type(value).__name__} "
-            f"{value!r:.80}."
-        )
-    return value
-
-
-def check_conversation(step: str, value: Any) -> ChatType:
-    """A copy of a ``messages`` column, checked: role/content dicts ending with the user."""
-    if not isinstance(value, list) or not value:
-        raise ColumnTypeError(
-            f"Step {step!r}: column 'messages' must be a non-empty list of {{'role', "
-            f"'content'}} dicts, got {type(value).__name__} {value!r:.80}."
-        )
-    checked: ChatType = []
-    for i, message in enumerate(value):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in _ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise ColumnTypeError(
-                f"Step {step!r}: message {i} is {message!r:.120}; each message needs a 'role' "
-                f"in {sorted(_ROLES)} and a text 'content'."
-            )
-        item: ChatItem = {"role": message["role"], "content": message["content"]}
-        checked.append(item)
-    if checked[-1]["role"] != "user":
-        raise ColumnTypeError(
-            f"Step {step!r}: the last message of 'messages' must be the user's (the prompt the "
-            f"generation answers), got role {checked[-1]['role']!r}."
-        )
-    return checked
 
 
 def text_conversation(step: str, row: dict[str, Any]) -> tuple[str, ChatType]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import Field
 
-from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
+from alambic.steps.checks import require_text
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -46,15 +46,10 @@ class Genstruct(Task):
         return ["user", "assistant", "model_name"]
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
-        values = {}
-        for column in ("title", "content"):
-            value = input.get(column)
-            if not isinstance(value, str):
-                raise ColumnTypeError(
-                    f"Step {self.name!r} (Genstruct): column {column!r} must hold text, got "
-                    f"{type(value).__name__}."
-                )
-            values[column] = value
+        values = {
+            column: require_text(self.name, column, input.get(column), kind="Genstruct")
+            for column in ("title", "content")
+        }
         messages: ChatType = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})

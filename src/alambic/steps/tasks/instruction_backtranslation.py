@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import Field
 
-from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
+from alambic.steps.checks import require_text
 from alambic.steps.tasks._parsing import ReplyParseError, parse_score
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -42,15 +42,12 @@ class InstructionBacktranslation(Task):
         return ["score", "reason", "model_name"]
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
-        values = {}
-        for column in ("instruction", "generation"):
-            value = input.get(column)
-            if not isinstance(value, str):
-                raise ColumnTypeError(
-                    f"Step {self.name!r} (InstructionBacktranslation): column {column!r} must "
-                    f"hold text, got {type(value).__name__}."
-                )
-            values[column] = value
+        values = {
+            column: require_text(
+                self.name, column, input.get(column), kind="InstructionBacktranslation"
+            )
+            for column in ("instruction", "generation")
+        }
         messages: ChatType = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})

@@ -10,7 +10,8 @@ from jinja2 import meta as jinja_meta
 from pydantic import Field, PrivateAttr, field_validator
 
 from alambic.errors import ColumnTypeError, TemplateError
-from alambic.llms.typing import ChatItem, ChatType
+from alambic.llms.typing import ChatType
+from alambic.steps.checks import check_conversation
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -125,9 +126,6 @@ class TextGeneration(Task):
         return {"generation": output}
 
 
-_ROLES = {"system", "user", "assistant", "tool", "developer"}
-
-
 class ChatGeneration(Task):
     """Continue a conversation: the ``messages`` column, whose last message is the user's."""
 
@@ -140,32 +138,7 @@ class ChatGeneration(Task):
         return ["generation", "model_name"]
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
-        messages = input.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ColumnTypeError(
-                f"Step {self.name!r} (ChatGeneration): column 'messages' must be a non-empty "
-                f"list of {{'role', 'content'}} dicts, got {type(messages).__name__}."
-            )
-        checked: ChatType = []
-        for i, message in enumerate(messages):
-            if (
-                not isinstance(message, dict)
-                or message.get("role") not in _ROLES
-                or not isinstance(message.get("content"), str)
-            ):
-                raise ColumnTypeError(
-                    f"Step {self.name!r} (ChatGeneration): message {i} is {message!r:.120}; "
-                    f"each message needs a 'role' in {sorted(_ROLES)} and a text 'content'."
-                )
-            item: ChatItem = {"role": message["role"], "content": message["content"]}
-            checked.append(item)
-        if checked[-1]["role"] != "user":
-            raise ColumnTypeError(
-                f"Step {self.name!r} (ChatGeneration): the last message must be the user's, "
-                f"got role {checked[-1]['role']!r}. Drop the trailing assistant turn or append "
-                "a user message."
-            )
-        return checked
+        return check_conversation(self.name, input.get("messages"), kind="ChatGeneration")
 
     def format_output(
         self, output: str | None, input: dict[str, Any] | None = None
