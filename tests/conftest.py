@@ -102,6 +102,15 @@ def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_reward_model(tmp_path_factory.mktemp("tiny-reward-model") / "model")
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf_path(tiny_model_path: Path) -> Path:
+    """The tiny chat model as a GGUF file for llama.cpp (``model.gguf`` in its folder)."""
+    pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (alambic[dev])")
+    from alambic.testing.tiny_gguf import build_tiny_gguf
+
+    return build_tiny_gguf(tiny_model_path)
+
+
 # --------------------------------------------------------------------------- 3. fake OpenAI server
 
 
