@@ -101,4 +101,4 @@ def test_rpm_is_learned_from_rate_limit_headers(openai_server_factory: Factory) 
     llm.generate([[{"role": "user", "content": "hi"}]])
     budget = llm.scheduler.request_budget
     assert budget is not None
-    assert budget.rate == pytest.approx(10.0)
+    assert budget.per_minute == pytest.approx(600)

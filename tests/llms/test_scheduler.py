@@ -10,6 +10,7 @@ import pytest
 
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.scheduler import (
+    REQUEST_PACE,
     AdaptiveLimit,
     RequestScheduler,
     SchedulerLimits,
@@ -259,11 +260,12 @@ def test_budgets_are_learned_from_headers_unless_configured() -> None:
     learned = make()
     learned.observe_headers({"x-ratelimit-limit-requests": "600"})
     assert learned.request_budget is not None
-    assert learned.request_budget.rate == pytest.approx(10.0)
+    assert learned.request_budget.per_minute == pytest.approx(600)
+    assert learned.request_budget.rate == pytest.approx(10.0 * REQUEST_PACE)
     configured = make(rpm=60)
     configured.observe_headers({"x-ratelimit-limit-requests": "600"})
     assert configured.request_budget is not None
-    assert configured.request_budget.rate == pytest.approx(1.0)
+    assert configured.request_budget.per_minute == pytest.approx(60)
 
 
 def test_remaining_zero_holds_requests_until_reset() -> None:
@@ -282,3 +284,20 @@ def test_remaining_zero_holds_requests_until_reset() -> None:
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
     assert 0.18 <= time.monotonic() - start < 0.5
+
+
+def test_request_budgets_keep_one_percent_in_hand() -> None:
+    # 6,000 a minute paced at 99%: the 100th request after a start waits 100 / 99 s, so a
+    # strict "100 in any second" window keeps room for ~10 ms of jitter on the way
+    bucket = TokenBucket(6000, burst=1.0, pace=REQUEST_PACE)
+    assert bucket.per_minute == pytest.approx(6000)
+    now = time.monotonic()
+    waits = [bucket.reserve(1, now) for _ in range(101)]
+    assert waits[0] == 0.0
+    assert waits[100] == pytest.approx(100 / 99, rel=1e-3)
+    scheduler = make(rpm=6000)
+    assert scheduler.request_budget is not None
+    assert scheduler.request_budget.rate == pytest.approx(99.0)
+    assert scheduler.counters.requests_per_minute == pytest.approx(5940)
+    with pytest.raises(ValueError, match="pace"):
+        TokenBucket(60, pace=1.5)
