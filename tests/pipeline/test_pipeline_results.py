@@ -108,6 +108,12 @@ def test_a_task_keeps_the_rows_its_llm_failed_on() -> None:
     assert summary is not None
     assert summary["steps"]["gen"]["llm"]["failures"] == 2
     assert summary["steps"]["gen"]["llm"]["requests"] == 7
+    assert summary["steps"]["gen"]["failed_rows"] == 2
+    assert summary["steps"]["load"]["failed_rows"] == 0
+    # a second run of the same task objects counts its own failures only
+    p.run(use_cache=False, show_progress=False)
+    assert p.last_summary is not None
+    assert p.last_summary["steps"]["gen"]["failed_rows"] == 2
 
 
 # -- deterministic order ---------------------------------------------------------------------

@@ -373,17 +373,19 @@ class LocalExecutor:
         threads = [
             threading.Thread(target=load, args=(n,), name=f"alambic-load-{n.name}") for n in steps
         ]
-        # imports for writing the dataset overlap the loading and the first requests
-        self._warm_up = threading.Thread(
-            target=_warm_up_outputs, name="alambic-warm-up", daemon=True
-        )
-        self._warm_up.start()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         if errors:
             raise errors[0]
+        # The imports for writing the dataset overlap the first requests rather than the
+        # loading: importing them meanwhile held the GIL against the loaders (openai alone
+        # takes ~0.6 s to import) and put off the first request by a second or more.
+        self._warm_up = threading.Thread(
+            target=_warm_up_outputs, name="alambic-warm-up", daemon=True
+        )
+        self._warm_up.start()
 
     def _unload_steps(self) -> None:
         for node in self.nodes.values():
@@ -404,7 +406,11 @@ class LocalExecutor:
         reporter = ProgressReporter(self.pipeline.name, show=self.show_progress)
         for node in self.nodes.values():
             llm = node.step.llm if isinstance(node.step, _Task) else None
-            node.progress = reporter.add_step(node.name, llm if isinstance(llm, AsyncLLM) else None)
+            node.progress = reporter.add_step(
+                node.name,
+                llm if isinstance(llm, AsyncLLM) else None,
+                [r for r in node.replicas or [node.step] if isinstance(r, _Task)],
+            )
         self._prepare_writers()
         reporter.start()
         tasks = [
@@ -862,8 +868,9 @@ class LocalExecutor:
 
 
 def _warm_up_outputs() -> None:
-    """Import what writing and returning the dataset needs while steps load, so the first
-    leaf batch does not stall the event loop (pyarrow pulls pandas on its first conversion)."""
+    """Import what writing and returning the dataset needs while the first requests are out,
+    so the first leaf batch stalls the event loop less (pyarrow pulls pandas on its first
+    conversion)."""
     with contextlib.suppress(Exception):
         from alambic.utils.parquet import rows_to_table
 

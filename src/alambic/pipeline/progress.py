@@ -28,6 +28,21 @@ class StepProgress:
     finished: bool = False
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    #: the step's task replicas, whose failed generations count as failed rows
+    tasks: list[Any] = field(default_factory=list)
+    _baseline: int = 0
+
+    def __post_init__(self) -> None:
+        self._baseline = self._task_failures()
+
+    def _task_failures(self) -> int:
+        return sum(int(getattr(task, "failures", 0)) for task in self.tasks)
+
+    @property
+    def failed(self) -> int:
+        """Rows that failed in this run: whole batches the step raised on, plus a task's failed
+        generations (each its own row, or one entry of a row with ``group_generations``)."""
+        return self.failures + self._task_failures() - self._baseline
 
     def rate(self, now: float) -> float:
         elapsed = (self.ended or now) - self.started
@@ -55,8 +70,10 @@ class ProgressReporter:
         self._live: Any = None
         self.started = time.monotonic()
 
-    def add_step(self, name: str, llm: AsyncLLM | None) -> StepProgress:
-        progress = StepProgress(name=name, llm=llm)
+    def add_step(
+        self, name: str, llm: AsyncLLM | None, tasks: list[Any] | None = None
+    ) -> StepProgress:
+        progress = StepProgress(name=name, llm=llm, tasks=list(tasks or []))
         self.steps.append(progress)
         return progress
 
@@ -102,8 +119,8 @@ class ProgressReporter:
         parts = []
         for s in self.steps:
             text = f"{s.name}: {s.rows_out} rows ({s.rate(now):.0f}/s)"
-            if s.failures:
-                text += f", {s.failures} failed"
+            if failed := s.failed:
+                text += f", {failed} failed"
             counters = s.llm_counters()
             if counters:
                 text += f", {counters['in_flight']} in flight, {counters['retries']} retries"
@@ -139,7 +156,7 @@ class ProgressReporter:
                 str(c.get("requests", "")),
                 str(c.get("retries", "")),
                 str(c.get("rate_limited", "")),
-                str(s.failures + int(c.get("failures", 0) or 0)) if (s.failures or c) else "0",
+                str(s.failed),
                 f"{c.get('input_tokens', '')}/{c.get('output_tokens', '')}" if c else "",
             )
         return table
@@ -154,7 +171,7 @@ class ProgressReporter:
                     "rows_in": s.rows_in,
                     "rows_out": s.rows_out,
                     "rows_per_s": round(s.rate(now), 1),
-                    "failed_rows": s.failures,
+                    "failed_rows": s.failed,
                     **({"llm": s.llm_counters()} if s.llm is not None else {}),
                 }
                 for s in self.steps
