@@ -1,7 +1,17 @@
 """AnthropicLLM against a real Anthropic-protocol server: the LiteLLM proxy, forwarding to
-the OpenAI test server. litellm is kept out of the shared environment (it downgrades openai),
-so the proxy CLI may live in another one: ALAMBIC_LITELLM_CLI=/path/to/venv/bin/litellm.
-Slow: the proxy takes 10-45 s to start."""
+the OpenAI test server (model declared as ``hosted_vllm/test-model``).
+
+litellm 1.x pins openai<3, so the proxy (``litellm[proxy]``) is kept out of the main
+environment, where these tests skip with a reason. They run in ``.venv-litellm``, made by
+``bash scripts/make_litellm_venv.sh`` (``.ci/run`` does it): ``scripts/check.sh`` runs this
+file with that environment's python and ``ALAMBIC_LITELLM_CLI`` set to its ``litellm``
+executable, and fails if anything skips there. The CLI is found, in order: in
+``ALAMBIC_LITELLM_CLI``, beside the running interpreter, on ``PATH``. By hand::
+
+    .venv-litellm/bin/python -m pytest -q tests/llms/test_anthropic_litellm_proxy.py
+
+Slow: the proxy takes 10-45 s to start (once per module).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +30,26 @@ import pytest
 from alambic.llms.anthropic import AnthropicLLM
 from alambic.testing.openai_server import OpenAITestServer, ServerConfig
 
-CLI = os.environ.get("ALAMBIC_LITELLM_CLI") or shutil.which("litellm")
+
+def _proxy_cli() -> str | None:
+    """``ALAMBIC_LITELLM_CLI``, else the ``litellm`` beside this interpreter, else on PATH."""
+    if os.environ.get("ALAMBIC_LITELLM_CLI"):
+        return os.environ["ALAMBIC_LITELLM_CLI"]
+    beside = Path(sys.executable).parent / "litellm"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("litellm")
+
+
+CLI = _proxy_cli()
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         CLI is None,
-        reason="the LiteLLM proxy CLI is not installed (pip install 'litellm[proxy]' in any "
-        "environment and set ALAMBIC_LITELLM_CLI to its `litellm` executable)",
+        reason="the LiteLLM proxy CLI is not installed; it pins openai<3, so it lives in "
+        ".venv-litellm (bash scripts/make_litellm_venv.sh), where scripts/check.sh runs this "
+        "test (or set ALAMBIC_LITELLM_CLI to any `litellm` executable)",
     ),
 ]
 
@@ -96,7 +119,13 @@ def test_tool_use_schema_reaches_the_backend_as_a_forced_function(
         model="claude-test", base_url=url, api_key="sk-test", structured_output_retries=0
     )
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    llm.generate([([{"role": "user", "content": "a city"}], {"schema": schema})])
+    [out] = llm.generate([([{"role": "user", "content": "a city"}], {"schema": schema})])
     forwarded = backend.stats["requests"][-1]["body"]
     assert forwarded["tools"][0]["function"]["parameters"] == schema
     assert forwarded["tool_choice"] == {"type": "function", "function": {"name": "output"}}
+    # The test server answers in text, not with a tool call: the proxy hands that text back
+    # and alambic reports a structured-output failure quoting it, instead of passing it on.
+    assert out["generations"] == [None]
+    [error] = out["errors"]
+    assert error["kind"] == "structured_output"
+    assert "reply to: a city" in error["message"]

@@ -1,6 +1,13 @@
-"""LiteLLM against the OpenAI test server. litellm is not in the shared environment
-(installing it downgrades openai and huggingface-hub), so the round trip skips visibly
-where it is missing; the argument mapping is tested everywhere."""
+"""LiteLLM against the OpenAI test server.
+
+litellm 1.x pins openai<3 and huggingface-hub<2, so it is kept out of the main environment:
+there the round trip skips with a reason, and only the argument mapping runs. The round trip
+runs in a second environment, ``.venv-litellm``, made by ``bash scripts/make_litellm_venv.sh``
+(``.ci/run`` does it): ``scripts/check.sh`` then runs this file with that environment's
+python, and fails if anything skips there. By hand::
+
+    .venv-litellm/bin/python -m pytest -q tests/llms/test_litellm.py
+"""
 
 from __future__ import annotations
 
@@ -14,8 +21,8 @@ from alambic.testing.provider_checks import HELLO, check_missing_sdk, fast
 
 needs_litellm = pytest.mark.skipif(
     importlib.util.find_spec("litellm") is None,
-    reason='litellm is not installed (pip install "alambic[litellm]"); it downgrades '
-    "openai and huggingface-hub, so the shared dev environment leaves it out",
+    reason="litellm is not installed; it pins openai<3, so it lives in .venv-litellm "
+    "(bash scripts/make_litellm_venv.sh), where scripts/check.sh runs this test",
 )
 
 
