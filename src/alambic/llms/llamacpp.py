@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
+from alambic.errors import ModelNotAvailableError
 from alambic.llms.base import LLM, split_input
 from alambic.llms.provider import json_schema_of
 from alambic.llms.typing import FormattedInput, GenerateOutput
@@ -86,6 +88,15 @@ class LlamaCppLLM(LLM):
     def load(self) -> None:
         if self._llama is not None:
             return
+        if self.model_path and not os.path.isfile(self.model_path):
+            # Checked before importing llama-cpp-python (whose check only says the path does
+            # not exist), so the message can say what to give instead.
+            raise ModelNotAvailableError(
+                f"LlamaCppLLM model_path {self.model_path!r} is not a file "
+                f"(resolved to {os.path.abspath(self.model_path)!r}); give the path of a "
+                "local .gguf file, or repo_id='owner/name' and model_file='*.gguf' to "
+                "download one from the Hugging Face Hub."
+            )
         llama_cpp = require(
             "llama_cpp", feature="LlamaCppLLM", extra="llama-cpp", package="llama-cpp-python"
         )
