@@ -11,6 +11,7 @@ import pytest
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.scheduler import (
     REQUEST_PACE,
+    STALL_CREDIT_S,
     AdaptiveLimit,
     RequestScheduler,
     SchedulerLimits,
@@ -301,3 +302,24 @@ def test_request_budgets_keep_one_percent_in_hand() -> None:
     assert scheduler.counters.requests_per_minute == pytest.approx(5940)
     with pytest.raises(ValueError, match="pace"):
         TokenBucket(60, pace=1.5)
+
+
+def test_a_stall_is_caught_up_but_idleness_is_not() -> None:
+    bucket = TokenBucket(6000, pace=1.0)  # 100/s, burst 5
+    t = 1000.0
+    bucket.stamp = t
+    bucket.level = 0.0
+    # idle for 2 s: only the burst is saved up
+    assert bucket.reserve(1, t + 2.0) == 0.0
+    assert bucket.level == pytest.approx(4.0)
+    # a request queued for its turn (level below zero), then the loop stalls 0.15 s past it:
+    # the 15 requests the stall held back may go at once
+    bucket.level = -1.0
+    bucket.stamp = t
+    assert bucket.reserve(1, t + 0.01 + 0.15) == 0.0
+    assert bucket.level == pytest.approx(14.0)
+    # a longer stall is caught up to STALL_CREDIT_S worth only
+    bucket.level = -1.0
+    bucket.stamp = t
+    bucket.reserve(0, t + 0.01 + 2.0)
+    assert bucket.level == pytest.approx(100 * STALL_CREDIT_S)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,7 +11,7 @@ from alambic.errors import AlambicUserError
 from alambic.llms.openai import OpenAILLM
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
+    pass
 
 
 class AzureOpenAILLM(OpenAILLM):
@@ -50,20 +49,15 @@ class AzureOpenAILLM(OpenAILLM):
         self.resolved_api_version()
         super().load()
 
-    def _client(self) -> AsyncOpenAI:
-        loop_id = id(asyncio.get_running_loop())
-        client: Any = self._clients.get(loop_id)
-        if client is None:
-            openai = self.require_sdk()
-            client = openai.AsyncAzureOpenAI(
-                api_key=self.resolved_api_key(),
-                azure_endpoint=self.resolved_base_url(),
-                api_version=self.resolved_api_version(),
-                max_retries=0,
-                timeout=self.timeout,
-            )
-            self._clients[loop_id] = client
-        return client  # type: ignore[no-any-return]
+    def _make_client(self) -> Any:
+        openai = self.require_sdk()
+        return openai.AsyncAzureOpenAI(
+            api_key=self.resolved_api_key(),
+            azure_endpoint=self.resolved_base_url(),
+            api_version=self.resolved_api_version(),
+            max_retries=0,
+            timeout=self.timeout,
+        )
 
     def require_sdk(self) -> Any:
         from alambic.utils.imports import require

@@ -49,6 +49,8 @@ _timeout: Any = getattr(asyncio, "timeout", None)
 
 #: Share of a requests-per-minute budget the scheduler uses (see :class:`TokenBucket`).
 REQUEST_PACE = 0.99
+#: The longest stall of the event loop whose held-back requests a budget catches up.
+STALL_CREDIT_S = 0.25
 
 Classifier = Callable[[BaseException], tuple[ErrorKind, "float | None"]]
 
@@ -114,8 +116,11 @@ class TokenBucket:
 
     :meth:`reserve` never blocks: it takes the units at once (the level may go negative) and
     returns how long the caller must wait before starting, so reservations queue up in order
-    without a lock and the long-run rate is exactly ``per_minute``. It starts with a small
-    burst rather than a full one, so a run does not open with a spike of requests.
+    without a lock and the long-run rate is exactly ``per_minute * pace``. It starts with a
+    small burst rather than a full one, so a run does not open with a spike of requests. Idle
+    time fills it up to ``burst`` only; time that requests spent queued past their turn (a
+    stalled event loop) is caught up to :data:`STALL_CREDIT_S` worth, since the requests it
+    held back left a gap of the same size in every window that contains it.
 
     ``pace`` is the share of the budget actually used. A provider counts a request when it
     arrives, not when it leaves, and enforces its per-minute limit over short windows too
@@ -180,7 +185,14 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         level = self.level + (now - self.stamp) * self.rate
-        self.level = level if level < self.capacity else self.capacity
+        cap = self.capacity
+        if self.level < 0 and level > cap:
+            # A request was already waiting its turn, so the time past that turn was a stall
+            # (the event loop busy elsewhere), not idleness: its share of the budget is owed
+            # to the requests queued behind and is caught up, up to STALL_CREDIT_S worth.
+            # Safe in any window: the catch-up only replaces requests the stall held back.
+            cap = max(cap, self.rate * STALL_CREDIT_S)
+        self.level = level if level < cap else cap
         self.stamp = now
 
     def reserve(self, amount: float, now: float) -> float:
@@ -402,8 +414,9 @@ class RequestScheduler:
         if self.request_budget is None:
             await self._reserve_and_wait(tokens)
             return
-        # Requests are paced one after another from the time each actually leaves, so a
-        # stalled event loop cannot release a burst of overdue requests when it resumes.
+        # Requests are paced one after another from the time each actually leaves: after a
+        # stalled event loop, only the bucket's stall credit is released at once, not every
+        # request that fell due meanwhile.
         start = time.monotonic()
         assert self._pace_lock is not None
         async with self._pace_lock:
@@ -583,6 +596,7 @@ def monotonic() -> float:
 
 __all__ = [
     "REQUEST_PACE",
+    "STALL_CREDIT_S",
     "AdaptiveLimit",
     "RateLimitHeaders",
     "RequestScheduler",
