@@ -244,6 +244,27 @@ def test_numeric_bounds_are_not_enforced_by_the_grammar(llm: LlamaCppLLM) -> Non
             assert "maximum of 0" in error["message"]
 
 
+@pytest.mark.slow
+@pytest.mark.llamacpp
+@needs_llama_cpp
+def test_a_loaded_model_left_open_exits_cleanly(tiny_gguf_path: Path) -> None:
+    # With torch imported, llama-cpp-python's Llama.__del__ at interpreter exit used to print
+    # "Exception ignored ... 'NoneType' object is not callable"; load() now closes at exit.
+    script = (
+        "import torch\n"
+        "from alambic.llms.llamacpp import LlamaCppLLM\n"
+        f"llm = LlamaCppLLM(model_path={str(tiny_gguf_path)!r}, n_ctx=256)\n"
+        "llm.load()\n"
+        "print(llm.generate([[{'role': 'user', 'content': 'hi'}]], max_new_tokens=2)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "'generations'" in done.stdout
+    assert "Exception ignored" not in done.stderr, done.stderr
+
+
 # --------------------------------------------------------------------------- llama_cpp.server
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Sequence
@@ -121,10 +122,16 @@ class LlamaCppLLM(LLM):
                 f"got model_path={self.model_path!r}, repo_id={self.repo_id!r}, "
                 f"model_file={self.model_file!r}."
             )
+        if hasattr(self._llama, "close"):
+            # Free the model before the interpreter tears modules down: left to
+            # Llama.__del__ at exit, llama-cpp-python prints "Exception ignored ... 'NoneType'
+            # object is not callable" once its C bindings are gone (seen with torch loaded).
+            atexit.register(self._llama.close)
         super().load()
 
     def unload(self) -> None:
         if self._llama is not None and hasattr(self._llama, "close"):
+            atexit.unregister(self._llama.close)
             self._llama.close()
         self._llama = None
         super().unload()
