@@ -11,6 +11,7 @@ import pytest
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.scheduler import (
     REQUEST_PACE,
+    SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
     RequestScheduler,
@@ -323,3 +324,21 @@ def test_a_stall_is_caught_up_but_idleness_is_not() -> None:
     bucket.stamp = t
     bucket.reserve(0, t + 0.01 + 2.0)
     assert bucket.level == pytest.approx(100 * STALL_CREDIT_S)
+
+
+def test_one_wave_of_429s_lowers_the_pace_once() -> None:
+    bucket = TokenBucket(6000, pace=1.0)  # 100/s
+    bucket.slow_down(started=10.0, now=10.0)
+    assert bucket.rate == pytest.approx(97.0)
+    # requests sent after the cut but rejected within SETTLE_S belong to the same wave
+    bucket.slow_down(started=10.2, now=10.2)
+    bucket.slow_down(started=10.0 + SETTLE_S - 0.01, now=10.0 + SETTLE_S - 0.01)
+    assert bucket.rate == pytest.approx(97.0)
+    bucket.slow_down(started=10.0 + SETTLE_S, now=10.0 + SETTLE_S + 0.01)
+    assert bucket.rate == pytest.approx(97.0 * 0.97)
+    for _ in range(25 * 3):  # every 25 successes: +1% of the budget
+        bucket.speed_up()
+    assert bucket.rate == pytest.approx(97.0 * 0.97 + 3.0)
+    for _ in range(25 * 10):
+        bucket.speed_up()
+    assert bucket.rate == pytest.approx(100.0)  # back to the budget, never above

@@ -51,6 +51,8 @@ _timeout: Any = getattr(asyncio, "timeout", None)
 REQUEST_PACE = 0.99
 #: The longest stall of the event loop whose held-back requests a budget catches up.
 STALL_CREDIT_S = 0.25
+#: After a 429 lowers a budget's pace, further 429s within this many seconds do not.
+SETTLE_S = 1.0
 
 Classifier = Callable[[BaseException], tuple[ErrorKind, "float | None"]]
 
@@ -129,7 +131,8 @@ class TokenBucket:
     (:data:`REQUEST_PACE`), which absorbs ~10 ms of jitter at 100 requests/s.
 
     A provider's window and clock never line up exactly with ours, so a 429 despite the budget
-    lowers the rate by 3% (at most once per wave of rejections, never below half the budget),
+    lowers the rate by 3% (at most once per wave of rejections, see :meth:`slow_down`; never
+    below half the budget),
     and every 25 successes raise it again by 1% of the budget, up to the paced budget.
     """
 
@@ -167,8 +170,14 @@ class TokenBucket:
         self.rate = self.ceiling = per_minute * self.pace / 60.0
 
     def slow_down(self, started: float, now: float) -> None:
-        """A request started at ``started`` was rejected: lower the rate (once per wave)."""
-        if started < self._last_cut:
+        """A request started at ``started`` was rejected: lower the rate (once per wave).
+
+        A wave is every rejection of a request sent before the last cut or within
+        :data:`SETTLE_S` of it: a provider's window holds the arrivals that drew the first 429
+        for about that long, and one hiccup (the provider pausing, then counting a backlog of
+        arrivals at once) would otherwise cut the pace again for each request it rejects.
+        """
+        if started < self._last_cut or now - self._last_cut < SETTLE_S:
             return
         self._refill(now)
         self._last_cut = now
@@ -596,6 +605,7 @@ def monotonic() -> float:
 
 __all__ = [
     "REQUEST_PACE",
+    "SETTLE_S",
     "STALL_CREDIT_S",
     "AdaptiveLimit",
     "RateLimitHeaders",

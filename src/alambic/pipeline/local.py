@@ -522,7 +522,13 @@ class LocalExecutor:
             progress.rows_out += len(rows)
         writer = self._writers.get(node.name)
         if writer is not None and rows:
-            writer.write(rows)
+            warm_up = self._warm_up
+            if warm_up is not None and warm_up.is_alive():
+                # pyarrow is still being imported: wait for it off the loop, which keeps
+                # sending requests meanwhile (a node's writes stay in order: it awaits each)
+                await asyncio.to_thread(writer.write, rows)
+            else:
+                writer.write(rows)
         if not node.succs:
             return
         targets = node.succs
