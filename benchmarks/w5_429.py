@@ -35,8 +35,9 @@ def peak_rss_mb() -> float:
 
 def run_generation_pipeline(
     base_url: str, rows: int, llm_settings: dict[str, Any], batch_size: int = 100
-) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
-    """Run the W5/W6 pipeline; return its rows, wall time and the LLM's counters."""
+) -> tuple[list[dict[str, Any]], float, dict[str, Any], float]:
+    """Run the W5/W6 pipeline; return its rows, wall time, the LLM's counters and the
+    ``time.monotonic()`` at which ``run()`` was called (the test server's clock too)."""
     from alambic.llms.openai import OpenAILLM
     from alambic.pipeline import Pipeline
     from alambic.steps import KeepColumns, LoadDataFromDicts
@@ -49,11 +50,12 @@ def run_generation_pipeline(
         gen = TextGeneration(llm=llm, input_batch_size=batch_size)
         keep = KeepColumns(columns=["instruction", "generation"])
         load >> gen >> keep
+    started = time.monotonic()
     start = time.perf_counter()
     distiset = pipeline.run(use_cache=False, show_progress=False)
     wall = time.perf_counter() - start
     out = distiset["default"]["train"].to_list()
-    return out, wall, llm.scheduler.counters.snapshot()
+    return out, wall, llm.scheduler.counters.snapshot(), started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         ServerConfig(rate_429=args.rate_429, retry_after_s=args.retry_after, seed=5)
     )
     try:
-        out, wall, counters = run_generation_pipeline(
+        out, wall, counters, _ = run_generation_pipeline(
             base_url, args.rows, {"max_concurrency": args.max_concurrency}
         )
         stats = remote_stats(base_url, arrivals=False)

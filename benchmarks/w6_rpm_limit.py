@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         ServerConfig(rpm_limit=per_window, rate_window_s=args.window)
     )
     try:
-        out, wall, counters = run_generation_pipeline(
+        out, wall, counters, started = run_generation_pipeline(
             base_url, args.rows, {"rpm": args.rpm, "max_concurrency": args.max_concurrency}
         )
         stats = remote_stats(base_url)
@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({per_window} per {args.window:g} s sliding window), alambic rpm={args.rpm}"
     )
     print(f"  rows with a generation : {generated} / {len(out)}")
-    print(f"  wall time (pipeline)   : {wall:.2f} s")
+    print(
+        f"  wall time (pipeline)   : {wall:.2f} s (first request after "
+        f"{arrivals[0] - started:.2f} s, last after {arrivals[-1] - started:.2f} s; the "
+        "server stamps arrivals with the same monotonic clock)"
+    )
     print(
         f"  throughput             : {rows_per_s:.1f} rows/s = {rows_per_s / limit_per_s:.1%} "
         f"of the limit (server saw {server_rate:.1f} requests/s = "
