@@ -257,8 +257,10 @@ def test_a_loaded_model_left_open_exits_cleanly(tiny_gguf_path: Path) -> None:
         "llm.load()\n"
         "print(llm.generate([[{'role': 'user', 'content': 'hi'}]], max_new_tokens=2)[0])\n"
     )
+    src = str(Path(__file__).resolve().parents[2] / "src")  # alambic even if not installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0, done.stderr
     assert "'generations'" in done.stdout
