@@ -375,8 +375,23 @@ def test_openai_llm_structured_output_on_llamacpp_server(llamacpp_server: str) -
     from alambic.llms.openai import OpenAILLM
 
     # llama-cpp-python's server takes a schema as {"type": "json_object", "schema": ...}
-    # only (its request model rejects OpenAI's "json_schema" type), so it is given here.
+    # only: its request model rejects OpenAI's "json_schema" type with a 500. OpenAILLM
+    # switches to that form on the first such refusal, without a retry or a failed row.
     client = OpenAILLM(
+        model="tiny",
+        base_url=llamacpp_server,
+        structured_output_retries=0,
+        generation_kwargs={"max_new_tokens": 80},
+    )
+    [out] = client.generate([(SEA, {"schema": SCHEMA})], num_generations=2)
+    assert "errors" not in out or not any(out["errors"]), out
+    assert len(out["generations"]) == 2
+    for text in out["generations"]:
+        _validates(text)
+    assert client._schema_as_json_object is True
+    assert client.scheduler.counters.retries == 0
+    # the form can also be given outright
+    explicit = OpenAILLM(
         model="tiny",
         base_url=llamacpp_server,
         structured_output_retries=0,
@@ -385,8 +400,6 @@ def test_openai_llm_structured_output_on_llamacpp_server(llamacpp_server: str) -
             "response_format": {"type": "json_object", "schema": SCHEMA},
         },
     )
-    [out] = client.generate([(SEA, {"schema": SCHEMA})], num_generations=2)
-    assert "errors" not in out or not any(out["errors"]), out
-    assert len(out["generations"]) == 2
-    for text in out["generations"]:
-        _validates(text)
+    [out] = explicit.generate([(SEA, {"schema": SCHEMA})])
+    _validates(out["generations"][0])
+    assert explicit._schema_as_json_object is False

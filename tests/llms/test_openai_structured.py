@@ -102,3 +102,29 @@ def test_rpm_is_learned_from_rate_limit_headers(openai_server_factory: Factory) 
     budget = llm.scheduler.request_budget
     assert budget is not None
     assert budget.per_minute == pytest.approx(600)
+
+
+def test_a_refusal_of_json_schema_is_told_apart_from_other_errors() -> None:
+    from alambic.llms.openai import _rejects_json_schema, _response_format
+
+    class Refusal(Exception):
+        def __init__(self, status: int, text: str) -> None:
+            super().__init__(f"Error code: {status}")
+            self.status_code = status
+            self.response = type("R", (), {"text": text})()
+
+    llama_cpp = (
+        "1 validation error: {'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}"
+    )
+    assert _rejects_json_schema(Refusal(500, llama_cpp))
+    assert _rejects_json_schema(Refusal(400, "response_format json_schema is not supported"))
+    assert not _rejects_json_schema(Refusal(500, "out of memory"))
+    assert not _rejects_json_schema(Refusal(429, llama_cpp))
+    assert not _rejects_json_schema(ValueError("response_format json_schema"))
+    schema = {"name": "out", "schema": {"type": "object"}}
+    assert _response_format(schema) == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": {"type": "object"}},
+    }
+    assert _response_format(schema, True) == {"type": "json_object", "schema": {"type": "object"}}

@@ -5,11 +5,13 @@ llama.cpp server, Ollama, Together, Groq...): set ``base_url`` and, where needed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import importlib.util
 import ipaddress
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +25,8 @@ from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.aio import run_sync
 from alambic.utils.imports import require
+
+logger = logging.getLogger("alambic")
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -116,6 +120,7 @@ class OpenAILLM(AsyncLLM):
     _cache_exclude: ClassVar[frozenset[str]] = AsyncLLM._cache_exclude | {"api_key"}
     _clients: dict[int, Any] = PrivateAttr(default_factory=dict)
     _spare: Any = PrivateAttr(default=None)
+    _schema_as_json_object: bool = PrivateAttr(default=False)
 
     @property
     def model_name(self) -> str:
@@ -193,19 +198,38 @@ class OpenAILLM(AsyncLLM):
     ) -> GenerateOutput:
         messages, schema = split_input(input)
         kwargs = self.request_kwargs(generation_kwargs)
-        if schema is not None and "response_format" not in kwargs:
-            kwargs["response_format"] = _response_format(schema)
+        ours = schema is not None and "response_format" not in kwargs
+        if schema is not None and ours:
+            kwargs["response_format"] = _response_format(schema, self._schema_as_json_object)
         if num_generations > 1:
             kwargs["n"] = num_generations
-        # The SDK's documented low-level `post` skips its per-call parameter transformation
-        # (about a third of its CPU per request here); auth, headers, errors stay the SDK's.
-        response = await self._client().post(
-            "/chat/completions",
-            body={"model": self.model, "messages": messages, **kwargs},
-            cast_to=sdk_response_type(),
-        )
+        body = {"model": self.model, "messages": messages, **kwargs}
+        try:
+            response = await self._post_chat(body)
+        except Exception as exc:
+            if not (ours and not self._schema_as_json_object and _rejects_json_schema(exc)):
+                raise
+            # llama-cpp-python's server (and other compatible servers) take a schema only
+            # as {"type": "json_object", "schema": ...}: switch once, for good, and resend.
+            assert schema is not None
+            self._schema_as_json_object = True
+            logger.info(
+                "%s: %s rejects response_format json_schema; sending schemas as "
+                '{"type": "json_object", "schema": ...} from now on.',
+                type(self).__name__,
+                self.resolved_base_url(),
+            )
+            body["response_format"] = _response_format(schema, True)
+            response = await self._post_chat(body)
         self.scheduler.observe_headers(response.headers)
         return parse_chat_completion(response.content, num_generations)
+
+    async def _post_chat(self, body: dict[str, Any]) -> Any:
+        # The SDK's documented low-level `post` skips its per-call parameter transformation
+        # (about a third of its CPU per request here); auth, headers, errors stay the SDK's.
+        return await self._client().post(
+            "/chat/completions", body=body, cast_to=sdk_response_type()
+        )
 
     def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
         """OpenAI-compatible servers take ``response_format`` json_schema (vLLM and
@@ -294,14 +318,32 @@ def parse_text_completion(body: bytes, num_generations: int) -> GenerateOutput:
     }
 
 
-def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
+def _response_format(schema: dict[str, Any], as_json_object: bool = False) -> dict[str, Any]:
+    """OpenAI's ``json_schema`` form, or the ``json_object`` + ``schema`` form that
+    llama-cpp-python's server takes instead."""
     json_schema = schema.get("schema", schema)
     if hasattr(json_schema, "model_json_schema"):
         json_schema = json_schema.model_json_schema()
+    if as_json_object:
+        return {"type": "json_object", "schema": json_schema}
     return {
         "type": "json_schema",
         "json_schema": {"name": schema.get("name", "output"), "schema": json_schema},
     }
+
+
+def _rejects_json_schema(error: BaseException) -> bool:
+    """Whether a server refused the request because it does not know the ``json_schema``
+    response format (llama-cpp-python's server answers 500 with its validation error)."""
+    status = getattr(error, "status_code", None)
+    if status not in (400, 422, 500):
+        return False
+    text = str(error)
+    response = getattr(error, "response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            text += response.text
+    return "response_format" in text and "json_schema" in text
 
 
 class InvalidResponseError(ValueError):
