@@ -122,6 +122,12 @@ class LLM(BaseModel, ABC):
         """Create clients or load weights. Idempotent."""
         self._loaded = True
 
+    def prefetch_modules(self) -> tuple[str, ...]:
+        """Modules ``load()`` will import that are cheap to import ahead (an API SDK, not a
+        model). A pipeline imports them in a background thread while it opens its run store,
+        so loading finds them ready."""
+        return ()
+
     def unload(self) -> None:
         """Release what ``load`` created."""
         self._loaded = False

@@ -143,6 +143,9 @@ class OpenAILLM(AsyncLLM):
             f"(server: {self.resolved_base_url()})."
         )
 
+    def prefetch_modules(self) -> tuple[str, ...]:
+        return ("openai",)
+
     def load(self) -> None:
         require("openai", feature=type(self).__name__, extra=self.extra_name)
         self.resolved_api_key()

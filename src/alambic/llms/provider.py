@@ -114,6 +114,9 @@ class ProviderLLM(AsyncLLM):
     def model_name(self) -> str:
         return self.model
 
+    def prefetch_modules(self) -> tuple[str, ...]:
+        return (self.sdk_module,)
+
     def sdk(self) -> ModuleType:
         """The provider's SDK, or the exact ``pip install "alambic[extra]"`` to run."""
         return require(
