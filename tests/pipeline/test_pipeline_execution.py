@@ -307,3 +307,47 @@ def test_dry_run_default_is_one_row() -> None:
         load = LoadDataFromDicts(name="load", data=_rows(10), batch_size=4)
         load >> Trace(name="trace")
     assert p.dry_run()["default"]["train"]["i"] == [0]
+
+
+# -- the dataset-writing imports wait for an idle event loop -----------------------------------
+
+
+def _executor_with_recorded_warm_up(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[int]]:
+    from alambic.pipeline import local
+
+    started: list[int] = []
+    monkeypatch.setattr(local, "_warm_up_outputs", lambda: started.append(1))
+    monkeypatch.setattr(local, "_outputs_imported", lambda: False)
+    with Pipeline(name="warm-up") as pipeline:
+        LoadDataFromDicts(data=[{"a": 1}])
+    return local.LocalExecutor(pipeline, storage=False), started
+
+
+def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+
+    async def main() -> None:
+        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
+        stop()
+
+    asyncio.run(main())
+    assert executor._warm_up is not None
+    executor._warm_up.join(5)
+    assert started == [1]
+
+
+def test_the_watch_stops_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+
+    async def main() -> None:
+        executor._watch_for_idle_loop(asyncio.get_running_loop())()
+        await asyncio.sleep(0.3)
+
+    asyncio.run(main())
+    assert executor._warm_up is None
+    assert started == []

@@ -454,7 +454,7 @@ class LocalExecutor:
             last[:] = [now, cpu]
             if busy >= 0.5:
                 handle[:] = [loop.call_later(0.1, tick)]
-            elif "datasets" not in sys.modules:
+            elif not _outputs_imported():
                 self._warm_up = threading.Thread(
                     target=_warm_up_outputs, name="alambic-warm-up", daemon=True
                 )
@@ -919,6 +919,10 @@ def _prefetch_imports(pipeline: Pipeline) -> None:
                 importlib.import_module(module)
 
     threading.Thread(target=prefetch, name="alambic-prefetch", daemon=True).start()
+
+
+def _outputs_imported() -> bool:
+    return "datasets" in sys.modules
 
 
 def _warm_up_outputs() -> None:
