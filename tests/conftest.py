@@ -103,12 +103,13 @@ def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf_path(tiny_model_path: Path) -> Path:
-    """The tiny chat model as a GGUF file for llama.cpp (``model.gguf`` in its folder)."""
+def tiny_gguf_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny chat model as a GGUF file for llama.cpp (in a folder of its own: the model's
+    folder stays exactly what ``build_tiny_chat_model`` wrote)."""
     pytest.importorskip("gguf", reason="writing a GGUF needs the gguf package (alambic[dev])")
     from alambic.testing.tiny_gguf import build_tiny_gguf
 
-    return build_tiny_gguf(tiny_model_path)
+    return build_tiny_gguf(tiny_model_path, tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf")
 
 
 # --------------------------------------------------------------------------- 3. fake OpenAI server

@@ -401,5 +401,6 @@ def test_openai_llm_structured_output_on_llamacpp_server(llamacpp_server: str) -
         },
     )
     [out] = explicit.generate([(SEA, {"schema": SCHEMA})])
+    assert "errors" not in out, out["errors"][0]["message"]
     _validates(out["generations"][0])
     assert explicit._schema_as_json_object is False

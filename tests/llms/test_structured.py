@@ -42,6 +42,9 @@ def test_extract_json_from_plain_fenced_and_prose_replies() -> None:
     assert extract_json('{"a": 1}') == {"a": 1}
     assert extract_json('Sure!\n```json\n{"a": [1, 2]}\n```\nDone.') == {"a": [1, 2]}
     assert extract_json('The answer is {"a": {"b": "}"}} as requested.') == {"a": {"b": "}"}}
+    # a raw tab inside a string (llama.cpp's JSON grammar lets a model write one)
+    assert extract_json('{"note": "a\tb"}') == {"note": "a\tb"}
+    assert extract_json('Here: {"note": "a\nb"} ok') == {"note": "a\nb"}
     with pytest.raises(ValueError, match="no JSON value"):
         extract_json("no json here")
 

@@ -35,9 +35,11 @@ def test_rope_reordering_interleaves_the_two_halves_of_each_head() -> None:
     assert reordered[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
 
 
-def test_gguf_carries_the_tokenizer_template_and_weights(tiny_gguf_path: Path) -> None:
+def test_gguf_carries_the_tokenizer_template_and_weights(
+    tiny_gguf_path: Path, tiny_model_path: Path
+) -> None:
     reader = gguf.GGUFReader(str(tiny_gguf_path))
-    vocab = json.loads((tiny_gguf_path.parent / "tokenizer.json").read_text())["model"]["vocab"]
+    vocab = json.loads((tiny_model_path / "tokenizer.json").read_text())["model"]["vocab"]
     tokens = _field(reader, "tokenizer.ggml.tokens")
     assert len(tokens) == 2048 == _field(reader, "llama.vocab_size")
     assert all(tokens[i] == token for token, i in vocab.items())
@@ -55,7 +57,7 @@ def test_gguf_carries_the_tokenizer_template_and_weights(tiny_gguf_path: Path) -
     assert len(tensors) == 3 + 2 * 9
     from safetensors.numpy import load_file
 
-    hf = load_file(str(tiny_gguf_path.parent / "model.safetensors"))
+    hf = load_file(str(tiny_model_path / "model.safetensors"))
     embedding = np.asarray(tensors["token_embd.weight"].data)
     assert np.array_equal(embedding, hf["model.embed_tokens.weight"])
     key = np.asarray(tensors["blk.1.attn_k.weight"].data)
@@ -64,9 +66,11 @@ def test_gguf_carries_the_tokenizer_template_and_weights(tiny_gguf_path: Path) -
     assert np.array_equal(key, hf_to_gguf_rope_order(hf_key, n_heads=2))  # ...per KV head
 
 
-def test_build_is_idempotent_and_refuses_other_models(tiny_gguf_path: Path, tmp_path: Path) -> None:
+def test_build_is_idempotent_and_refuses_other_models(
+    tiny_gguf_path: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
     before = tiny_gguf_path.stat().st_mtime_ns
-    assert build_tiny_gguf(tiny_gguf_path.parent) == tiny_gguf_path
+    assert build_tiny_gguf(tiny_model_path, tiny_gguf_path) == tiny_gguf_path
     assert tiny_gguf_path.stat().st_mtime_ns == before
     other = tmp_path / "bert"
     other.mkdir()
@@ -78,11 +82,13 @@ def test_build_is_idempotent_and_refuses_other_models(tiny_gguf_path: Path, tmp_
 
 
 @needs_llama_cpp
-def test_llama_cpp_tokenizes_like_the_hugging_face_tokenizer(tiny_gguf_path: Path) -> None:
+def test_llama_cpp_tokenizes_like_the_hugging_face_tokenizer(
+    tiny_gguf_path: Path, tiny_model_path: Path
+) -> None:
     import llama_cpp
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(tiny_gguf_path.parent))
+    hf = AutoTokenizer.from_pretrained(str(tiny_model_path))
     llama = llama_cpp.Llama(str(tiny_gguf_path), n_ctx=256, verbose=False, vocab_only=True)
     texts = [
         "def main(argv):\n    return 0\n",
@@ -96,12 +102,14 @@ def test_llama_cpp_tokenizes_like_the_hugging_face_tokenizer(tiny_gguf_path: Pat
 
 
 @needs_llama_cpp
-def test_llama_cpp_computes_the_hugging_face_logits(tiny_gguf_path: Path) -> None:
+def test_llama_cpp_computes_the_hugging_face_logits(
+    tiny_gguf_path: Path, tiny_model_path: Path
+) -> None:
     import llama_cpp
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = str(tiny_gguf_path.parent)
+    path = str(tiny_model_path)
     ids = AutoTokenizer.from_pretrained(path).apply_chat_template(
         [{"role": "user", "content": "Write a haiku about the sea."}],
         add_generation_prompt=True,

@@ -83,18 +83,21 @@ def _safe_name(name: str) -> str:
 
 def extract_json(text: str) -> Any:
     """The JSON value in a reply: the whole text, a markdown-fenced block, or the first
-    balanced ``{...}``/``[...]`` in prose. Raises ``ValueError`` when there is none."""
+    balanced ``{...}``/``[...]`` in prose. Raises ``ValueError`` when there is none.
+
+    Control characters inside strings (a raw tab or newline, which strict JSON forbids) are
+    accepted: grammar-constrained engines such as llama.cpp let models write them."""
     stripped = text.strip()
     try:
-        return json.loads(stripped)
+        return json.loads(stripped, strict=False)
     except ValueError:
         pass
     for block in _FENCE.findall(text):
         try:
-            return json.loads(block.strip())
+            return json.loads(block.strip(), strict=False)
         except ValueError:
             continue
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     for i, char in enumerate(text):
         if char in "{[":
             try:
