@@ -119,3 +119,32 @@ def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
     texts, connections = asyncio.run(main())
     assert texts == ["hi", "hi"]
     assert connections == 2
+
+
+def test_requests_the_sdk_finished_are_not_merged_again() -> None:
+    from alambic.llms._http import lean_client_class
+
+    http = _sdk_http_module()
+    client = lean_client_class(http)(timeout=7.0, headers={"X-Client-Default": "1"})
+    timeout = http.Timeout(3.0)
+    request = client.build_request(
+        "POST",
+        "http://127.0.0.1:9/v1/chat/completions",
+        headers=[("Authorization", "Bearer k"), ("Content-Type", "application/json")],
+        content=b'{"a": 1}',
+        timeout=timeout,
+    )
+    # the SDK's request as it made it: its headers only, its body, its timeout
+    assert str(request.url) == "http://127.0.0.1:9/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer k"
+    assert "x-client-default" not in request.headers
+    assert request.content == b'{"a": 1}'
+    assert request.headers["content-length"] == "8"
+    assert request.extensions["timeout"] == timeout.as_dict()
+    # anything else (query parameters, relative URLs, https) takes httpx's own path
+    merged = client.build_request("GET", "http://127.0.0.1:9/v1/models", params={"limit": 2})
+    assert merged.url.params["limit"] == "2"
+    assert merged.headers["x-client-default"] == "1"
+    assert merged.extensions["timeout"] == http.Timeout(7.0).as_dict()
+    secure = client.build_request("GET", "https://example.invalid/v1/models", timeout=timeout)
+    assert secure.headers["x-client-default"] == "1"

@@ -66,6 +66,57 @@ def lean_client_class(http: Any) -> Callable[..., Any]:
             super().__init__(**kwargs)
             self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
+        def build_request(
+            self,
+            method: str,
+            url: Any,
+            *,
+            content: Any = None,
+            data: Any = None,
+            files: Any = None,
+            json: Any = None,
+            params: Any = None,
+            headers: Any = None,
+            cookies: Any = None,
+            timeout: Any = http.USE_CLIENT_DEFAULT,
+            extensions: Any = None,
+        ) -> Any:
+            # The SDK hands over a finished request: an absolute URL, its own full headers and
+            # the encoded body. Merging it with client defaults (base URL, headers, cookies)
+            # re-parses the URL twice and costs ~8% of the SDK's CPU per request.
+            as_dict = getattr(timeout, "as_dict", None)
+            if (
+                isinstance(url, str)
+                and url.startswith("http://")
+                and data is None
+                and files is None
+                and json is None
+                and not params
+                and cookies is None
+                and not self.cookies
+                and as_dict is not None
+            ):
+                return http.Request(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    extensions={"timeout": as_dict(), **(extensions or {})},
+                )
+            return super().build_request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                timeout=timeout,
+                extensions=extensions,
+            )
+
         async def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
             url = request.url
             if stream or url.scheme != "http":
