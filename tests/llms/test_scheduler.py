@@ -306,24 +306,41 @@ def test_request_budgets_keep_one_percent_in_hand() -> None:
 
 
 def test_a_stall_is_caught_up_but_idleness_is_not() -> None:
-    bucket = TokenBucket(6000, pace=1.0)  # 100/s, burst 5
+    assert STALL_CREDIT_S >= 0.09  # the numbers below: 100 requests/s, a burst of 5
+    bucket = TokenBucket(6000, pace=1.0)
     t = 1000.0
     bucket.stamp = t
     bucket.level = 0.0
     # idle for 2 s: only the burst is saved up
     assert bucket.reserve(1, t + 2.0) == 0.0
     assert bucket.level == pytest.approx(4.0)
-    # a request queued for its turn (level below zero), then the loop stalls 0.15 s past it:
-    # the 15 requests the stall held back may go at once
-    bucket.level = -1.0
-    bucket.stamp = t
-    assert bucket.reserve(1, t + 0.01 + 0.15) == 0.0
-    assert bucket.level == pytest.approx(14.0)
+    # a request queued for its turn (due 10 ms later), then the loop stalls 80 ms past it:
+    # the 8 requests the stall held back may go at once (more than the burst of 5)...
+    bucket.level, bucket.stamp = 0.0, t
+    assert bucket.reserve(1, t) == pytest.approx(0.01)
+    resumed = t + 0.01 + 0.08
+    assert bucket.reserve(1, resumed) == 0.0
+    # ...one after another, as the queued requests reserve in turn at the same moment
+    assert [bucket.reserve(1, resumed) for _ in range(7)] == pytest.approx([0.0] * 7, abs=1e-9)
+    assert bucket.reserve(1, resumed) == pytest.approx(0.01)
+    # a credit not taken within STALL_CREDIT_S shrinks back to the burst
+    bucket.level, bucket.stamp = 0.0, t
+    bucket.reserve(1, t)
+    bucket.reserve(0, t + 0.09)  # 8 owed
+    bucket.reserve(0, t + 0.09 + STALL_CREDIT_S + 0.01)
+    assert bucket.level == pytest.approx(5.0)
     # a longer stall is caught up to STALL_CREDIT_S worth only
-    bucket.level = -1.0
-    bucket.stamp = t
+    bucket.level, bucket.stamp = 0.0, t
+    bucket.reserve(1, t)
     bucket.reserve(0, t + 0.01 + 2.0)
     assert bucket.level == pytest.approx(100 * STALL_CREDIT_S)
+    # a provider's hold is a debt, not a queue: idle time after it saves the burst only
+    bucket = TokenBucket(6000, pace=1.0)
+    bucket.level, bucket.stamp = 0.0, t
+    bucket.reserve(0, t)
+    bucket.level = -50.0  # what RequestScheduler._hold does for a 0.5 s reset
+    bucket.reserve(0, t + 2.0)
+    assert bucket.level == pytest.approx(5.0)
 
 
 def test_one_wave_of_429s_lowers_the_pace_once() -> None:
