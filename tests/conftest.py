@@ -13,12 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +29,7 @@ if importlib.util.find_spec("alambic") is None:  # not installed: test the sourc
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from alambic.testing.openai_server import OpenAITestServer, ServerConfig  # noqa: E402
+from alambic.testing.processes import free_port, serve_process  # noqa: E402
 
 # --------------------------------------------------------------------------- 1. markers / env
 
@@ -141,13 +137,6 @@ def openai_server_factory() -> Iterator[Callable[..., OpenAITestServer]]:
 # --------------------------------------------------------------------------- 4. transformers serve
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _transformers_cli() -> str | None:
     """The ``transformers`` CLI of this interpreter's environment, else on PATH."""
     candidate = Path(sys.executable).parent / "transformers"
@@ -173,8 +162,7 @@ def transformers_serve(
 
     home = tmp_path_factory.mktemp("hf-home")
     (home / "hub").mkdir()
-    log_path = home / "serve.log"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HF_HOME": str(home),
@@ -184,31 +172,13 @@ def transformers_serve(
     }
     cmd = [cli, "serve", str(tiny_model_path), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--device", "cpu"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     root = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{tail}")
-            try:
-                with opener.open(f"{root}/v1/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"transformers serve did not answer within 120 s:\n{tail}")
-            time.sleep(0.25)
+    with serve_process(
+        cmd,
+        f"{root}/v1/models",
+        name="transformers serve",
+        log_path=home / "serve.log",
+        timeout=120,
+        env=env,
+    ):
         yield f"{root}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +25,7 @@ import pytest
 
 from alambic.llms.anthropic import AnthropicLLM
 from alambic.testing.openai_server import OpenAITestServer, ServerConfig
+from alambic.testing.processes import free_port, serve_process
 
 
 def _proxy_cli() -> str | None:
@@ -58,9 +55,7 @@ pytestmark = [
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenAITestServer]]:
     backend = OpenAITestServer(ServerConfig(record_requests=True))
     backend.start()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     folder: Path = tmp_path_factory.mktemp("litellm-proxy")
     config = folder / "config.yaml"
     config.write_text(
@@ -72,27 +67,19 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OpenA
         "      api_key: none\n"
     )
     env = {**os.environ, "LITELLM_MASTER_KEY": "sk-test", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    log = (folder / "proxy.log").open("wb")
     cmd = [str(CLI), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            if proc.poll() is not None:
-                pytest.fail((folder / "proxy.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/health/liveliness", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the LiteLLM proxy did not start within 150 s")
-                time.sleep(0.5)
-        yield url, backend
+        with serve_process(
+            cmd,
+            f"{url}/health/liveliness",
+            name="the LiteLLM proxy",
+            log_path=folder / "proxy.log",
+            timeout=150,
+            env=env,
+        ):
+            yield url, backend
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
         backend.stop()
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from alambic.errors import MissingDependencyError, ModelNotAvailableError
 from alambic.llms.llamacpp import LlamaCppLLM, llamacpp_kwargs
 from alambic.llms.typing import GenerateOutput
+from alambic.testing.processes import free_port, serve_process
 from alambic.testing.tiny_model import CHATML_TEMPLATE
 
 NO_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is None
@@ -270,15 +270,6 @@ def test_a_loaded_model_left_open_exits_cleanly(tiny_gguf_path: Path) -> None:
 # --------------------------------------------------------------------------- llama_cpp.server
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def llamacpp_server(
     tiny_gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -289,39 +280,18 @@ def llamacpp_server(
         pytest.skip(SKIP_REASON)
     for module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context"):
         pytest.importorskip(module, reason=f'llama_cpp.server needs {module} ("[server]" extra)')
-    log_path = tmp_path_factory.mktemp("llamacpp-server") / "server.log"
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf_path)]
     cmd += ["--model_alias", "tiny", "--n_ctx", "512", "--host", "127.0.0.1"]
     cmd += ["--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     root = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{tail}")
-            try:
-                with opener.open(f"{root}/v1/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"llama_cpp.server did not answer within 60 s:\n{tail}")
-            time.sleep(0.2)
+    with serve_process(
+        cmd,
+        f"{root}/v1/models",
+        name="llama_cpp.server",
+        log_path=tmp_path_factory.mktemp("llamacpp-server") / "server.log",
+    ):
         yield f"{root}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:

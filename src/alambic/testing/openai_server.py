@@ -1384,13 +1384,9 @@ def run_server_process(
 
 def stop_server_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Terminate a server started by :func:`run_server_process` and release its pipe."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    from alambic.testing.processes import stop_process
+
+    stop_process(proc, timeout)
     if proc.stdout is not None:
         proc.stdout.close()
 
