@@ -272,25 +272,38 @@ class Writer:
         returns (for writes that must not wait on the writer thread: answered requests)."""
         if self.error is not None:
             raise self.error
+        error = self._transact([(op, None)])
+        if error is not None:
+            with self._cond:
+                self.error = error
+                self._cond.notify_all()
+            raise error
+
+    def _transact(
+        self,
+        batch: list[tuple[Callable[[sqlite3.Connection], object], Callable[[], None] | None]],
+    ) -> StoreError | None:
+        """Apply ``batch``'s operations in one transaction, then their ``after`` callbacks;
+        on any failure roll back and return it as a :class:`StoreError`."""
         conn = self._conn
         with self._exec_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                op(conn)
+                for op, _ in batch:
+                    op(conn)
                 conn.execute("COMMIT")
                 self.commits += 1
+                for _, after in batch:
+                    if after is not None:
+                        after()
             except BaseException as exc:
                 error = translate_error(exc, self._file)
                 error.__cause__ = exc
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                with self._cond:
-                    self.error = error
-                    self._cond.notify_all()
-                raise error from exc
+                return error
+        return None
 
     def wait(self, ticket: int | None = None) -> None:
         """Block until operation ``ticket`` (default: every one so far) is committed."""
@@ -308,32 +321,13 @@ class Writer:
         self._thread.join()
 
     def _loop(self) -> None:
-        conn = self._conn
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._queue) or self._stopping)
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
-            error: StoreError | None = None
-            with self._exec_lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for op, _ in batch:
-                        op(conn)
-                    conn.execute("COMMIT")
-                    self.commits += 1
-                    for _, after in batch:
-                        if after is not None:
-                            after()
-                except BaseException as exc:
-                    error = translate_error(exc, self._file)
-                    error.__cause__ = exc
-                    try:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
+            error = self._transact(batch)
             with self._cond:
                 self._done += len(batch)
                 if error is not None:
