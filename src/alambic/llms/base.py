@@ -61,6 +61,35 @@ def split_input(input: FormattedInput) -> tuple[ChatType, StructuredOutputSpec |
     return input, None
 
 
+def engine_generation_kwargs(
+    generation_kwargs: dict[str, Any],
+    *,
+    engine: str,
+    renamed: dict[str, str],
+    allowed: set[str],
+) -> dict[str, Any]:
+    """A local engine's sampling arguments from alambic's generation settings.
+
+    Settings are renamed to the engine's names (``max_new_tokens`` -> ``max_tokens``, ...),
+    ``None`` values dropped, ``do_sample=False`` becomes greedy (``temperature=0``), a single
+    ``stop`` string a list, and ``max_tokens`` defaults to 128. A setting the engine does not
+    know is an error listing the known ones, rather than a silently ignored value.
+    """
+    kwargs = {renamed.get(k, k): v for k, v in generation_kwargs.items() if v is not None}
+    if kwargs.pop("do_sample", True) is False:
+        kwargs["temperature"] = 0.0
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise ValueError(
+            f"{engine} got unknown generation settings {sorted(unknown)}; known: "
+            f"{sorted(allowed | set(renamed) | {'do_sample'})}."
+        )
+    if isinstance(kwargs.get("stop"), str):
+        kwargs["stop"] = [kwargs["stop"]]
+    kwargs.setdefault("max_tokens", 128)
+    return kwargs
+
+
 def failed_output(num_generations: int, error: BaseException) -> GenerateOutput:
     """A ``GenerateOutput`` whose every generation failed with ``error``."""
     info = error_info(error)
@@ -610,4 +639,11 @@ class AsyncLLM(LLM):
             await self.aclose()
 
 
-__all__ = ["LLM", "AsyncLLM", "error_info", "failed_output", "split_input"]
+__all__ = [
+    "LLM",
+    "AsyncLLM",
+    "engine_generation_kwargs",
+    "error_info",
+    "failed_output",
+    "split_input",
+]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, PrivateAttr
 
 from alambic.errors import ModelNotAvailableError
-from alambic.llms.base import LLM, split_input
+from alambic.llms.base import LLM, engine_generation_kwargs, split_input
 from alambic.llms.provider import json_schema_of
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.imports import require
@@ -37,19 +37,9 @@ _ALLOWED = {
 def llamacpp_kwargs(generation_kwargs: dict[str, Any]) -> dict[str, Any]:
     """``create_chat_completion``/``create_completion`` arguments from alambic's settings;
     an unknown setting is an error that lists the known ones."""
-    kwargs = {_RENAMED.get(k, k): v for k, v in generation_kwargs.items() if v is not None}
-    if kwargs.pop("do_sample", True) is False:
-        kwargs["temperature"] = 0.0
-    unknown = set(kwargs) - _ALLOWED
-    if unknown:
-        raise ValueError(
-            f"LlamaCppLLM got unknown generation settings {sorted(unknown)}; known: "
-            f"{sorted(_ALLOWED | set(_RENAMED) | {'do_sample'})}."
-        )
-    if isinstance(kwargs.get("stop"), str):
-        kwargs["stop"] = [kwargs["stop"]]
-    kwargs.setdefault("max_tokens", 128)
-    return kwargs
+    return engine_generation_kwargs(
+        generation_kwargs, engine="LlamaCppLLM", renamed=_RENAMED, allowed=_ALLOWED
+    )
 
 
 class LlamaCppLLM(LLM):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
-from alambic.llms.base import LLM, split_input
+from alambic.llms.base import LLM, engine_generation_kwargs, split_input
 from alambic.llms.provider import json_schema_of
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
@@ -44,18 +44,9 @@ def sampling_kwargs(generation_kwargs: dict[str, Any], num_generations: int) -> 
     ``do_sample=False`` means greedy (``temperature=0``). An unknown setting is an error that
     lists the known ones, rather than a silently ignored value.
     """
-    kwargs = {_RENAMED.get(k, k): v for k, v in generation_kwargs.items() if v is not None}
-    if kwargs.pop("do_sample", True) is False:
-        kwargs["temperature"] = 0.0
-    unknown = set(kwargs) - _SAMPLING
-    if unknown:
-        raise ValueError(
-            f"vLLM got unknown generation settings {sorted(unknown)}; known: "
-            f"{sorted(_SAMPLING | set(_RENAMED) | {'do_sample'})}."
-        )
-    if isinstance(kwargs.get("stop"), str):
-        kwargs["stop"] = [kwargs["stop"]]
-    kwargs.setdefault("max_tokens", 128)
+    kwargs = engine_generation_kwargs(
+        generation_kwargs, engine="vLLM", renamed=_RENAMED, allowed=_SAMPLING
+    )
     return {"n": num_generations, **kwargs}
 
 
