@@ -131,9 +131,20 @@ class LLM(BaseModel, ABC):
     structured_output_retries: RuntimeParameter[int] = Field(
         default=2, ge=0, description="Re-asks of a reply that does not match its schema."
     )
+    price_per_million_input: float | None = Field(
+        default=None, ge=0, description="USD per million input tokens (overrides the table)."
+    )
+    price_per_million_output: float | None = Field(
+        default=None, ge=0, description="USD per million output tokens (overrides the table)."
+    )
 
     _cache_exclude: ClassVar[frozenset[str]] = frozenset(
-        {"generation_kwargs", "structured_output_retries"}
+        {
+            "generation_kwargs",
+            "structured_output_retries",
+            "price_per_million_input",
+            "price_per_million_output",
+        }
     )
     """Fields that do not change an answer, left out of the request-cache key."""
 
@@ -431,6 +442,8 @@ class AsyncLLM(LLM):
             "rpm",
             "tpm",
             "structured_output_retries",
+            "price_per_million_input",
+            "price_per_million_output",
         }
     )
     _scheduler: RequestScheduler | None = PrivateAttr(default=None)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from contextvars import Token
 
     from alambic.distiset import Distiset
+    from alambic.pipeline.estimate import Estimate
     from alambic.steps.routing import RoutingBatchFunction
 
 logger = logging.getLogger("alambic")
@@ -46,6 +47,8 @@ _LLM_SIGNATURE_EXCLUDE = frozenset(
         "device",
         "device_map",
         "tensor_parallel_size",
+        "price_per_million_input",
+        "price_per_million_output",
     }
 )
 
@@ -248,6 +251,33 @@ class Pipeline:
             dry_run_rows=batch_size,
         )
         return executor.run()
+
+    def estimate(
+        self,
+        parameters: dict[str, dict[str, Any]] | None = None,
+        *,
+        dataset: Any = None,
+        sample: int | None = None,
+        token_counters: dict[str, Any] | None = None,
+        latency_s: float | None = None,
+    ) -> Estimate:
+        """Requests, tokens, cost and time per task, without calling any LLM.
+
+        ``sample=N`` first runs the pipeline for real on N rows (it calls the LLMs) to
+        measure reply lengths and latency; otherwise replies are taken at ``max_new_tokens``.
+        ``token_counters`` maps a task to a token counter (a callable ``messages -> int`` or
+        a Hugging Face tokenizer path). See docs/cost.md.
+        """
+        from alambic.pipeline.estimate import estimate_pipeline
+
+        return estimate_pipeline(
+            self,
+            parameters=parameters,
+            dataset=dataset,
+            sample=sample,
+            token_counters=token_counters,
+            latency_s=latency_s,
+        )
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self.dag.steps)})"
