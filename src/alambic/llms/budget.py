@@ -1,0 +1,347 @@
+"""A run's spending cap, and what each step and model spent.
+
+``pipeline.run(budget=5.0)`` caps a run at 5 USD; ``Budget(tokens=...)`` and
+``Budget(requests=...)`` cap tokens (input + output) or requests sent. Before a request
+leaves, the scheduler reserves its worst case (its prompt counted generously, its reply at
+``max_new_tokens``); when the next request could pass the cap, nothing more is sent and the
+run stops like a Ctrl-C: everything answered is committed, and a rerun with a higher budget
+goes on from there. When a reply comes back, the reservation becomes its real usage.
+
+Spending is journaled before each request leaves (in the run store's folder), so a run
+started again counts what earlier runs of the same pipeline spent, including the worst
+case of requests that were in flight when a run was killed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alambic.errors import AlambicError
+
+if TYPE_CHECKING:
+    from alambic.llms.base import LLM
+    from alambic.llms.pricing import Pricing
+
+__all__ = [
+    "Budget",
+    "BudgetExhausted",
+    "RunBudget",
+    "Spend",
+    "Ticket",
+    "current_budget",
+    "current_step",
+]
+
+logger = logging.getLogger("alambic")
+
+_BUDGET: contextvars.ContextVar[RunBudget | None] = contextvars.ContextVar(
+    "alambic_budget", default=None
+)
+_STEP: contextvars.ContextVar[str] = contextvars.ContextVar("alambic_step", default="")
+
+
+def current_budget() -> RunBudget | None:
+    """The budget of the run this code executes in, if the run has one."""
+    return _BUDGET.get()
+
+
+def current_step() -> contextvars.ContextVar[str]:
+    """The step an executor is running (set by the executor for each step's work)."""
+    return _STEP
+
+
+class Budget(BaseModel):
+    """A cap on a run: USD, tokens (input + output), requests; any combination."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    usd: float | None = Field(default=None, ge=0, description="Most USD the run may spend.")
+    tokens: int | None = Field(default=None, ge=0, description="Most input + output tokens.")
+    requests: int | None = Field(default=None, ge=0, description="Most requests sent.")
+
+    @classmethod
+    def of(cls, value: Budget | float | int | dict[str, Any]) -> Budget:
+        """``run(budget=...)`` accepts a Budget, a number (USD) or a dict of its fields."""
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return cls(usd=float(value))
+        raise ValueError(
+            f"budget={value!r} is not a budget: pass a number of USD, "
+            "Budget(usd=..., tokens=..., requests=...) or a dict of those."
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.usd is not None:
+            parts.append(f"${self.usd:g}")
+        if self.tokens is not None:
+            parts.append(f"{self.tokens:,} tokens")
+        if self.requests is not None:
+            parts.append(f"{self.requests:,} requests")
+        return ", ".join(parts) or "no limit"
+
+
+class BudgetExhausted(AlambicError):
+    """The next request could pass the run's budget: nothing more is sent."""
+
+
+@dataclass
+class Spend:
+    """Requests and tokens spent and what they cost (``usd`` None: a price is unknown)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: Decimal | None = Decimal(0)
+
+    def add(self, other: Spend, sign: int = 1) -> None:
+        self.requests += sign * other.requests
+        self.input_tokens += sign * other.input_tokens
+        self.output_tokens += sign * other.output_tokens
+        if self.usd is None or other.usd is None:
+            self.usd = None
+        else:
+            self.usd += sign * other.usd
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "usd": None if self.usd is None else float(self.usd),
+        }
+
+
+class Journal(Protocol):
+    """Where spending survives the process (see ``alambic.pipeline.store.spend``)."""
+
+    def load(self) -> dict[tuple[str, str], Spend]: ...
+
+    def save(self, entries: dict[tuple[str, str], tuple[Spend, Spend]]) -> None: ...
+
+
+@dataclass
+class _Account:
+    settled: Spend = field(default_factory=Spend)
+    in_flight: Spend = field(default_factory=Spend)
+
+
+class Ticket:
+    """One request's claim on the budget: reserved before each attempt, then settled."""
+
+    __slots__ = ("_budget", "_held", "key", "pricing", "worst")
+
+    def __init__(self, budget: RunBudget, key: tuple[str, str], pricing: Pricing, worst: Spend):
+        self._budget = budget
+        self.key = key
+        self.pricing = pricing
+        self.worst = worst
+        self._held = False
+
+    def reserve(self) -> None:
+        """Claim the worst case before an attempt; raises :class:`BudgetExhausted`."""
+        self._budget._reserve(self)
+        self._held = True
+
+    def release(self, *, sent: bool) -> None:
+        """An attempt failed: drop the claim (a sent request still counts as a request)."""
+        if self._held:
+            self._held = False
+            self._budget._release(self, sent=sent)
+
+    def settle(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        """The reply came back: the claim becomes its real usage."""
+        if self._held:
+            self._held = False
+            self._budget._settle(self, input_tokens, output_tokens)
+
+
+class RunBudget:
+    """The budget of one run, shared by every LLM in it (thread-safe)."""
+
+    def __init__(self, limit: Budget | None, journal: Journal | None = None) -> None:
+        self.limit = limit or Budget()
+        self.journal = journal
+        self.earlier = Spend()
+        self.accounts: dict[tuple[str, str], _Account] = {}
+        self.exhausted: str | None = None
+        self._pricing: dict[int, Pricing] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        if journal is not None:
+            for spend in journal.load().values():
+                self.earlier.add(spend)
+
+    # -- entering and leaving a run --------------------------------------------------------
+
+    def activate(self) -> contextvars.Token[RunBudget | None]:
+        return _BUDGET.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[RunBudget | None]) -> None:
+        _BUDGET.reset(token)
+
+    # -- tickets ---------------------------------------------------------------------------
+
+    def ticket(self, llm: LLM, messages: Any, n: int, max_tokens: Any) -> Ticket:
+        """The worst case of one request: prompt bytes (a byte-level tokenizer never makes
+        more tokens than bytes) and ``max_tokens`` per reply."""
+        from alambic.llms.pricing import pricing_for
+
+        pricing = self._pricing.get(id(llm))
+        if pricing is None:
+            pricing = self._pricing[id(llm)] = pricing_for(llm)
+        key = (_STEP.get() or "?", llm.model_name)
+        if max_tokens is None and (self.limit.usd is not None or self.limit.tokens is not None):
+            raise BudgetExhausted(
+                f"{type(llm).__name__}(model={llm.model_name!r}) in step {key[0]!r} has no "
+                "max_new_tokens, so the worst case of its replies is unbounded and a USD or "
+                "token budget cannot be kept: set generation_kwargs={'max_new_tokens': ...}."
+            )
+        input_tokens = _prompt_bytes(messages)
+        output_tokens = n * int(max_tokens or 0)
+        usd = pricing.cost(input_tokens, output_tokens)
+        return Ticket(self, key, pricing, Spend(1, input_tokens, output_tokens, usd))
+
+    def _reserve(self, ticket: Ticket) -> None:
+        with self._lock:
+            if self.exhausted is not None:
+                raise BudgetExhausted(self.exhausted)
+            worst = ticket.worst
+            if worst.usd is None and self.limit.usd is not None:
+                self.exhausted = (
+                    f"step {ticket.key[0]!r} ({ticket.key[1]}) has an {ticket.pricing.describe()}"
+                    f"; a USD budget cannot be kept without it"
+                )
+                raise BudgetExhausted(self.exhausted)
+            total = self.total()
+            total.add(worst)
+            over = self._over(total)
+            if over:
+                self.exhausted = (
+                    f"budget {self.limit.describe()} reached: the next request could bring "
+                    f"the {over} to {_amount(total, over)}"
+                )
+                raise BudgetExhausted(self.exhausted)
+            account = self.accounts.setdefault(ticket.key, _Account())
+            account.in_flight.add(worst)
+            self._dirty.add(ticket.key)
+            self._flush_locked()  # durable before the request leaves
+
+    def _release(self, ticket: Ticket, *, sent: bool) -> None:
+        with self._lock:
+            account = self.accounts[ticket.key]
+            account.in_flight.add(ticket.worst, -1)
+            if sent:
+                account.settled.requests += 1
+            self._dirty.add(ticket.key)
+
+    def _settle(self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None) -> None:
+        worst = ticket.worst
+        used_in = worst.input_tokens if input_tokens is None else input_tokens
+        used_out = worst.output_tokens if output_tokens is None else output_tokens
+        usd = ticket.pricing.cost(used_in, used_out)
+        with self._lock:
+            account = self.accounts[ticket.key]
+            account.in_flight.add(worst, -1)
+            account.settled.add(Spend(1, used_in, used_out, usd))
+            self._dirty.add(ticket.key)
+
+    # -- totals ----------------------------------------------------------------------------
+
+    def _over(self, total: Spend) -> str | None:
+        limit = self.limit
+        if limit.requests is not None and total.requests > limit.requests:
+            return "requests"
+        if limit.tokens is not None and total.tokens > limit.tokens:
+            return "tokens"
+        if limit.usd is not None and total.usd is not None and total.usd > Decimal(str(limit.usd)):
+            return "usd"
+        return None
+
+    def spent(self) -> Spend:
+        """Settled spending of this run (requests in flight not included)."""
+        total = Spend()
+        for account in self.accounts.values():
+            total.add(account.settled)
+        return total
+
+    def total(self) -> Spend:
+        """Everything counted against the budget: earlier runs, this run, in flight."""
+        total = Spend()
+        total.add(self.earlier)
+        for account in self.accounts.values():
+            total.add(account.settled)
+            total.add(account.in_flight)
+        return total
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self.journal is None or not self._dirty:
+            self._dirty.clear()
+            return
+        entries = {
+            key: (self.accounts[key].settled, self.accounts[key].in_flight) for key in self._dirty
+        }
+        self.journal.save(entries)
+        self._dirty.clear()
+
+    def report(self) -> dict[str, Any]:
+        """What the run summary, the progress display and the dataset card show."""
+        with self._lock:
+            total = self.total()
+            remaining: dict[str, Any] = {}
+            if self.limit.usd is not None and total.usd is not None:
+                remaining["usd"] = max(0.0, self.limit.usd - float(total.usd))
+            if self.limit.tokens is not None:
+                remaining["tokens"] = max(0, self.limit.tokens - total.tokens)
+            if self.limit.requests is not None:
+                remaining["requests"] = max(0, self.limit.requests - total.requests)
+            return {
+                "limit": self.limit.model_dump(exclude_none=True),
+                "earlier_runs": self.earlier.to_dict(),
+                "this_run": self.spent().to_dict(),
+                "total": total.to_dict(),
+                "remaining": remaining,
+                "stopped": self.exhausted,
+                "by_step": {
+                    f"{step} ({model})": account.settled.to_dict()
+                    for (step, model), account in sorted(self.accounts.items())
+                },
+            }
+
+
+def _prompt_bytes(messages: Any) -> int:
+    if isinstance(messages, str):
+        return len(messages.encode()) + 8
+    total = 8
+    for message in messages or ():
+        content = message.get("content") if isinstance(message, dict) else message
+        text = content if isinstance(content, str) else str(content)
+        total += len(text.encode()) + 8
+    return total
+
+
+def _amount(total: Spend, what: str) -> str:
+    if what == "usd":
+        return f"${total.usd:.6f}" if total.usd is not None else "unknown"
+    if what == "tokens":
+        return f"{total.tokens:,}"
+    return f"{total.requests:,}"
