@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["BatchServerConfig", "OpenAIBatchTestServer", "remote_batch_stats", "main"]
+__all__ = ["BatchServerConfig", "OpenAIBatchTestServer", "main", "remote_batch_stats"]
 
 
 @dataclass
