@@ -286,17 +286,17 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, state.stats())
             with state.lock:
                 if path.startswith("/v1/files/") and path.endswith("/content"):
-                    data = state.files.get(path.split("/")[3])
-                    if data is None:
+                    raw = state.files.get(path.split("/")[3])
+                    if raw is None:
                         return self._error(404, f"no file {path.split('/')[3]}")
-                    return self._send(200, None, raw=data)
+                    return self._send(200, None, raw=raw)
                 if path.startswith("/v1/batches/"):
-                    job = state.jobs.get(path.split("/")[3])
-                    if job is None:
+                    found = state.jobs.get(path.split("/")[3])
+                    if found is None:
                         return self._error(404, f"no batch {path.split('/')[3]}")
                     state.polls += 1
-                    state.advance(job, now)
-                    return self._send(200, state.batch_object(job, now))
+                    state.advance(found, now)
+                    return self._send(200, state.batch_object(found, now))
                 if path == "/v1/batches":
                     jobs = sorted(state.jobs.values(), key=lambda j: j.id, reverse=True)
                     for job in jobs:
@@ -342,10 +342,10 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     )
                 if path == "/v1/batches":
                     request = json.loads(body)
-                    content = state.files.get(request.get("input_file_id", ""))
-                    if content is None:
+                    source = state.files.get(request.get("input_file_id", ""))
+                    if source is None:
                         return self._error(400, f"no input file {request.get('input_file_id')}")
-                    lines = [json.loads(x) for x in content.decode().splitlines() if x.strip()]
+                    lines = [json.loads(x) for x in source.decode().splitlines() if x.strip()]
                     if len(lines) > state.config.max_requests_per_job:
                         return self._error(400, "too many requests in one batch")
                     job = _Job(
@@ -359,12 +359,12 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     state.submitted.update(str(line.get("custom_id")) for line in lines)
                     return self._send(200, state.batch_object(job, now))
                 if path.startswith("/v1/batches/") and path.endswith("/cancel"):
-                    job = state.jobs.get(path.split("/")[3])
-                    if job is None:
+                    target = state.jobs.get(path.split("/")[3])
+                    if target is None:
                         return self._error(404, "no such batch")
-                    job.cancelled = True
-                    state.advance(job, now)
-                    return self._send(200, state.batch_object(job, now))
+                    target.cancelled = True
+                    state.advance(target, now)
+                    return self._send(200, state.batch_object(target, now))
             return self._error(404, f"no route POST {path}")
 
     return Handler
