@@ -112,6 +112,8 @@ class SchedulerLimits:
     tpm: float | None = None
     adaptive_concurrency: bool = True
     learn_from_headers: bool = True
+    probe_first: bool = True
+    """Send the first request alone (off for batch jobs, where it would be a job of one)."""
 
 
 class TokenBucket:
@@ -459,7 +461,7 @@ class RequestScheduler:
         """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted."""
         slots = self._bind()
         probe = False
-        if not self._warm:
+        if not self._warm and self.limits.probe_first:
             # The first request goes alone: the client's first connection is slow to open,
             # which would otherwise bunch the paced requests queued behind it, and a wrong key
             # or URL fails once instead of once per waiting request.

@@ -48,6 +48,11 @@ _LLM_SIGNATURE_EXCLUDE = frozenset(
         "tensor_parallel_size",
         "price_per_million_input",
         "price_per_million_output",
+        "use_batch_api",
+        "batch_max_requests",
+        "batch_collect_s",
+        "batch_poll_s",
+        "batch_poll_max_s",
     }
 )
 

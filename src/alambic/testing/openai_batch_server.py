@@ -45,6 +45,10 @@ class BatchServerConfig:
     fail_on: list[str] = field(default_factory=list)
     """A request whose last user message contains one of these fails (400)."""
     max_requests_per_job: int = 50_000
+    upload_delay_s: float = 0.0
+    """Seconds an upload takes before it is stored (to kill a client mid-upload)."""
+    create_delay_s: float = 0.0
+    """Seconds between creating a job and replying (to kill a client that has not seen it)."""
 
 
 @dataclass
@@ -70,6 +74,7 @@ class _State:
         self.counter = 0
         self.submitted: Counter[str] = Counter()
         self.polls = 0
+        self.uploads_started = 0
 
     def next_id(self, prefix: str) -> str:
         self.counter += 1
@@ -84,6 +89,7 @@ class _State:
                 "jobs": len(self.jobs),
                 "files": len(self.files),
                 "polls": self.polls,
+                "uploads_started": self.uploads_started,
                 "statuses": dict(Counter(j.status for j in self.jobs.values())),
             }
 
@@ -323,6 +329,13 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     for key, value in json.loads(body or b"{}").items():
                         setattr(state.config, key, value)
                 return self._send(200, {"ok": True})
+            reply: dict[str, Any] | None = None
+            created_delay = 0.0
+            if path == "/v1/files":
+                with state.lock:
+                    state.uploads_started += 1
+                    delay = state.config.upload_delay_s
+                time.sleep(delay)
             with state.lock:
                 if path == "/v1/files":
                     content, filename = _multipart_file(self.headers["Content-Type"], body)
@@ -357,7 +370,12 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     )
                     state.jobs[job.id] = job
                     state.submitted.update(str(line.get("custom_id")) for line in lines)
-                    return self._send(200, state.batch_object(job, now))
+                    reply = state.batch_object(job, now)
+                    created_delay = state.config.create_delay_s
+            if reply is not None:
+                time.sleep(created_delay)
+                return self._send(200, reply)
+            with state.lock:
                 if path.startswith("/v1/batches/") and path.endswith("/cancel"):
                     target = state.jobs.get(path.split("/")[3])
                     if target is None:
