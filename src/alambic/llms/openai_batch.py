@@ -98,9 +98,7 @@ class BatchJobJournal:
 
     def set(self, local_id: str, **values: Any) -> None:
         columns = ", ".join(f"{k} = ?" for k in values)
-        self._write(
-            f"UPDATE jobs SET {columns} WHERE local_id = ?", [(*values.values(), local_id)]
-        )
+        self._write(f"UPDATE jobs SET {columns} WHERE local_id = ?", [(*values.values(), local_id)])
 
     def live_job_of(self, key: str) -> tuple[str, str | None, str | None, str] | None:
         """The newest job of this server holding ``key`` that may still answer it."""
@@ -235,9 +233,7 @@ class OpenAIBatcher:
                 completion_window="24h",
                 metadata={"alambic_job": local_id},
             )
-            await asyncio.to_thread(
-                self.journal.set, local_id, batch_id=job.id, status=job.status
-            )
+            await asyncio.to_thread(self.journal.set, local_id, batch_id=job.id, status=job.status)
         except Exception as exc:
             self._fail(keys, exc, "submitting a batch job failed")
             return
