@@ -165,3 +165,20 @@ def test_hf_tokenizer_count_is_exact_for_a_local_model(tiny_model_path: Path) ->
     assert estimate.input_tokens == sum(s["input_tokens"] for s in seen)
     assert estimate.output_tokens >= sum(s["output_tokens"] for s in seen)
     assert estimate.requests == 6
+
+
+def test_batch_api_llm_is_priced_at_the_batch_rate(openai_server: OpenAITestServer) -> None:
+    pytest.importorskip("genai_prices")
+    with Pipeline(name="estimate-batch") as pipeline:
+        load = LoadDataFromDicts(data=_rows(4))
+        llm = OpenAILLM(
+            model="gpt-4o-mini", use_batch_api=True, generation_kwargs={"max_new_tokens": 10}
+        )
+        load >> TextGeneration(name="t", llm=llm)
+    t = pipeline.estimate(token_counters={"t": words}).step("t")
+    assert t.requests == 4
+    assert t.price.startswith("$0.15/M input, $0.6/M output (genai-prices")
+    standard = (Decimal(t.input_tokens) * Decimal("0.15") + Decimal(40) * Decimal("0.6")) / 10**6
+    assert t.cost == t.batch_cost == standard / 2
+    assert t.seconds is None
+    assert "24 h" in t.time_basis

@@ -143,13 +143,21 @@ class _Account:
 class Ticket:
     """One request's claim on the budget: reserved before each attempt, then settled."""
 
-    __slots__ = ("_budget", "_held", "key", "pricing", "worst")
+    __slots__ = ("_budget", "_held", "batch", "key", "pricing", "worst")
 
-    def __init__(self, budget: RunBudget, key: tuple[str, str], pricing: Pricing, worst: Spend):
+    def __init__(
+        self,
+        budget: RunBudget,
+        key: tuple[str, str],
+        pricing: Pricing,
+        worst: Spend,
+        batch: bool = False,
+    ) -> None:
         self._budget = budget
         self.key = key
         self.pricing = pricing
         self.worst = worst
+        self.batch = batch
         self._held = False
 
     def reserve(self) -> None:
@@ -214,8 +222,9 @@ class RunBudget:
             )
         input_tokens = _prompt_bytes(messages)
         output_tokens = n * int(max_tokens or 0)
-        usd = pricing.cost(input_tokens, output_tokens)
-        return Ticket(self, key, pricing, Spend(1, input_tokens, output_tokens, usd))
+        batch = bool(getattr(llm, "use_batch_api", False))
+        usd = pricing.cost(input_tokens, output_tokens, batch=batch)
+        return Ticket(self, key, pricing, Spend(1, input_tokens, output_tokens, usd), batch)
 
     def _reserve(self, ticket: Ticket) -> None:
         with self._lock:
@@ -254,7 +263,7 @@ class RunBudget:
         worst = ticket.worst
         used_in = worst.input_tokens if input_tokens is None else input_tokens
         used_out = worst.output_tokens if output_tokens is None else output_tokens
-        usd = ticket.pricing.cost(used_in, used_out)
+        usd = ticket.pricing.cost(used_in, used_out, batch=ticket.batch)
         with self._lock:
             account = self.accounts[ticket.key]
             account.in_flight.add(worst, -1)

@@ -153,10 +153,15 @@ class Pricing:
             return f"$0 ({self.source})"
         if self.input_per_million is not None and self.output_per_million is not None:
             return (
-                f"${self.input_per_million}/M input, ${self.output_per_million}/M output "
+                f"${_plain(self.input_per_million)}/M input, "
+                f"${_plain(self.output_per_million)}/M output "
                 f"({self.source})"
             )
         return self.source
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
 
 
 def _table_cost(

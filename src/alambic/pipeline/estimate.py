@@ -222,6 +222,7 @@ class _Tally:
         cap = _max_tokens(merged)
         out = self.output_tokens if cap is None else min(self.output_tokens, cap)
         worst = cap if cap is not None else (self.worst_output_tokens or out)
+        batch = bool(getattr(self.llm, "use_batch_api", False))  # the batch API's price
         one_request_for_n = isinstance(self.llm, AsyncLLM) and type(self.llm).supports_n
         shape = [(n, n)] if one_request_for_n or n == 1 else [(1, 1)] * n
         for _, outputs in shape:
@@ -229,11 +230,13 @@ class _Tally:
             self.input_tokens += tokens
             self.out_tokens += out * outputs
             self.worst_out_tokens += worst * outputs
-            self.cost = _add(self.cost, self.pricing.cost(tokens, out * outputs))
+            self.cost = _add(self.cost, self.pricing.cost(tokens, out * outputs, batch=batch))
             self.batch_cost = _add(
                 self.batch_cost, self.pricing.cost(tokens, out * outputs, batch=True)
             )
-            self.worst_cost = _add(self.worst_cost, self.pricing.cost(tokens, worst * outputs))
+            self.worst_cost = _add(
+                self.worst_cost, self.pricing.cost(tokens, worst * outputs, batch=batch)
+            )
 
 
 def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
@@ -494,6 +497,8 @@ def estimate_pipeline(
 
 def _time(llm: LLM, tally: _Tally, latency: float | None) -> tuple[float | None, str]:
     """Seconds for a task's requests at its rate limits and concurrency."""
+    if getattr(llm, "use_batch_api", False):
+        return None, "batch API: jobs are answered within their 24 h completion window"
     bounds: list[tuple[float, str]] = []
     rpm = getattr(llm, "rpm", None)
     tpm = getattr(llm, "tpm", None)
