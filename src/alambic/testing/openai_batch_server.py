@@ -442,9 +442,13 @@ def main(argv: list[str] | None = None) -> None:
     server = OpenAIBatchTestServer(
         BatchServerConfig(stages=args.stages, stage_s=args.stage_s), port=args.port
     )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
     print(f"listening on {server.base_url.rsplit('/v1', 1)[0]}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server._server.shutdown())
-    server._server.serve_forever()
+    stop.wait()
+    server.stop()
 
 
 if __name__ == "__main__":
