@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
 from alambic.errors import ErrorKind, LLMRequestError
+from alambic.llms.budget import current_budget
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
@@ -582,13 +583,25 @@ class AsyncLLM(LLM):
             messages = input[0] if isinstance(input, tuple) else input
             max_tokens = kwargs.get("max_new_tokens", kwargs.get("max_tokens"))
             estimated = n * estimate_tokens(messages, max_tokens)
+        ticket = None
+        budget = current_budget()
+        if budget is not None:  # a run with a budget: claim this request's worst case
+            messages = input[0] if isinstance(input, tuple) else input
+            max_tokens = kwargs.get("max_new_tokens", kwargs.get("max_tokens"))
+            ticket = budget.ticket(self, messages, n, max_tokens)
         try:
             out = await scheduler.run(
-                lambda: self._attempt(input, n, kwargs), estimated_tokens=estimated
+                lambda: self._attempt(input, n, kwargs), estimated_tokens=estimated, ticket=ticket
             )
         except LLMRequestError as exc:
             return failed_output(n, exc)
         stats = out["statistics"]
+        if ticket is not None:
+            outputs = stats["output_tokens"]
+            ticket.settle(
+                (stats["input_tokens"] or [None])[0],
+                None if any(o is None for o in outputs) else sum(o or 0 for o in outputs),
+            )
         for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
             scheduler.record_tokens(i, o, estimated // n)
         return out

@@ -39,9 +39,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alambic.errors import ErrorKind, LLMRequestError
+
+if TYPE_CHECKING:
+    from alambic.llms.budget import Ticket
 
 T = TypeVar("T")
 
@@ -457,8 +460,18 @@ class RequestScheduler:
                 self.counters.budget_wait_s += wait
             await asyncio.sleep(wait)
 
-    async def run(self, attempt: Callable[[], Awaitable[T]], *, estimated_tokens: int = 0) -> T:
-        """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted."""
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        estimated_tokens: int = 0,
+        ticket: Ticket | None = None,
+    ) -> T:
+        """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted.
+
+        With a ``ticket`` (a run budget's claim), each attempt first reserves its worst case
+        (raising :class:`~alambic.llms.budget.BudgetExhausted` when it could pass the cap); a
+        failed attempt gives it back, a successful one leaves it for the caller to settle."""
         slots = self._bind()
         probe = False
         if not self._warm and self.limits.probe_first:
@@ -471,7 +484,7 @@ class RequestScheduler:
             else:
                 await self._probe.wait()
         try:
-            return await self._run(attempt, slots, estimated_tokens)
+            return await self._run(attempt, slots, estimated_tokens, ticket)
         finally:
             if probe:
                 self._warm = True
@@ -479,7 +492,11 @@ class RequestScheduler:
                 self._probe.set()
 
     async def _run(
-        self, attempt: Callable[[], Awaitable[T]], slots: AdaptiveLimit, estimated_tokens: int
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        slots: AdaptiveLimit,
+        estimated_tokens: int,
+        ticket: Ticket | None = None,
     ) -> T:
         counters = self.counters
         limits = self.limits
@@ -494,6 +511,8 @@ class RequestScheduler:
                     or self._hold_until
                 ):
                     await self._wait_for_budget(estimated_tokens)
+                if ticket is not None:
+                    ticket.reserve()
                 counters.requests += 1
                 counters.in_flight += 1
                 if counters.in_flight > counters.max_in_flight:
@@ -506,9 +525,13 @@ class RequestScheduler:
                     else:
                         result = await asyncio.wait_for(attempt(), limits.timeout)
                 except asyncio.CancelledError:
+                    if ticket is not None:
+                        ticket.release(sent=True)
                     raise
                 except Exception as exc:
                     error: BaseException = exc
+                    if ticket is not None:
+                        ticket.release(sent=True)
                 else:
                     if limits.adaptive_concurrency:
                         slots.on_success()
