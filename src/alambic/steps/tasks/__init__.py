@@ -33,6 +33,24 @@ _LAZY: dict[str, str] = {
     "QualityScorer": "alambic.steps.tasks.quality_scorer",
     "PairwiseJudge": "alambic.steps.tasks.pairwise_judge",
     "RewardModelScore": "alambic.steps.tasks.reward_model",
+    # the rest of the reference library (issue 16)
+    "APIGenGenerator": "alambic.steps.tasks.apigen",
+    "APIGenSemanticChecker": "alambic.steps.tasks.apigen",
+    "APIGenExecutionChecker": "alambic.steps.tasks.apigen_execution",
+    "MathShepherdGenerator": "alambic.steps.tasks.math_shepherd",
+    "MathShepherdCompleter": "alambic.steps.tasks.math_shepherd",
+    "FormatPRM": "alambic.steps.tasks.format_prm",
+    "EmbeddingTaskGenerator": "alambic.steps.tasks.improving_text_embeddings",
+    "GenerateTextRetrievalData": "alambic.steps.tasks.improving_text_embeddings",
+    "GenerateShortTextMatchingData": "alambic.steps.tasks.improving_text_embeddings",
+    "GenerateLongTextMatchingData": "alambic.steps.tasks.improving_text_embeddings",
+    "GenerateTextClassificationData": "alambic.steps.tasks.improving_text_embeddings",
+    "MonolingualTripletGenerator": "alambic.steps.tasks.improving_text_embeddings",
+    "BitextRetrievalGenerator": "alambic.steps.tasks.improving_text_embeddings",
+    "CLAIR": "alambic.steps.tasks.clair",
+    "URIAL": "alambic.steps.tasks.urial",
+    "EvolComplexityGenerator": "alambic.steps.tasks.evol_complexity",
+    "TextClustering": "alambic.steps.tasks.text_clustering",
 }
 
 
@@ -69,4 +87,23 @@ __all__ += [  # feedback / judges family
     "QualityScorer",
     "RewardModelScore",
     "UltraFeedback",
+]
+__all__ += [  # function calling, process rewards, embedding data, style (issue 16)
+    "CLAIR",
+    "URIAL",
+    "APIGenExecutionChecker",
+    "APIGenGenerator",
+    "APIGenSemanticChecker",
+    "BitextRetrievalGenerator",
+    "EmbeddingTaskGenerator",
+    "EvolComplexityGenerator",
+    "FormatPRM",
+    "GenerateLongTextMatchingData",
+    "GenerateShortTextMatchingData",
+    "GenerateTextClassificationData",
+    "GenerateTextRetrievalData",
+    "MathShepherdCompleter",
+    "MathShepherdGenerator",
+    "MonolingualTripletGenerator",
+    "TextClustering",
 ]
