@@ -122,6 +122,6 @@ def _compiled(task: str, name: str) -> jinja2.Template:
     return _ENV.from_string(template_source(task, name))
 
 
-def render(task: str, name: str, **values: Any) -> str:
+def render(task: str, name: str, /, **values: Any) -> str:
     """Render a built-in template; a missing placeholder raises ``jinja2.UndefinedError``."""
     return render_checked(_compiled(task, name), values, owner=f"Template {task}/{name}").strip()
