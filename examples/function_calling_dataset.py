@@ -91,7 +91,7 @@ def make_llm(args: argparse.Namespace, model: str) -> LLM:
 
 
 @step(inputs=["query", "answers"], outputs=["query", "answers"])
-def ExpandQueries(inputs: StepInput) -> StepOutput:  # noqa: N802 - a step class
+def ExpandQueries(inputs: StepInput) -> StepOutput:
     """One row per generated query when the generator wrote several per function."""
     rows = []
     for row in inputs:
@@ -107,7 +107,7 @@ def ExpandQueries(inputs: StepInput) -> StepOutput:  # noqa: N802 - a step class
     inputs=["keep_row_after_execution_check", "keep_row_after_semantic_check"],
     step_type="global",
 )
-def DropFailed(inputs: StepInput) -> StepOutput:  # noqa: N802 - a step class
+def DropFailed(inputs: StepInput) -> StepOutput:
     """Keep rows that passed both checks."""
     yield [
         row

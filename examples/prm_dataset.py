@@ -35,12 +35,21 @@ from alambic.steps import LoadDataFromDicts, StepInput, StepOutput, step
 from alambic.steps.tasks import FormatPRM, MathShepherdCompleter, MathShepherdGenerator, Task
 
 PROBLEMS = [
-    {"instruction": "A shop sells pens in packs of 6. Ana buys 4 packs and gives away 9 pens. "
-     "How many pens does she keep?", "answer": "15"},
-    {"instruction": "A cyclist rides 18 km per hour for 2.5 hours. How far does she ride, "
-     "in km?", "answer": "45"},
-    {"instruction": "Tom has 3 times as many marbles as Lea. Together they have 48. How many "
-     "marbles does Lea have?", "answer": "12"},
+    {
+        "instruction": "A shop sells pens in packs of 6. Ana buys 4 packs and gives away 9 pens. "
+        "How many pens does she keep?",
+        "answer": "15",
+    },
+    {
+        "instruction": "A cyclist rides 18 km per hour for 2.5 hours. How far does she ride, "
+        "in km?",
+        "answer": "45",
+    },
+    {
+        "instruction": "Tom has 3 times as many marbles as Lea. Together they have 48. How many "
+        "marbles does Lea have?",
+        "answer": "12",
+    },
 ]
 
 
@@ -70,7 +79,7 @@ def make_llm(args: argparse.Namespace, model: str, **generation_kwargs: Any) -> 
 
 
 @step(inputs=["answer"], outputs=["golden_solution"])
-def GoldenFromAnswer(inputs: StepInput) -> StepOutput:  # noqa: N802 - a step class
+def GoldenFromAnswer(inputs: StepInput) -> StepOutput:
     """The reference answer as a golden solution (its answer line is all the completer reads)."""
     yield [{**row, "golden_solution": [f"The answer is: {row['answer']}"]} for row in inputs]
 

@@ -17,10 +17,14 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "function_calling_dataset.py"
 
 CALLS = {
-    "convert_temperature": [{"name": "convert_temperature", "arguments": {"value": 100, "unit": "celsius"}}],
+    "convert_temperature": [
+        {"name": "convert_temperature", "arguments": {"value": 100, "unit": "celsius"}}
+    ],
     "word_count": [{"name": "word_count", "arguments": {"text": "hello big world"}}],
     # a wrong argument name: the execution check must catch it
-    "compound_interest": [{"name": "compound_interest", "arguments": {"amount": 1000, "rate": 0.05, "years": 2}}],
+    "compound_interest": [
+        {"name": "compound_interest", "arguments": {"amount": 1000, "rate": 0.05, "years": 2}}
+    ],
 }
 
 
@@ -41,11 +45,15 @@ def reply(request: dict[str, Any], index: int) -> str:
         return json.dumps([{"query": f"Please use {name}.", "answers": CALLS[name]}])
     if "Does this data pass?" in prompt:
         failed = "TypeError" in prompt
-        return json.dumps({"thought": "bad call" if failed else "", "passes": "no" if failed else "yes"})
+        return json.dumps(
+            {"thought": "bad call" if failed else "", "passes": "no" if failed else "yes"}
+        )
     return "?"
 
 
-def test_recipe_on_a_server_runs_and_checks_the_calls(openai_server_factory: Callable[..., Any]) -> None:
+def test_recipe_on_a_server_runs_and_checks_the_calls(
+    openai_server_factory: Callable[..., Any],
+) -> None:
     server = openai_server_factory(reply=reply)
     distiset = load_example().main(["--base-url", server.base_url, "--model", "m"])
     train = distiset["default"]["train"]

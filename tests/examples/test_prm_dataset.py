@@ -35,7 +35,9 @@ def solver(request: dict[str, Any], index: int) -> str:
                 "Step 1: 4 packs of 6 is 24 pens.\nStep 2: 24 - 9 = 15.\nThe answer is: 15\n---\n"
                 "Step 1: 4 packs of 6 is 20 pens.\nStep 2: 20 - 9 = 11.\nThe answer is: 11"
             )
-        return "Step 1: I do not know.\nThe answer is: 0\n---\nStep 1: Still unsure.\nThe answer is: 1"
+        return (
+            "Step 1: I do not know.\nThe answer is: 0\n---\nStep 1: Still unsure.\nThe answer is: 1"
+        )
     if "Continue the solution" in prompt:
         if "is 24 pens" in prompt:
             return "Step 2: 24 - 9 = 15.\nThe answer is: 15"
@@ -75,7 +77,15 @@ def test_recipe_trl_format(openai_server_factory: Callable[..., Any]) -> None:
 @pytest.mark.slow
 def test_recipe_on_the_tiny_local_model(tiny_model_path: Path) -> None:
     distiset = load_example().main(
-        ["--model", str(tiny_model_path), "--max-new-tokens", "8", "--completions", "1", "--no-format"]
+        [
+            "--model",
+            str(tiny_model_path),
+            "--max-new-tokens",
+            "8",
+            "--completions",
+            "1",
+            "--no-format",
+        ]
     )
     rows = distiset["default"]["train"].to_list()
     assert len(rows) == 3

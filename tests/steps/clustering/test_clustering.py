@@ -48,7 +48,9 @@ def test_dbscan_finds_the_two_groups() -> None:
     assert labels[0::2] == [labels[0]] * 6
     assert labels[1::2] == [labels[1]] * 6
     assert labels[0] != labels[1]
-    lonely = next(DBSCAN(name="db", eps=1.0, min_samples=3).process(rows + [{"projection": [99.0, 99.0]}]))
+    lonely = next(
+        DBSCAN(name="db", eps=1.0, min_samples=3).process([*rows, {"projection": [99.0, 99.0]}])
+    )
     assert lonely[-1]["cluster_label"] == -1
 
 
@@ -80,7 +82,9 @@ def test_parser_keeps_up_to_n_labels() -> None:
     assert out == {"summary": ["a", "b"]}
 
 
-@pytest.mark.parametrize("reply", ['{"labels": ["Cook', "no json here at all", '{"labels": []}', '{"topic": 3}'])
+@pytest.mark.parametrize(
+    "reply", ['{"labels": ["Cook', "no json here at all", '{"labels": []}', '{"topic": 3}']
+)
 def test_parser_rejects_truncated_and_garbage_replies(reply: str) -> None:
     with pytest.raises(ReplyParseError):
         make_clustering().format_output(reply)

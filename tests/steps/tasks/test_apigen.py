@@ -103,13 +103,14 @@ def test_generator_prompt_holds_function_examples_and_tools() -> None:
     assert "QUERY: add 1 and 2" in prompt
     assert "several functions" in prompt
     assert '[{"x": 1}]' in prompt
-    assert "tools available" not in generator(use_tools=False).format_input(
-        {**ROW, "tools": "T"}
-    )[-1]["content"]  # type: ignore[index]
+    assert (
+        "tools available"
+        not in generator(use_tools=False).format_input({**ROW, "tools": "T"})[-1]["content"]
+    )  # type: ignore[index]
 
 
 def test_generator_structured_output_sends_a_schema() -> None:
-    messages, extra = generator(use_default_structured_output=True, number=2).format_input(ROW)  # type: ignore[misc]
+    _messages, extra = generator(use_default_structured_output=True, number=2).format_input(ROW)  # type: ignore[misc]
     assert extra["schema"]["properties"]["pairs"]["minItems"] == 2
 
 
@@ -182,7 +183,11 @@ def test_semantic_prompt_holds_every_part() -> None:
     ("reply", "keep", "thought"),
     [
         ('{"thought": "", "passes": "yes"}', True, ""),
-        ('Let me check.\n```json\n{"thought": "wrong args", "passes": "No"}\n```', False, "wrong args"),
+        (
+            'Let me check.\n```json\n{"thought": "wrong args", "passes": "No"}\n```',
+            False,
+            "wrong args",
+        ),
         ('{"thought": "fine", "pass": true}', True, "fine"),
         ("The call matches the query.\nPasses: yes", True, ""),
     ],
@@ -194,7 +199,9 @@ def test_semantic_checker_reads_verdicts(reply: str, keep: bool, thought: str) -
     }
 
 
-@pytest.mark.parametrize("reply", ['{"thought": "hmm", "pas', "%%%", '{"thought": "x", "passes": "maybe"}'])
+@pytest.mark.parametrize(
+    "reply", ['{"thought": "hmm", "pas', "%%%", '{"thought": "x", "passes": "maybe"}']
+)
 def test_semantic_checker_rejects_truncated_and_garbage(reply: str) -> None:
     with pytest.raises(ReplyParseError, match="verdict"):
         checker().format_output(reply)
@@ -244,7 +251,10 @@ def test_tool_formats() -> None:
     assert calls_to_anthropic(answers) == [
         {"type": "tool_use", "id": "toolu_0", "name": "add", "input": {"a": 1}}
     ]
-    assert calls_to_hermes(answers) == '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    assert (
+        calls_to_hermes(answers)
+        == '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    )
 
 
 # ----------------------------------------------------------------------- execution checker
@@ -320,9 +330,13 @@ def test_missing_library_is_an_error_at_construction(tmp_path: Path) -> None:
         APIGenExecutionChecker(libpath=str(tmp_path / "nope.py"))
 
 
-def test_the_runner_does_not_inherit_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runner_does_not_inherit_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     lib = tmp_path / "env.py"
-    lib.write_text("import os\n\ndef env():\n    return os.environ.get('OPENAI_API_KEY', 'unset')\n")
+    lib.write_text(
+        "import os\n\ndef env():\n    return os.environ.get('OPENAI_API_KEY', 'unset')\n"
+    )
     assert execute(lib, [{"answers": [call("env")]}])[0]["execution_result"] == ["unset"]
     assert os.environ["OPENAI_API_KEY"] == "sk-secret"

@@ -101,7 +101,10 @@ class RawFake(FakeLLM):
         return [
             {
                 "generations": ["Paris.\n```\n# User:\n```\nnext"] * num_generations,
-                "statistics": {"input_tokens": [3] * num_generations, "output_tokens": [2] * num_generations},
+                "statistics": {
+                    "input_tokens": [3] * num_generations,
+                    "output_tokens": [2] * num_generations,
+                },
             }
             for _ in prompts
         ]

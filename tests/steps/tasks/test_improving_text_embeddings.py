@@ -37,7 +37,8 @@ def test_example_tasks_columns_prompt_and_parsers(cls: Any, fields: dict[str, st
     assert task.get_outputs() == {**dict.fromkeys(fields, True), "model_name": True}
     assert task.get_inputs() == {"task": True}
     prompt = task.format_input({"task": "Find recipes for a dish."})[0]["content"]
-    assert "Find recipes for a dish." in prompt and "French" in prompt
+    assert "Find recipes for a dish." in prompt
+    assert "French" in prompt
     for name in fields:
         assert f'"{name}"' in prompt
     reply = json.dumps(fields)
@@ -83,15 +84,23 @@ def test_task_generator_lists_or_flattens_tasks() -> None:
     )
     assert flat.get_outputs() == {"task": True, "model_name": True}
     rows = run_generator(flat)
-    assert [r["task"] for r in rows] == ["Retrieve laws for a legal question.", "Find a recipe.", None]
+    assert [r["task"] for r in rows] == [
+        "Retrieve laws for a legal question.",
+        "Find a recipe.",
+        None,
+    ]
     assert "lists no task" in rows[2]["alambic_metadata"]["error_b"]["message"]
 
 
 @pytest.mark.parametrize(
     "task",
     [
-        lambda llm: MonolingualTripletGenerator(name="tri", llm=llm, language="German", num_generations=2),
-        lambda llm: BitextRetrievalGenerator(name="tri", llm=llm, target_language="Spanish", num_generations=2),
+        lambda llm: MonolingualTripletGenerator(
+            name="tri", llm=llm, language="German", num_generations=2
+        ),
+        lambda llm: BitextRetrievalGenerator(
+            name="tri", llm=llm, target_language="Spanish", num_generations=2
+        ),
     ],
 )
 def test_triplet_generators(task: Callable[[Any], Any]) -> None:

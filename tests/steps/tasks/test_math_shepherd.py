@@ -22,8 +22,10 @@ def test_prompt_has_rules_examples_and_problem() -> None:
         {"instruction": "What is 2+2?"}
     )
     system, user = messages[0]["content"], messages[1]["content"]
-    assert "Step N:" in system and "The answer is:" in system
-    assert "Be terse." in system and "The answer is: 13" in system
+    assert "Step N:" in system
+    assert "The answer is:" in system
+    assert "Be terse." in system
+    assert "The answer is: 13" in system
     assert user == "Problem: What is 2+2?"
     many = MathShepherdGenerator(name="g", llm=FakeLLM(), M=3).format_input({"instruction": "x"})
     assert "3 times" in many[1]["content"]
@@ -115,7 +117,11 @@ def test_completer_failed_rows_keep_the_reason(run_task: Callable[..., Any]) -> 
     rows = run_task(
         task,
         [
-            {"instruction": "BAD", "golden_solution": split_steps(GOLDEN), "solutions": [["Step 1: a", "Step 2: b", "The answer is: 1"]]},
+            {
+                "instruction": "BAD",
+                "golden_solution": split_steps(GOLDEN),
+                "solutions": [["Step 1: a", "Step 2: b", "The answer is: 1"]],
+            },
             {"instruction": "x", "golden_solution": ["no answer"], "solutions": [["Step 1: a"]]},
             {"instruction": "x", "golden_solution": None, "solutions": None},
         ],
@@ -125,7 +131,10 @@ def test_completer_failed_rows_keep_the_reason(run_task: Callable[..., Any]) -> 
     assert "no answer line" in rows[1]["alambic_metadata"]["error_complete"]["message"]
     assert "upstream" in rows[2]["alambic_metadata"]["error_complete"]["message"]
     with pytest.raises(ColumnTypeError, match="'solutions' must be a list of solutions"):
-        run_task(task, [{"instruction": "x", "golden_solution": ["The answer is: 1"], "solutions": "oops"}])
+        run_task(
+            task,
+            [{"instruction": "x", "golden_solution": ["The answer is: 1"], "solutions": "oops"}],
+        )
 
 
 LABELLED = {
@@ -137,7 +146,11 @@ LABELLED = {
 def test_format_prm_math_shepherd_layout() -> None:
     rows = next(FormatPRM(name="prm").process([LABELLED, {"instruction": "x", "solutions": None}]))
     assert rows == [
-        {"instruction": "Q?", "input": "Q? Step 1: a ки\nStep 2: b ки", "label": "Q? Step 1: a +\nStep 2: b -"},
+        {
+            "instruction": "Q?",
+            "input": "Q? Step 1: a ки\nStep 2: b ки",
+            "label": "Q? Step 1: a +\nStep 2: b -",
+        },
         {"instruction": "Q?", "input": "Q? Step 1: c ки", "label": "Q? Step 1: c +"},
     ]
 
@@ -147,7 +160,12 @@ def test_format_prm_trl_layout_and_single_solution_rows() -> None:
     assert step.outputs == ["prompt", "completions", "labels"]
     rows = next(step.process([{"instruction": "Q?", "solutions": ["Step 1: a +", "Step 2: b -"]}]))
     assert rows == [
-        {"instruction": "Q?", "prompt": "Q?", "completions": ["Step 1: a", "Step 2: b"], "labels": [True, False]}
+        {
+            "instruction": "Q?",
+            "prompt": "Q?",
+            "completions": ["Step 1: a", "Step 2: b"],
+            "labels": [True, False],
+        }
     ]
     with pytest.raises(ColumnTypeError, match="does not end with one of the tags"):
         next(step.process([{"instruction": "Q", "solutions": ["Step 1: untagged"]}]))

@@ -14,10 +14,7 @@ def import_optional(module: str, package: str, step: str | None, kind: str) -> A
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"Step {step!r} ({kind}) needs {package}: pip install \"alambic[clustering]\" "
-            f"(or pip install {package})."
-        ) from exc
+        raise MissingDependencyError(f"Step {step!r} ({kind})", package, "clustering") from exc
 
 
 def vectors(rows: list[Row], column: str, step: str | None, kind: str) -> Any:

@@ -44,9 +44,10 @@ class TruncateTextColumn(Step):
                 from transformers import AutoTokenizer
             except ImportError as exc:
                 raise MissingDependencyError(
-                    f"Step {self.name!r} (TruncateTextColumn): truncating by tokens needs "
-                    'transformers: pip install "alambic[transformers]" (or drop tokenizer= to '
-                    "truncate by characters)."
+                    f"Step {self.name!r} (TruncateTextColumn) with tokenizer= (drop it to "
+                    "truncate by characters)",
+                    "transformers",
+                    "transformers",
                 ) from exc
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
 

@@ -16,6 +16,7 @@ against deliberately hostile native code (run such libraries in a container).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -165,10 +166,8 @@ class APIGenExecutionChecker(Step):
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _describe_exit(code: int | None, stderr: str) -> str:

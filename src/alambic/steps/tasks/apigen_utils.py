@@ -15,6 +15,7 @@ expect, to write training conversations in the format of the model being tuned.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -86,10 +87,8 @@ def _spec(node: ast.FunctionDef) -> dict[str, Any]:
         if default is None:
             required.append(arg.arg)
         else:
-            try:
+            with contextlib.suppress(ValueError):
                 prop["default"] = ast.literal_eval(default)
-            except ValueError:
-                pass
         properties[arg.arg] = prop
     return {
         "type": "function",
@@ -132,7 +131,9 @@ def function_rows(libpath: str | Path) -> list[dict[str, Any]]:
 
 def openai_tools(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Specs in the OpenAI ``tools`` format (what :func:`describe_functions` returns)."""
-    return [s if s.get("type") == "function" else {"type": "function", "function": s} for s in specs]
+    return [
+        s if s.get("type") == "function" else {"type": "function", "function": s} for s in specs
+    ]
 
 
 def anthropic_tools(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -63,9 +63,7 @@ class CLAIR(Task):
             raise ReplyParseError("the LLM returned no text")
         labels = ["Reasoning", "Corrected answer", "Corrected solution", "Revision"]
         sections = parse_sections(output, labels)
-        revision = next(
-            (sections[k] for k in labels[1:] if sections.get(k, "").strip()), None
-        )
+        revision = next((sections[k] for k in labels[1:] if sections.get(k, "").strip()), None)
         if revision is None:
             raise ReplyParseError(
                 f"the reply has no '## Corrected answer' section: {preview(output)!r}"

@@ -68,7 +68,11 @@ class FormatPRM(Step):
         good, bad = self.tags
         steps_input = "\n".join(f"{text} {self.step_token}" for text, _ in parts)
         steps_label = "\n".join(f"{text} {good if ok else bad}" for text, ok in parts)
-        return {**base, "input": f"{instruction} {steps_input}", "label": f"{instruction} {steps_label}"}
+        return {
+            **base,
+            "input": f"{instruction} {steps_input}",
+            "label": f"{instruction} {steps_label}",
+        }
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         rows: list[Row] = []

@@ -87,8 +87,7 @@ class TextClustering(Task):
             raw = [raw]
         if not isinstance(raw, list):
             raise ReplyParseError(
-                f"the reply's JSON has no 'labels' list (keys: {sorted(data)}): "
-                f"{preview(output)!r}"
+                f"the reply's JSON has no 'labels' list (keys: {sorted(data)}): {preview(output)!r}"
             )
         labels = [str(item).strip() for item in raw if str(item).strip()][: self.n]
         if not labels:
@@ -123,7 +122,7 @@ class TextClustering(Task):
             generated = self.llm.generate([prompts[c] for c in clusters], num_generations=1)
             outputs = dict(zip(clusters, generated, strict=True))
         result: list[Row] = []
-        for i, row in enumerate(rows):
+        for row in rows:
             label = row["cluster_label"]
             if label == -1:
                 noise: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}

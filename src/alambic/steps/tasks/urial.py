@@ -43,9 +43,7 @@ class URIAL(Task):
         conversation = input.get("conversation")
         if conversation is not None:
             if not isinstance(conversation, list) or not all(
-                isinstance(m, dict)
-                and m.get("role") in ROLES
-                and isinstance(m.get("content"), str)
+                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
                 for m in conversation
             ):
                 raise ColumnTypeError(
