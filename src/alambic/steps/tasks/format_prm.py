@@ -6,9 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from alambic.errors import ColumnTypeError
+from alambic.errors import METADATA_COLUMN, ColumnTypeError
 from alambic.steps.base import Step
-from alambic.steps.tasks.base import METADATA_COLUMN
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from alambic.errors import ColumnTypeError
+from alambic.errors import METADATA_COLUMN, ColumnTypeError, ErrorKind, error_entry
 from alambic.llms.typing import ChatType, GenerateOutput, GenerationError
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._math_answers import final_answer, same_answer, split_steps
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
-from alambic.steps.tasks.base import METADATA_COLUMN, Task
+from alambic.steps.tasks.base import Task
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 FEW_SHOTS = """Problem: A baker makes 12 rolls per tray and bakes 5 trays. She sells 47 rolls. How many are left?
@@ -239,11 +239,9 @@ class MathShepherdCompleter(Task):
                     labelled.append(tagged)
             else:
                 labelled = None
-                info: GenerationError = {
-                    "type": "ReplyParseError",
-                    "kind": "format_output",
-                    "message": error,
-                }
+                info: GenerationError = error_entry(
+                    ErrorKind.FORMAT_OUTPUT, error, type="ReplyParseError"
+                )
                 meta[f"error_{self.name}"] = dict(info)
                 self._record_failure(info)
             new = {k: v for k, v in row.items() if k != METADATA_COLUMN}

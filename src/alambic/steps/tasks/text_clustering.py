@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
-from alambic.errors import ColumnTypeError
+from alambic.errors import METADATA_COLUMN, ColumnTypeError
 from alambic.llms.typing import ChatType, GenerateOutput
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
 from alambic.steps.tasks._templates import render
-from alambic.steps.tasks.base import METADATA_COLUMN, Task
+from alambic.steps.tasks.base import Task
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 
