@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "URIAL": "alambic.steps.tasks.urial",
     "EvolComplexityGenerator": "alambic.steps.tasks.evol_complexity",
     "TextClustering": "alambic.steps.tasks.text_clustering",
+    "TextGenerationWithImage": "alambic.steps.tasks.text_generation_with_image",
 }
 
 
@@ -106,4 +107,5 @@ __all__ += [  # function calling, process rewards, embedding data, style (issue 
     "MathShepherdGenerator",
     "MonolingualTripletGenerator",
     "TextClustering",
+    "TextGenerationWithImage",
 ]
