@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from alambic.llms._content import to_anthropic_content
 from alambic.llms.base import split_input
 from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of, split_known_kwargs
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
-from alambic.llms._content import to_anthropic_content
 
 if TYPE_CHECKING:
     from alambic.llms.structured import StructuredSpec

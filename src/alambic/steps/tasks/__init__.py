@@ -52,6 +52,7 @@ _LAZY: dict[str, str] = {
     "EvolComplexityGenerator": "alambic.steps.tasks.evol_complexity",
     "TextClustering": "alambic.steps.tasks.text_clustering",
     "TextGenerationWithImage": "alambic.steps.tasks.text_generation_with_image",
+    "ImageGeneration": "alambic.steps.tasks.image_generation",
 }
 
 
@@ -103,6 +104,7 @@ __all__ += [  # function calling, process rewards, embedding data, style (issue 
     "GenerateShortTextMatchingData",
     "GenerateTextClassificationData",
     "GenerateTextRetrievalData",
+    "ImageGeneration",
     "MathShepherdCompleter",
     "MathShepherdGenerator",
     "MonolingualTripletGenerator",
