@@ -19,6 +19,7 @@ PAGES = [
     "embedding-data.md",
     "preference-and-style.md",
     "data-steps.md",
+    "images.md",
 ]
 
 
@@ -51,6 +52,7 @@ def blocks(page: str) -> list[str]:
         ),
         ("preference-and-style.md", ["CLAIR(", "URIAL(", "EvolComplexityGenerator("]),
         ("data-steps.md", ["DataSampler(", "make_generator_step(", "TruncateTextColumn(", "UMAP("]),
+        ("images.md", ["TextGenerationWithImage(", "ImageGeneration(", "OpenAIImageGeneration("]),
     ],
 )
 def test_every_page_has_examples(page: str, names: list[str]) -> None:
@@ -81,4 +83,5 @@ def test_doc_examples_run(
     assert "It is 14." in out  # CLAIR
     assert "# Assistant:" in out  # URIAL's prompt
     assert "[{'text': 'abcde'}]" in out
+    assert "data:image/png;base64," in out  # TextGenerationWithImage
     assert os.path.exists(tmp_path / "tools.py")
