@@ -55,7 +55,9 @@ def test_recipe_on_a_server_runs_and_checks_the_calls(
     openai_server_factory: Callable[..., Any],
 ) -> None:
     server = openai_server_factory(reply=reply)
-    distiset = load_example().main(["--base-url", server.base_url, "--model", "m"])
+    distiset = load_example().main(
+        ["--base-url", server.base_url, "--model", "m", "--timeout", "30"]
+    )
     train = distiset["default"]["train"]
     assert train.column_names == load_example().OUTPUT_COLUMNS
     rows = {r["func_name"]: r for r in train.to_list()}
@@ -76,7 +78,9 @@ def test_recipe_on_a_server_runs_and_checks_the_calls(
 
 def test_recipe_drop_failed_keeps_verified_rows(openai_server_factory: Callable[..., Any]) -> None:
     server = openai_server_factory(reply=reply)
-    distiset = load_example().main(["--base-url", server.base_url, "--model", "m", "--drop-failed"])
+    distiset = load_example().main(
+        ["--base-url", server.base_url, "--model", "m", "--drop-failed", "--timeout", "30"]
+    )
     names = sorted(distiset["default"]["train"]["func_name"])
     assert names == ["convert_temperature", "word_count"]
 

@@ -261,6 +261,7 @@ def test_tool_formats() -> None:
 
 
 def execute(library: Path, rows: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+    kw.setdefault("timeout", 30)  # generous: a busy CI machine starts Python slowly
     step = APIGenExecutionChecker(name="exec", libpath=str(library), **kw)
     step.load()
     return next(step.process(rows))
