@@ -182,3 +182,24 @@ def test_batch_api_llm_is_priced_at_the_batch_rate(openai_server: OpenAITestServ
     assert t.cost == t.batch_cost == standard / 2
     assert t.seconds is None
     assert "24 h" in t.time_basis
+
+
+def test_raw_completion_task_counts_its_requests(openai_server: OpenAITestServer) -> None:
+    from alambic.steps.tasks import MagpieGenerator
+
+    with Pipeline(name="estimate-magpie") as pipeline:
+        MagpieGenerator(
+            name="magpie",
+            llm=OpenAILLM(
+                model="m", base_url=openai_server.base_url, generation_kwargs={"max_new_tokens": 4}
+            ),
+            num_rows=5,
+            batch_size=2,
+            pre_query_template="chatml",
+            only_instruction=True,
+        )
+    estimate = pipeline.estimate().step("magpie")
+    assert openai_server.stats["total_requests"] == 0
+    pipeline.run(use_cache=False, show_progress=False, storage=False)
+    assert estimate.requests == openai_server.stats["total_requests"]
+    assert openai_server.stats["paths"] == {"/v1/completions": estimate.requests}

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import PrivateAttr
 
@@ -305,6 +305,20 @@ class _Measures:
         return self  # replicas of a task (deep copies) record into the same lists
 
 
+class _StandInRawLLM(_StandInLLM):
+    """The stand-in of an LLM that also continues raw prompts (Magpie, URIAL)."""
+
+    supports_raw_completion: ClassVar[bool] = True
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        return [
+            self._reply([{"role": "user", "content": p}], num_generations, generation_kwargs)
+            for p in prompts
+        ]
+
+
 class _SampleLLM(AsyncLLM):
     """Forwards to the real LLM and records reply lengths and request latency."""
 
@@ -353,6 +367,22 @@ class _SampleLLM(AsyncLLM):
         return out
 
 
+class _SampleRawLLM(_SampleLLM):
+    supports_raw_completion: ClassVar[bool] = True
+
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        started = time.perf_counter()
+        outs = self._inner.complete(prompts, num_generations, **generation_kwargs)
+        self._measures.latencies.append((time.perf_counter() - started) / max(1, len(prompts)))
+        for out in outs:
+            self._measures.output_tokens.extend(
+                t for t in out["statistics"]["output_tokens"] if t is not None
+            )
+        return outs
+
+
 @contextmanager
 def _swapped(pipeline: Pipeline, make: Any) -> Iterator[dict[str, Any]]:
     """Give every task ``make(name, llm)`` as its LLM for the block, then the real one back."""
@@ -397,7 +427,8 @@ def _sample(
     """Per task: mean reply tokens and mean request seconds over a real run of ``rows``."""
 
     def wrap(_name: str, llm: LLM) -> _SampleLLM:
-        sample = _SampleLLM(max_concurrency=getattr(llm, "max_concurrency", None) or 64)
+        kind = _SampleRawLLM if getattr(llm, "supports_raw_completion", False) else _SampleLLM
+        sample = kind(max_concurrency=getattr(llm, "max_concurrency", None) or 64)
         sample._inner = llm
         return sample
 
@@ -456,7 +487,8 @@ def estimate_pipeline(
         counter = token_counter_for(llm, (token_counters or {}).get(name))
         tally = _Tally(llm, counter, pricing_for(llm), expected, cap)
         tallies[name] = tally
-        made = _StandInLLM(max_concurrency=getattr(llm, "max_concurrency", None) or 64)
+        kind = _StandInRawLLM if getattr(llm, "supports_raw_completion", False) else _StandInLLM
+        made = kind(max_concurrency=getattr(llm, "max_concurrency", None) or 64)
         made._tally = tally
         return made
 
