@@ -59,6 +59,11 @@ class AzureOpenAILLM(OpenAILLM):
             timeout=self.timeout,
         )
 
+    batch_endpoint: ClassVar[str] = "/chat/completions"
+
+    def _make_batch_client(self) -> Any:
+        return self._make_client().with_options(max_retries=2)
+
     def require_sdk(self) -> Any:
         from alambic.utils.imports import require
 

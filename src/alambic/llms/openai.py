@@ -170,23 +170,29 @@ class OpenAILLM(AsyncLLM):
         loop_id = id(asyncio.get_running_loop())
         batcher = self._batchers.get(loop_id)
         if batcher is None:
-            # the SDK's own HTTP client: file uploads need its multipart handling
-            openai = require("openai", feature=type(self).__name__, extra=self.extra_name)
-            client = openai.AsyncOpenAI(
-                api_key=self.resolved_api_key(),
-                base_url=self.resolved_base_url(),
-                max_retries=2,
-                timeout=self.timeout or 120.0,
-            )
             batcher = self._batchers[loop_id] = OpenAIBatcher(
-                client,
+                self._make_batch_client(),
                 BatchJobJournal(cache_dir(), self.resolved_base_url()),
                 max_requests=self.batch_max_requests,
                 collect_s=self.batch_collect_s,
                 poll_s=self.batch_poll_s,
                 poll_max_s=self.batch_poll_max_s,
+                endpoint=self.batch_endpoint,
             )
         return batcher
+
+    batch_endpoint: ClassVar[str] = "/v1/chat/completions"
+    """The ``url`` of a batch line and the job's ``endpoint``, as this API names them."""
+
+    def _make_batch_client(self) -> Any:
+        """The SDK's client with its own HTTP stack (file uploads need its multipart code)."""
+        openai = require("openai", feature=type(self).__name__, extra=self.extra_name)
+        return openai.AsyncOpenAI(
+            api_key=self.resolved_api_key(),
+            base_url=self.resolved_base_url(),
+            max_retries=2,
+            timeout=self.timeout or 120.0,
+        )
 
     def resolved_base_url(self) -> str:
         return self.base_url or os.environ.get(self.base_url_env_var) or self.default_base_url

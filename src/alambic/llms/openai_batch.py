@@ -144,8 +144,10 @@ class OpenAIBatcher:
         collect_s: float,
         poll_s: float,
         poll_max_s: float,
+        endpoint: str = "/v1/chat/completions",
     ) -> None:
         self.client = client
+        self.endpoint = endpoint
         self.journal = journal
         self.max_requests = max_requests
         self.collect_s = collect_s
@@ -215,7 +217,7 @@ class OpenAIBatcher:
                     {
                         "custom_id": key,
                         "method": "POST",
-                        "url": "/v1/chat/completions",
+                        "url": self.endpoint,
                         "body": self.waiting[key].body,
                     },
                     ensure_ascii=False,
@@ -229,7 +231,7 @@ class OpenAIBatcher:
             await asyncio.to_thread(self.journal.set, local_id, file_id=uploaded.id)
             job = await self.client.batches.create(
                 input_file_id=uploaded.id,
-                endpoint="/v1/chat/completions",
+                endpoint=self.endpoint,
                 completion_window="24h",
                 metadata={"alambic_job": local_id},
             )

@@ -2,7 +2,8 @@
 
 Serves what the official ``openai`` SDK calls for a batch job: ``POST /v1/files`` (JSONL
 upload, multipart), ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``GET /v1/batches``
-(list, newest first), ``POST /v1/batches/{id}/cancel`` and ``GET /v1/files/{id}/content``.
+(list, newest first), ``POST /v1/batches/{id}/cancel`` and ``GET /v1/files/{id}/content``
+(and the same under Azure OpenAI's ``/openai/...`` paths).
 Each request line of a job is answered like the chat test server does (``"reply to: <last
 user message>"``, ``max_tokens`` words at most; tokens are whitespace-separated words).
 
@@ -264,6 +265,14 @@ def _multipart_file(content_type: str, body: bytes) -> tuple[bytes, str]:
     raise ValueError("no 'file' part in the upload")
 
 
+def _route(raw: str) -> str:
+    """The path without its query; Azure's ``/openai/...`` paths as OpenAI's ``/v1/...``."""
+    path = raw.split("?")[0].rstrip("/")
+    if path.startswith("/openai/"):
+        path = "/v1/" + path.removeprefix("/openai/")
+    return path
+
+
 def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -286,7 +295,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             self._send(status, {"error": {"message": message, "type": "invalid_request_error"}})
 
         def do_GET(self) -> None:
-            path = self.path.split("?")[0].rstrip("/")
+            path = _route(self.path)
             now = time.time()
             if path == "/_stats":
                 return self._send(200, state.stats())
@@ -321,7 +330,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             return self._error(404, f"no route GET {path}")
 
         def do_POST(self) -> None:
-            path = self.path.split("?")[0].rstrip("/")
+            path = _route(self.path)
             body = self._body()
             now = time.time()
             if path == "/_config":
