@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from contextvars import Token
 
     from alambic.distiset import Distiset
+    from alambic.llms.budget import Budget
     from alambic.pipeline.estimate import Estimate
     from alambic.steps.routing import RoutingBatchFunction
 
@@ -219,13 +220,16 @@ class Pipeline:
         *,
         show_progress: bool | None = None,
         storage: bool = True,
+        budget: Budget | float | dict[str, Any] | None = None,
     ) -> Distiset:
         """Run the pipeline and return its :class:`Distiset`.
 
         ``parameters`` sets runtime parameters per step name. ``use_cache=False`` ignores what
         earlier runs committed (the request cache still answers repeated requests unless
         ``ALAMBIC_REQUEST_CACHE=0``). ``dataset`` (a list of dicts or a Hugging Face dataset)
-        feeds the root step when the pipeline has no generator.
+        feeds the root step when the pipeline has no generator. ``budget`` caps the run at
+        a number of USD, or ``Budget(usd=..., tokens=..., requests=...)``: the run stops
+        cleanly before a request that could pass it (see docs/cost.md).
         """
         from alambic.pipeline.local import LocalExecutor
 
@@ -236,6 +240,7 @@ class Pipeline:
             dataset=dataset,
             show_progress=show_progress,
             storage=storage,
+            budget=budget,
         )
         return executor.run()
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from alambic import settings
 from alambic.errors import METADATA_COLUMN, AlambicUserError, ErrorKind, error_entry, set_row_error
 from alambic.llms.base import AsyncLLM
+from alambic.llms.budget import Budget, BudgetExhausted, RunBudget, current_step
 from alambic.pipeline.progress import ProgressReporter, StepProgress
 from alambic.steps.base import GeneratorStep, Step, _Step, normalize_generator_item
 from alambic.steps.tasks.base import Task, _Task
@@ -131,6 +132,28 @@ def merge_rows(inputs: list[list[Row]]) -> list[Row]:
     return merged
 
 
+class _Abandoned(Exception):
+    """A unit not finished because the run's budget stopped it; left for the next run."""
+
+
+def _report_budget(pipeline: Pipeline, budget: RunBudget) -> None:
+    report = budget.report()
+    if pipeline.last_summary is not None:
+        pipeline.last_summary["budget"] = report
+    spent, remaining = report["total"], report["remaining"]
+    if budget.exhausted is not None:
+        logger.warning(
+            "Budget: %s. Spent %s (this run: %s); remaining %s. Run again with a higher budget "
+            "to go on: what was answered is reused, not paid again.",
+            budget.exhausted,
+            spent,
+            report["this_run"],
+            remaining,
+        )
+    else:
+        logger.info("Budget %s: spent %s; remaining %s.", budget.limit.describe(), spent, remaining)
+
+
 @dataclass
 class _Node:
     """Runtime state of one step in a run."""
@@ -162,8 +185,11 @@ class LocalExecutor:
         show_progress: bool | None = None,
         storage: bool = True,
         dry_run_rows: int | None = None,
+        budget: Any = None,
     ) -> None:
         self.pipeline = pipeline
+        self.budget_limit = budget
+        self.budget: RunBudget | None = None
         self.parameters = parameters
         self.use_cache = use_cache
         self.dataset = dataset
@@ -217,6 +243,7 @@ class LocalExecutor:
                 self.store.finish_run("finished")
                 return self._distiset()
             self._load_steps()
+            self.budget = self._open_budget()
             try:
                 self._run_loop()
             finally:
@@ -394,7 +421,32 @@ class LocalExecutor:
     # -- the loop --------------------------------------------------------------------------
 
     def _run_loop(self) -> None:
-        asyncio.run(self._arun())
+        budget = self.budget
+        token = budget.activate() if budget is not None else None
+        try:
+            asyncio.run(self._arun())
+        finally:
+            if budget is not None and token is not None:
+                budget.flush()
+                budget.deactivate(token)
+                _report_budget(self.pipeline, budget)
+
+    def _open_budget(self) -> RunBudget | None:
+        """The run's budget; its spending journal beside the run store (when there is one)."""
+        if self.budget_limit is None:
+            return None
+        from alambic.pipeline.store.spend import SpendJournal
+
+        journal = None
+        if self.store is not None:
+            journal = SpendJournal(self.store.run_dir, fresh=not self.use_cache)
+        return RunBudget(Budget.of(self.budget_limit), journal)
+
+    def _stop_for_budget(self, exc: BudgetExhausted) -> None:
+        if not self._stopping:
+            logger.warning("Stopping: %s. Work in flight finishes and is saved.", exc)
+        self._stopping = True
+        self._interrupts = max(self._interrupts, 1)
 
     async def _arun(self) -> None:
         loop = asyncio.get_running_loop()
@@ -524,6 +576,7 @@ class LocalExecutor:
     # -- one step --------------------------------------------------------------------------
 
     async def _run_node(self, node: _Node) -> None:
+        current_step().set(node.name)  # budgets account spending per step
         if node.mode == "generator":
             await self._run_generator(node)
         else:
@@ -793,7 +846,17 @@ class LocalExecutor:
             while (item := await order.get()) is not None:
                 seq, result = item
                 replayed = isinstance(result, list)
-                rows = result if isinstance(result, list) else await result
+                try:
+                    rows = result if isinstance(result, list) else await result
+                except _Abandoned:
+                    # the budget stopped the run: later units settle (their requests in
+                    # flight finish and reach the request cache) and are left for the next run
+                    while (rest := await order.get()) is not None:
+                        if not isinstance(rest[1], list):
+                            with contextlib.suppress(_Abandoned):
+                                await rest[1]
+                        slots.release()
+                    break
                 if held is not None and not held[2]:
                     self._commit(node, held[0], held[1], last=False)
                 held = (seq, rows, replayed)
@@ -838,6 +901,9 @@ class LocalExecutor:
             # requests are bounded by the LLM's scheduler, not by copies of the step
             try:
                 return await self._call_step(node, node.step, inputs)
+            except BudgetExhausted as exc:  # this unit is left for the next run
+                self._stop_for_budget(exc)
+                raise _Abandoned from exc
             except Exception as exc:
                 return self._failed_unit(node, inputs, exc)
         step = await replicas.get()
