@@ -48,6 +48,8 @@ class Distiset(dict[str, Any]):
         super().__init__(data or {})
         self.pipeline_yaml = pipeline_yaml
         """The pipeline's YAML definition (secrets masked), or ``None`` if unknown."""
+        self.spend: dict[str, dict[str, Any]] | None = None
+        """Per ``"step (model)"``: requests, tokens and USD the run spent (see docs/cost.md)."""
 
     # -- building ----------------------------------------------------------------------------
 
@@ -308,6 +310,8 @@ class Distiset(dict[str, Any]):
                     "```",
                     "",
                 ]
+        if self.spend:
+            lines += _spend_section(self.spend)
         if self.pipeline_yaml is not None:
             lines += [
                 "## Pipeline",
@@ -339,6 +343,26 @@ class Distiset(dict[str, Any]):
             lines.append("    })")
         lines.append("})")
         return "\n".join(lines)
+
+
+def _spend_section(spend: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "## Cost of the run that made it",
+        "",
+        "| step (model) | requests | input tokens | output tokens | USD |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in spend.items():
+        usd = entry.get("usd")
+        lines.append(
+            f"| {name} | {entry.get('requests', 0):,} | {entry.get('input_tokens', 0):,} | "
+            f"{entry.get('output_tokens', 0):,} | "
+            + ("unknown" if usd is None else f"{usd:.4f}")
+            + " |"
+        )
+    prices = sorted({str(e["price"]) for e in spend.values() if e.get("price")})
+    lines += ["", *(f"- prices: {p}" for p in prices), ""]
+    return lines
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -130,3 +130,24 @@ def test_budget_survives_sigkill_then_rerun_exactly_k(
     assert result["budget"]["earlier_runs"]["requests"] == sent_by_killed_run
     assert result["budget"]["total"]["requests"] == 17
     assert len(result["rows"]) <= 13
+
+
+def test_spend_without_a_budget_in_summary_and_card(openai_server: OpenAITestServer) -> None:
+    pipeline = _pipeline(openai_server.base_url, 9)
+    distiset = pipeline.run(show_progress=False)
+    stats = openai_server.stats
+    summary = pipeline.last_summary or {}
+    assert "budget" not in summary
+    entry = summary["spend"]["gen (test-model)"]
+    assert entry["requests"] == 9
+    assert (entry["input_tokens"], entry["output_tokens"]) == (
+        stats["prompt_tokens"],
+        stats["completion_tokens"],
+    )
+    expected = (stats["prompt_tokens"] * 3 + stats["completion_tokens"] * 15) / 10**6
+    assert entry["usd"] == pytest.approx(expected)
+    assert "price_per_million_input/output on OpenAILLM" in entry["price"]
+    card = distiset.dataset_card()
+    assert "## Cost of the run that made it" in card
+    assert f"| gen (test-model) | 9 | {stats['prompt_tokens']} |" in card
+    assert f"{expected:.4f}" in card

@@ -138,6 +138,7 @@ class Journal(Protocol):
 class _Account:
     settled: Spend = field(default_factory=Spend)
     in_flight: Spend = field(default_factory=Spend)
+    llm: Any = None
 
 
 class Ticket:
@@ -149,7 +150,7 @@ class Ticket:
         self,
         budget: RunBudget,
         key: tuple[str, str],
-        pricing: Pricing,
+        pricing: Pricing | None,
         worst: Spend,
         batch: bool = False,
     ) -> None:
@@ -194,6 +195,12 @@ class RunBudget:
             for spend in journal.load().values():
                 self.earlier.add(spend)
 
+    @property
+    def capped(self) -> bool:
+        """Whether a cap is set (otherwise spending is only counted, for the summary)."""
+        limit = self.limit
+        return limit.usd is not None or limit.tokens is not None or limit.requests is not None
+
     # -- entering and leaving a run --------------------------------------------------------
 
     def activate(self) -> contextvars.Token[RunBudget | None]:
@@ -208,12 +215,10 @@ class RunBudget:
     def ticket(self, llm: LLM, messages: Any, n: int, max_tokens: Any) -> Ticket:
         """The worst case of one request: prompt bytes (a byte-level tokenizer never makes
         more tokens than bytes) and ``max_tokens`` per reply."""
-        from alambic.llms.pricing import pricing_for
-
-        pricing = self._pricing.get(id(llm))
-        if pricing is None:
-            pricing = self._pricing[id(llm)] = pricing_for(llm)
         key = (_STEP.get() or "?", llm.model_name)
+        if key not in self.accounts:
+            with self._lock:
+                self.accounts.setdefault(key, _Account(llm=llm))
         if max_tokens is None and (self.limit.usd is not None or self.limit.tokens is not None):
             raise BudgetExhausted(
                 f"{type(llm).__name__}(model={llm.model_name!r}) in step {key[0]!r} has no "
@@ -223,8 +228,19 @@ class RunBudget:
         input_tokens = _prompt_bytes(messages)
         output_tokens = n * int(max_tokens or 0)
         batch = bool(getattr(llm, "use_batch_api", False))
+        if not self.capped:  # only counted: priced once, at the end (off the hot path)
+            return Ticket(self, key, None, Spend(1, input_tokens, output_tokens), batch)
+        pricing = self._pricing_of(llm)
         usd = pricing.cost(input_tokens, output_tokens, batch=batch)
         return Ticket(self, key, pricing, Spend(1, input_tokens, output_tokens, usd), batch)
+
+    def _pricing_of(self, llm: LLM) -> Pricing:
+        from alambic.llms.pricing import pricing_for
+
+        pricing = self._pricing.get(id(llm))
+        if pricing is None:
+            pricing = self._pricing[id(llm)] = pricing_for(llm)
+        return pricing
 
     def _reserve(self, ticket: Ticket) -> None:
         with self._lock:
@@ -232,6 +248,7 @@ class RunBudget:
                 raise BudgetExhausted(self.exhausted)
             worst = ticket.worst
             if worst.usd is None and self.limit.usd is not None:
+                assert ticket.pricing is not None
                 self.exhausted = (
                     f"step {ticket.key[0]!r} ({ticket.key[1]}) has an {ticket.pricing.describe()}"
                     f"; a USD budget cannot be kept without it"
@@ -246,10 +263,11 @@ class RunBudget:
                     f"the {over} to {_amount(total, over)}"
                 )
                 raise BudgetExhausted(self.exhausted)
-            account = self.accounts.setdefault(ticket.key, _Account())
+            account = self.accounts[ticket.key]
             account.in_flight.add(worst)
-            self._dirty.add(ticket.key)
-            self._flush_locked()  # durable before the request leaves
+            if self.journal is not None:
+                self._dirty.add(ticket.key)
+                self._flush_locked()  # durable before the request leaves
 
     def _release(self, ticket: Ticket, *, sent: bool) -> None:
         with self._lock:
@@ -257,18 +275,24 @@ class RunBudget:
             account.in_flight.add(ticket.worst, -1)
             if sent:
                 account.settled.requests += 1
-            self._dirty.add(ticket.key)
+            if self.journal is not None:
+                self._dirty.add(ticket.key)
 
     def _settle(self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None) -> None:
         worst = ticket.worst
         used_in = worst.input_tokens if input_tokens is None else input_tokens
         used_out = worst.output_tokens if output_tokens is None else output_tokens
-        usd = ticket.pricing.cost(used_in, used_out, batch=ticket.batch)
+        usd = (
+            Decimal(0)
+            if ticket.pricing is None
+            else ticket.pricing.cost(used_in, used_out, batch=ticket.batch)
+        )
         with self._lock:
             account = self.accounts[ticket.key]
             account.in_flight.add(worst, -1)
             account.settled.add(Spend(1, used_in, used_out, usd))
-            self._dirty.add(ticket.key)
+            if self.journal is not None:
+                self._dirty.add(ticket.key)
 
     # -- totals ----------------------------------------------------------------------------
 
@@ -323,18 +347,41 @@ class RunBudget:
                 remaining["tokens"] = max(0, self.limit.tokens - total.tokens)
             if self.limit.requests is not None:
                 remaining["requests"] = max(0, self.limit.requests - total.requests)
+            by_step = {
+                f"{step} ({model})": self._priced(account)
+                for (step, model), account in sorted(self.accounts.items())
+            }
+            this_run = self.spent().to_dict()
+            if not self.capped:  # priced at the end: the sum of the accounts' prices
+                usds = [entry["usd"] for entry in by_step.values()]
+                this_run["usd"] = None if None in usds else sum(usds)
+                total = self.spent()
+                total.usd = None if this_run["usd"] is None else Decimal(str(this_run["usd"]))
             return {
                 "limit": self.limit.model_dump(exclude_none=True),
                 "earlier_runs": self.earlier.to_dict(),
-                "this_run": self.spent().to_dict(),
+                "this_run": this_run,
                 "total": total.to_dict(),
                 "remaining": remaining,
                 "stopped": self.exhausted,
-                "by_step": {
-                    f"{step} ({model})": account.settled.to_dict()
-                    for (step, model), account in sorted(self.accounts.items())
-                },
+                "by_step": by_step,
             }
+
+    def _priced(self, account: _Account) -> dict[str, Any]:
+        out = account.settled.to_dict()
+        if account.llm is None:
+            return out
+        pricing = self._pricing_of(account.llm)
+        if not self.capped:  # counted only: price the totals now
+            settled = account.settled
+            usd = pricing.cost(
+                settled.input_tokens,
+                settled.output_tokens,
+                batch=bool(getattr(account.llm, "use_batch_api", False)),
+            )
+            out["usd"] = None if usd is None else float(usd)
+        out["price"] = pricing.describe()
+        return out
 
 
 def _prompt_bytes(messages: Any) -> int:

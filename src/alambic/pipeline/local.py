@@ -137,9 +137,15 @@ class _Abandoned(Exception):
 
 
 def _report_budget(pipeline: Pipeline, budget: RunBudget) -> None:
+    if not budget.accounts:
+        return
     report = budget.report()
     if pipeline.last_summary is not None:
-        pipeline.last_summary["budget"] = report
+        pipeline.last_summary["spend"] = report["by_step"]
+        if budget.capped:
+            pipeline.last_summary["budget"] = report
+    if not budget.capped:
+        return
     spent, remaining = report["total"], report["remaining"]
     if budget.exhausted is not None:
         logger.warning(
@@ -190,6 +196,7 @@ class LocalExecutor:
         self.pipeline = pipeline
         self.budget_limit = budget
         self.budget: RunBudget | None = None
+        """What this run's requests spent (and its cap, if ``run(budget=...)``)."""
         self.parameters = parameters
         self.use_cache = use_cache
         self.dataset = dataset
@@ -431,10 +438,10 @@ class LocalExecutor:
                 budget.deactivate(token)
                 _report_budget(self.pipeline, budget)
 
-    def _open_budget(self) -> RunBudget | None:
+    def _open_budget(self) -> RunBudget:
         """The run's budget; its spending journal beside the run store (when there is one)."""
-        if self.budget_limit is None:
-            return None
+        if self.budget_limit is None:  # spending is still counted, for the summary
+            return RunBudget(None)
         from alambic.pipeline.store.spend import SpendJournal
 
         journal = None
@@ -567,11 +574,14 @@ class LocalExecutor:
         assert self._data_dir is not None
         leaves = [n for n, node in self.nodes.items() if not node.succs]
         dirs = {leaf: self._data_dir / leaf for leaf in leaves}
-        return Distiset.from_parquet(
+        distiset = Distiset.from_parquet(
             dirs,
             pipeline_yaml=self.pipeline.to_yaml(),
             keep_metadata=self.pipeline.enable_metadata,
         )
+        if self.budget is not None and self.budget.accounts:
+            distiset.spend = (self.pipeline.last_summary or {}).get("spend")
+        return distiset
 
     # -- one step --------------------------------------------------------------------------
 
