@@ -15,8 +15,8 @@ import itertools
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from alambic.errors import PipelineValidationError, RuntimeParameterError
