@@ -84,12 +84,16 @@ def create_app(source: Source, others: dict[str, Source] | None = None) -> Any:
             raise ViewerError(f"{other.label} has no step {step!r}; it has {other.steps()}")
         return JSONResponse(queries.diff(other, source, step))
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def on_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     app = Starlette(
         routes=[
             Route("/", index),
+            Route("/favicon.ico", favicon),
             Route("/api/info", info),
             Route("/api/rows", rows),
             Route("/api/row", row),
