@@ -46,7 +46,9 @@ def alambic(workdir: Path) -> Run:
         "COLUMNS": "200",
     }
 
-    def run(*args: str, check: int | None = 0, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check: int | None = 0, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "alambic", *args],
             cwd=workdir,

@@ -38,7 +38,8 @@ def test_no_arguments_prints_help(alambic: Run) -> None:
 def test_info_shows_dag_mermaid_columns_parameters_and_llm(alambic: Run) -> None:
     out = alambic("info", "pipe.py").stdout
     assert "load_data_from_dicts_0 -> gen" in out
-    assert "graph TD" in out and "load_data_from_dicts_0 --> gen" in out
+    assert "graph TD" in out
+    assert "load_data_from_dicts_0 --> gen" in out
     assert "inputs:  instruction, system_prompt (optional)" in out
     assert "outputs: generation, model_name" in out
     assert "input_batch_size = 50  How many rows each call to process() receives." in out
@@ -57,7 +58,13 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
     alambic("run", "failing.py", "--allow-failures")
     lines = alambic("runs", "list").stdout.splitlines()
     assert lines[0].split("\t") == [
-        "pipeline", "definition", "run", "status", "started", "rows this run", "failed rows"
+        "pipeline",
+        "definition",
+        "run",
+        "status",
+        "started",
+        "rows this run",
+        "failed rows",
     ]
     first, second = (line.split("\t") for line in lines[1:3])
     assert first[0] == second[0] == "cli-demo"
@@ -71,7 +78,8 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
     assert "failed rows: 1" in shown
     assert "name: cli-demo" in alambic("runs", "show", second[1], "--yaml").stdout
     proc = alambic("runs", "show", "nope", check=1)
-    assert proc.stderr.startswith("error: ") and "nope" in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "nope" in proc.stderr
     assert "deleted 1 run(s)" in alambic("runs", "rm", ref).stdout
     assert len(alambic("runs", "list").stdout.splitlines()) == 2
     proc = alambic("runs", "rm", check=1)

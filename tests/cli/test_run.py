@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from typing import Any
 
 Run = Any
 
@@ -45,7 +44,8 @@ def test_yaml_json_and_distiset_folder_run_the_same_definition(alambic: Run, wor
 def test_param_overrides_are_typed_and_checked(alambic: Run, workdir: Path) -> None:
     proc = alambic("run", "pipe.py", "-p", "gen.input_bach_size=2", check=1)
     assert "did you mean 'input_batch_size'" in proc.stderr.lower()
-    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
     proc = alambic("run", "pipe.py", "-p", "ge.input_batch_size=2", check=1)
     assert "no step 'ge'. Did you mean 'gen'?" in proc.stderr
     proc = alambic("run", "pipe.py", "-p", "gen.input_batch_size=lots", check=1)
@@ -132,8 +132,13 @@ def test_push_to_the_local_hub_server(alambic: Run) -> None:
 
     with HubTestServer() as hub:
         proc = alambic(
-            "run", "pipe.py", "--push-to-hub", "me/data", HF_HUB_OFFLINE="0",
-            HF_ENDPOINT=hub.url, HF_TOKEN="hf_test",
+            "run",
+            "pipe.py",
+            "--push-to-hub",
+            "me/data",
+            HF_HUB_OFFLINE="0",
+            HF_ENDPOINT=hub.url,
+            HF_TOKEN="hf_test",
         )
         assert "pushed to me/data" in proc.stderr
         assert any(name.endswith(".parquet") for name in hub.list_files("me/data"))

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from tests.viewer.conftest import chromium_path
 
 pytestmark = pytest.mark.slow
@@ -30,13 +29,17 @@ def test_page_in_chromium(served: str) -> None:
         page.select_option("#column", "instruction")
         page.fill("#value", "question 42")
         page.click("#apply")
-        page.wait_for_function("document.querySelector('#pager-info').textContent === 'rows 1–1 of 1'")
+        page.wait_for_function(
+            "document.querySelector('#pager-info').textContent === 'rows 1–1 of 1'"
+        )
         assert "question 42" in page.inner_text("#rows tbody")
         # failed rows, and the lineage of one shows its error
         page.fill("#value", "")
         page.select_option("#failure", "any")
         page.click("#apply")
-        page.wait_for_function("document.querySelector('#pager-info').textContent === 'rows 1–11 of 11'")
+        page.wait_for_function(
+            "document.querySelector('#pager-info').textContent === 'rows 1–11 of 11'"
+        )
         page.locator("#rows tbody tr").first.click()
         page.wait_for_selector("#lineage .error")
         assert "question 7" in page.inner_text("#lineage .error")

@@ -14,7 +14,8 @@ def test_endpoints(served: str) -> None:
     assert served.startswith("http://127.0.0.1:")
     with httpx.Client(base_url=served, timeout=30) as client:
         page = client.get("/")
-        assert page.status_code == 200 and "alambic viewer" in page.text
+        assert page.status_code == 200
+        assert "alambic viewer" in page.text
         assert client.get("/static/app.js").status_code == 200
         info = client.get("/api/info").json()
         assert [s["name"] for s in info["steps"]] == ["load_data_from_dicts_0", "gen"]
@@ -27,7 +28,8 @@ def test_endpoints(served: str) -> None:
             "/api/rows", params={"step": "gen", "column": "instruction", "value": "question 11"}
         ).json()
         assert [r["values"]["instruction"] for r in hits["rows"]] == [
-            "question 11", *[f"question {i}" for i in range(110, 120)]
+            "question 11",
+            *[f"question {i}" for i in range(110, 120)],
         ]
         failed = client.get("/api/rows", params={"step": "gen", "failure": "any"}).json()
         assert failed["total"] == 11  # question 7 and 70-79
@@ -38,7 +40,8 @@ def test_endpoints(served: str) -> None:
         call = next(c for c in lineage["calls"] if c["name"] == "gen")
         assert "question 7" in str(call["raw_input"])
         groups = client.get("/api/failures", params={"step": "gen"}).json()
-        assert groups["failed_rows"] == 11 and groups["groups"][0]["examples"] == [7, 70, 71]
+        assert groups["failed_rows"] == 11
+        assert groups["groups"][0]["examples"] == [7, 70, 71]
         diff = client.get("/api/diff", params={"step": "gen"}).json()
         assert diff["rows_a"] == diff["rows_b"] == 120
         assert diff["changed_rows"] == 120
@@ -51,7 +54,8 @@ def test_endpoints(served: str) -> None:
         assert any(p["title"] == "rows over time" or "tokens" in p["title"] for p in plots)
         assert all(p["svg"].lstrip().startswith("<?xml") for p in plots)
         bad = client.get("/api/rows", params={"step": "nope"})
-        assert bad.status_code == 400 and "nope" in bad.json()["error"]
+        assert bad.status_code == 400
+        assert "nope" in bad.json()["error"]
         assert client.post("/api/rows").status_code == 405  # read-only
 
 
@@ -63,7 +67,9 @@ def test_paging_100k_rows_reads_only_the_page(tmp_path: Path) -> None:
     from alambic.viewer.queries import rows_page
 
     with Pipeline(name="big") as pipeline:
-        LoadDataFromDicts(data=[{"n": i, "text": f"row {i}"} for i in range(100_000)], batch_size=500)
+        LoadDataFromDicts(
+            data=[{"n": i, "text": f"row {i}"} for i in range(100_000)], batch_size=500
+        )
     pipeline.run(show_progress=False)
     source: Any = open_target("big")
     start = time.perf_counter()
@@ -73,7 +79,8 @@ def test_paging_100k_rows_reads_only_the_page(tmp_path: Path) -> None:
     assert [r["values"]["n"] for r in page["rows"]] == list(range(99_950, 100_000))
     assert elapsed < 1.0, elapsed
     found = rows_page(source, "load_data_from_dicts_0", 0, 10, column="text", value="row 99999")
-    assert found["total"] == 1 and found["rows"][0]["index"] == 99_999
+    assert found["total"] == 1
+    assert found["rows"][0]["index"] == 99_999
 
 
 def test_distiset_folder(tmp_path: Path) -> None:

@@ -75,9 +75,7 @@ def _from_python(path: Path, attribute: str | None) -> Pipeline:
     members = vars(module)
     if attribute is not None:
         if attribute not in members:
-            raise CLIError(
-                f"{path} has no {attribute!r}.{_did_you_mean(attribute, list(members))}"
-            )
+            raise CLIError(f"{path} has no {attribute!r}.{_did_you_mean(attribute, list(members))}")
         candidates = {attribute: members[attribute]}
     else:
         candidates = {k: v for k, v in members.items() if isinstance(v, Pipeline)}

@@ -26,9 +26,12 @@ def register(app: typer.Typer) -> None:
 
 
 def info_command(
-    pipeline: Annotated[str, typer.Argument(help="FILE.py[:NAME], FILE.yaml, FILE.json or a Distiset folder.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="FILE.py[:NAME], FILE.yaml, FILE.json or a Distiset folder.")
+    ],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="text (default), mermaid (only the graph) or json.")
+        str,
+        typer.Option("--format", "-f", help="text (default), mermaid (only the graph) or json."),
     ] = "text",
     allow_module: Annotated[
         list[str] | None,

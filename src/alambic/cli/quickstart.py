@@ -23,7 +23,9 @@ def quickstart_command(
     ] = None,
     base_url: Annotated[
         str | None,
-        typer.Option("--base-url", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+        typer.Option(
+            "--base-url", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
+        ),
     ] = None,
     num_rows: Annotated[
         int | None, typer.Option("--num-rows", help="How many instructions to answer.")

@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
 
 
 def run_command(
-    pipeline: Annotated[str, typer.Argument(help="FILE.py[:NAME], FILE.yaml, FILE.json or a Distiset folder.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="FILE.py[:NAME], FILE.yaml, FILE.json or a Distiset folder.")
+    ],
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -51,9 +53,13 @@ def run_command(
     ] = None,
     push_to_hub: Annotated[
         str | None,
-        typer.Option("--push-to-hub", help="Push the Distiset to this Hub dataset repo (user/name)."),
+        typer.Option(
+            "--push-to-hub", help="Push the Distiset to this Hub dataset repo (user/name)."
+        ),
     ] = None,
-    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: a private repo.")] = False,
+    private: Annotated[
+        bool, typer.Option("--private", help="With --push-to-hub: a private repo.")
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Run every step on one batch of one row, without caching."),

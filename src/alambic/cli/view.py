@@ -24,7 +24,9 @@ def view_command(
         list[str] | None,
         typer.Option("--diff", help="Another run or Distiset folder to compare with. Repeatable."),
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")] = 0,
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")
+    ] = 0,
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the page in a browser.")
     ] = False,

@@ -125,8 +125,7 @@ class ProgressReporter:
         data = self.summary()
         failed = sum(s["failed_rows"] for s in data["steps"].values())
         lines = [
-            f"[{self.pipeline_name}] run summary: {data['elapsed_s']:.1f} s, "
-            f"{failed} failed row(s)"
+            f"[{self.pipeline_name}] run summary: {data['elapsed_s']:.1f} s, {failed} failed row(s)"
         ]
         for name, s in data["steps"].items():
             text = (

@@ -246,9 +246,9 @@ def _leaf_names(pipeline_yaml: str) -> set[str] | None:
     import yaml
 
     try:
-        data = yaml.safe_load(pipeline_yaml) if pipeline_yaml else None
+        data: Any = yaml.safe_load(pipeline_yaml) if pipeline_yaml else None
         steps = data["pipeline"]["steps"]
-        return {s["name"] for s in steps if not s.get("connections")}
+        return {str(s["name"]) for s in steps if not s.get("connections")}
     except (yaml.YAMLError, KeyError, TypeError):
         return None
 

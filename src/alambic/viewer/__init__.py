@@ -48,7 +48,9 @@ def _server(source: Source, others: dict[str, Source], port: int) -> Any:
 
 
 @contextmanager
-def running(source: Source, others: dict[str, Source] | None = None, port: int = 0) -> Iterator[str]:
+def running(
+    source: Source, others: dict[str, Source] | None = None, port: int = 0
+) -> Iterator[str]:
     """Serve ``source`` in a background thread; yields the page's URL."""
     _require()
     from alambic.testing.processes import free_port
@@ -80,4 +82,12 @@ def serve(source: Source, others: dict[str, Source] | None = None, port: int = 0
     server.run()
 
 
-__all__ = ["DistisetSource", "RunSource", "Source", "ViewerError", "open_target", "running", "serve"]
+__all__ = [
+    "DistisetSource",
+    "RunSource",
+    "Source",
+    "ViewerError",
+    "open_target",
+    "running",
+    "serve",
+]

@@ -104,7 +104,14 @@ def lineage(source: Source, step: str, index: int) -> dict[str, Any]:
     meta = row.get(METADATA) if isinstance(row.get(METADATA), dict) else {}
     calls: dict[str, dict[str, Any]] = {}
     for key, value in (meta or {}).items():
-        for prefix in ("raw_input_", "raw_output_", "statistics_", "error_", "latency_", "retries_"):
+        for prefix in (
+            "raw_input_",
+            "raw_output_",
+            "statistics_",
+            "error_",
+            "latency_",
+            "retries_",
+        ):
             if key.startswith(prefix):
                 calls.setdefault(key[len(prefix) :], {})[prefix.rstrip("_")] = jsonable(value)
                 break

@@ -72,8 +72,8 @@ class RunSource:
         self.signature = str(meta.get("pipeline_signature", ""))
         self.pipeline_yaml = str(meta.get("pipeline_yaml", ""))
         self.label = f"{self.pipeline_name} {self.signature[:8]}/{run_id}"
-        self._sigs = {name: sig for sig, name in pairs}
-        self._graph = _graph(self.pipeline_yaml)
+        self._sigs: dict[str, str] = {str(name): str(sig) for sig, name in pairs}
+        self._graph = _graph(self.pipeline_yaml)[1]
         self._units: dict[str, _Unit] = {}
 
     @contextlib.contextmanager
@@ -181,8 +181,7 @@ class DistisetSource:
             )
         yaml_file = folder / "pipeline.yaml"
         self.pipeline_yaml = yaml_file.read_text(encoding="utf-8") if yaml_file.is_file() else ""
-        graph = _graph(self.pipeline_yaml)
-        self.pipeline_name = str(graph.get("__name__", [folder.name])[0]) if graph else folder.name
+        self.pipeline_name = _graph(self.pipeline_yaml)[0] or folder.name
         self.label = f"{folder.name} (Distiset)"
 
     def steps(self) -> list[str]:
@@ -192,7 +191,9 @@ class DistisetSource:
         try:
             return self._data[step]
         except KeyError:
-            raise ViewerError(f"No leaf {step!r} in {self.folder}; leaves: {self.steps()}") from None
+            raise ViewerError(
+                f"No leaf {step!r} in {self.folder}; leaves: {self.steps()}"
+            ) from None
 
     def count(self, step: str) -> int:
         return len(self._ds(step))
@@ -202,7 +203,9 @@ class DistisetSource:
         if offset >= len(ds) or limit <= 0:
             return []
         chunk = ds[offset : offset + limit]
-        return [dict(zip(chunk, values, strict=True)) for values in zip(*chunk.values(), strict=True)]
+        return [
+            dict(zip(chunk, values, strict=True)) for values in zip(*chunk.values(), strict=True)
+        ]
 
     def scan(self, step: str) -> Iterator[Row]:
         ds = self._ds(step)
@@ -216,19 +219,19 @@ class DistisetSource:
         return []
 
 
-def _graph(pipeline_yaml: str) -> dict[str, list[str]]:
-    """Step name -> predecessors, in the order the YAML lists the steps."""
+def _graph(pipeline_yaml: str) -> tuple[str | None, dict[str, list[str]]]:
+    """The pipeline's name and step name -> predecessors, in the order the YAML lists steps."""
     try:
-        data = yaml.safe_load(pipeline_yaml) if pipeline_yaml else None
+        data: Any = yaml.safe_load(pipeline_yaml) if pipeline_yaml else None
         steps = data["pipeline"]["steps"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        return {}
-    graph: dict[str, list[str]] = {s["name"]: [] for s in steps}
+        name = str(data["pipeline"].get("name", ""))
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None, {}
+    graph: dict[str, list[str]] = {str(s["name"]): [] for s in steps}
     for s in steps:
         for succ in s.get("connections") or []:
-            graph.setdefault(succ, []).append(s["name"])
-    graph["__name__"] = [data["pipeline"].get("name", "")]
-    return graph
+            graph.setdefault(str(succ), []).append(str(s["name"]))
+    return name, graph
 
 
 def _ancestors(graph: dict[str, list[str]], step: str) -> list[str]:
@@ -245,7 +248,10 @@ def _ancestors(graph: dict[str, list[str]], step: str) -> list[str]:
 
 
 def failure_kinds(row: Row) -> list[str]:
-    return [str(e.get("kind", "unknown")) if isinstance(e, dict) else "unknown" for e in row_errors(row).values()]
+    return [
+        str(e.get("kind", "unknown")) if isinstance(e, dict) else "unknown"
+        for e in row_errors(row).values()
+    ]
 
 
 def open_target(target: str | None, *, cache_dir: Path | None = None) -> Source:
