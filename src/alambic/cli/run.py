@@ -137,17 +137,18 @@ def _executor_kwargs(pipeline: Pipeline, executor: str) -> dict[str, Any]:
 
 def _failed_in_dataset(distiset: Any) -> int:
     """Rows of the result with an error recorded, resumed ones included (0 without metadata)."""
+    from alambic.errors import METADATA_COLUMN
     from alambic.pipeline.runs import row_failed
 
     count = 0
     for dataset_dict in distiset.values():
         for dataset in dataset_dict.values():
-            if "alambic_metadata" not in dataset.column_names:
+            if METADATA_COLUMN not in dataset.column_names:
                 continue
-            column = dataset.select_columns(["alambic_metadata"])
+            column = dataset.select_columns([METADATA_COLUMN])
             for start in range(0, len(column), 1000):
-                batch = column[start : start + 1000]["alambic_metadata"]
-                count += sum(1 for meta in batch if row_failed({"alambic_metadata": meta}))
+                batch = column[start : start + 1000][METADATA_COLUMN]
+                count += sum(1 for meta in batch if row_failed({METADATA_COLUMN: meta}))
     return count
 
 

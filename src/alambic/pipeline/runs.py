@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alambic.errors import StoreError
+from alambic.errors import StoreError, row_errors
 from alambic.pipeline.store import REQUEST_CACHE_FILENAME, default_cache_dir
 from alambic.pipeline.store._lock import FileLock, pid_alive
 from alambic.pipeline.store._sqlite import StoreFile, close_quietly, connect, translate_error
@@ -264,14 +264,6 @@ def _count_failed(conn: sqlite3.Connection, run_id: int, sigs: list[str]) -> int
         ):
             count += sum(1 for row in decode_rows(blob) if row_failed(row))
     return count
-
-
-def row_errors(row: dict[str, Any]) -> dict[str, Any]:
-    """``{step or task name: error}`` recorded in a row's ``alambic_metadata``."""
-    meta = row.get("alambic_metadata")
-    if not isinstance(meta, dict):
-        return {}
-    return {k[len("error_") :]: v for k, v in meta.items() if k.startswith("error_") and v}
 
 
 def row_failed(row: dict[str, Any]) -> bool:
@@ -518,7 +510,6 @@ __all__ = [
     "clear_cache",
     "delete_run",
     "list_runs",
-    "row_errors",
     "row_failed",
     "show_run",
     "split_ref",

@@ -6,10 +6,10 @@ import math
 from collections import Counter
 from typing import Any
 
-from alambic.pipeline.runs import row_errors
+from alambic.errors import METADATA_COLUMN, row_errors
 from alambic.viewer.sources import Row, Source, failure_kinds
 
-METADATA = "alambic_metadata"
+METADATA = METADATA_COLUMN
 EXAMPLES = 3
 
 

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from alambic.errors import AlambicUserError, StoreError
-from alambic.pipeline.runs import STORE_FILENAME, row_errors
+from alambic.errors import AlambicUserError, StoreError, row_errors
+from alambic.pipeline.runs import STORE_FILENAME
 
 Row = dict[str, Any]
 
