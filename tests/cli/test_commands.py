@@ -86,3 +86,47 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
     assert "--all" in proc.stderr
     alambic("runs", "rm", "--all")
     assert alambic("runs", "list").stdout.strip() == "no stored runs"
+
+
+@pytest.mark.slow
+def test_view_serves_a_distiset_folder_on_loopback(alambic: Run, workdir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from alambic.testing.processes import free_port
+    from tests.cli.conftest import SRC
+
+    alambic("run", "failing.py", "--output", "out", "--allow-failures")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alambic", "view", "out", "--port", str(port)],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(SRC), "ALAMBIC_CACHE_DIR": str(workdir / "cache")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        for _ in range(100):
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=5).json()
+                break
+            except httpx.TransportError:
+                import time
+
+                time.sleep(0.1)
+        assert info["steps"] == [{"name": "default", "rows": 6}]
+        failed = httpx.get(
+            f"http://127.0.0.1:{port}/api/rows", params={"failure": "any"}, timeout=10
+        ).json()
+        assert [r["values"]["instruction"] for r in failed["rows"]] == ["q3"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)

@@ -123,8 +123,10 @@ def parse_params(pipeline: Pipeline, items: list[str]) -> dict[str, dict[str, An
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        known: Any = pipeline.dag.steps[step_name].runtime_parameters_names
+        obj: Any = pipeline.dag.steps[step_name]
+        known: Any = obj.runtime_parameters_names
         owner = step_name
+        target = params.setdefault(step_name, {})
         for depth, field in enumerate(path):
             if not isinstance(known, dict) or field not in known:
                 choices = sorted(known) if isinstance(known, dict) else []
@@ -133,12 +135,26 @@ def parse_params(pipeline: Pipeline, items: list[str]) -> dict[str, dict[str, An
                     f"{_did_you_mean(field, choices)} Runtime parameters of {owner!r}: "
                     f"{', '.join(choices) or 'none'}."
                 )
-            if not isinstance(known[field], dict) and depth < len(path) - 1:
-                break  # a dict-valued parameter such as generation_kwargs.temperature
+            rest = path[depth + 1 :]
+            if not isinstance(known[field], dict) and rest:
+                # a dict-valued parameter (generation_kwargs.temperature): merge one key into it
+                current = target.get(field, getattr(obj, field, None))
+                if current is not None and not isinstance(current, dict):
+                    raise CLIError(
+                        f"--param {item!r}: {owner}.{field} is {current!r}, not a mapping."
+                    )
+                merged = dict(current or {})
+                inner = merged
+                for key in rest[:-1]:
+                    inner = inner.setdefault(key, {})
+                inner[rest[-1]] = value
+                target[field] = merged
+                break
+            if not rest:
+                target[field] = value
+                break
             known = known[field]
+            obj = getattr(obj, field)
             owner = f"{owner}.{field}"
-        target = params.setdefault(step_name, {})
-        for field in path[:-1]:
             target = target.setdefault(field, {})
-        target[path[-1]] = value
     return params

@@ -13,8 +13,12 @@ PAGE_LIMIT_MAX = 1000
 
 
 def create_app(source: Source, others: dict[str, Source] | None = None) -> Any:
-    """A starlette app showing ``source``; ``others`` (label -> source) can be diffed with it."""
+    """A starlette app showing ``source``; ``others`` (label -> source) can be diffed with it.
+
+    Queries read SQLite or Arrow files and run in starlette's thread pool, so a long scan
+    (a filter over 100,000 rows) does not stall the other requests."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
@@ -52,7 +56,8 @@ def create_app(source: Source, others: dict[str, Source] | None = None) -> Any:
     async def rows(request: Request) -> Response:
         q = request.query_params
         return JSONResponse(
-            queries.rows_page(
+            await run_in_threadpool(
+                queries.rows_page,
                 source,
                 _step(request),
                 _int(request, "offset", 0),
@@ -64,15 +69,17 @@ def create_app(source: Source, others: dict[str, Source] | None = None) -> Any:
         )
 
     async def row(request: Request) -> Response:
-        return JSONResponse(queries.lineage(source, _step(request), _int(request, "index", 0)))
+        step, index = _step(request), _int(request, "index", 0)
+        return JSONResponse(await run_in_threadpool(queries.lineage, source, step, index))
 
     async def failures(request: Request) -> Response:
-        return JSONResponse(queries.failures(source, _step(request)))
+        return JSONResponse(await run_in_threadpool(queries.failures, source, _step(request)))
 
     async def plots(request: Request) -> Response:
         from alambic.viewer.plots import all_plots
 
-        return JSONResponse({"plots": all_plots(source, _step(request))})
+        plots = await run_in_threadpool(all_plots, source, _step(request))
+        return JSONResponse({"plots": plots})
 
     async def diff(request: Request) -> Response:
         name = request.query_params.get("other") or next(iter(others), "")
@@ -82,7 +89,7 @@ def create_app(source: Source, others: dict[str, Source] | None = None) -> Any:
         other = others[name]
         if step not in other.steps():
             raise ViewerError(f"{other.label} has no step {step!r}; it has {other.steps()}")
-        return JSONResponse(queries.diff(other, source, step))
+        return JSONResponse(await run_in_threadpool(queries.diff, other, source, step))
 
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
