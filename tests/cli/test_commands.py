@@ -98,14 +98,15 @@ def test_view_serves_a_distiset_folder_on_loopback(alambic: Run, workdir: Path) 
     import httpx
 
     from alambic.testing.processes import free_port
-    from tests.cli.conftest import SRC
+
+    src = Path(__file__).resolve().parents[2] / "src"
 
     alambic("run", "failing.py", "--output", "out", "--allow-failures")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "alambic", "view", "out", "--port", str(port)],
         cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(SRC), "ALAMBIC_CACHE_DIR": str(workdir / "cache")},
+        env={**os.environ, "PYTHONPATH": str(src), "ALAMBIC_CACHE_DIR": str(workdir / "cache")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -48,7 +48,7 @@ def test_mistakes_name_what_exists() -> None:
     pipeline = _pipeline()
     with pytest.raises(RuntimeParameterError, match=r"Did you mean 'max_concurrency'\?"):
         parse_params(pipeline, ["gen.llm.max_concurency=3"])
-    with pytest.raises(CLIError, match="STEP.FIELD=VALUE"):
+    with pytest.raises(CLIError, match=r"STEP\.FIELD=VALUE"):
         parse_params(pipeline, ["gen=3"])
     with pytest.raises(RuntimeParameterError, match="has no runtime parameter 'system_prompt'"):
         parse_params(pipeline, ["gen.system_prompt=hi"])
