@@ -16,7 +16,8 @@ from alambic.steps.tasks import TextGeneration
 
 def _run(prefix: str, fail_on: list[str], rows: int = 120) -> Pipeline:
     with Pipeline(name="viewer-demo") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(rows)])
+        data = [{"instruction": f"question {i}", "score": i % 5} for i in range(rows)]
+        load = LoadDataFromDicts(data=data)
         load >> TextGeneration(name="gen", llm=FakeLLM(prefix=prefix, fail_on=fail_on))
     pipeline.run(show_progress=False)
     return pipeline

@@ -51,7 +51,9 @@ def test_endpoints(served: str) -> None:
             "after": "better answer: question 0",
         }
         plots = client.get("/api/plots", params={"step": "gen"}).json()["plots"]
-        assert any(p["title"] == "rows over time" or "tokens" in p["title"] for p in plots)
+        titles = [p["title"] for p in plots]
+        assert "column score" in titles
+        assert "rows over time" in titles
         assert all(p["svg"].lstrip().startswith("<?xml") for p in plots)
         bad = client.get("/api/rows", params={"step": "nope"})
         assert bad.status_code == 400
