@@ -14,7 +14,9 @@ def test_run_a_python_file_saves_the_dataset_and_prints_progress_when_piped(
     alambic: Run, workdir: Path
 ) -> None:
     proc = alambic("run", "pipe.py", "--output", "out", ALAMBIC_PROGRESS_INTERVAL="0.05")
-    assert "[cli-demo] run summary:" in proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[cli-demo] ")]
+    assert any("gen: 6 rows" in line for line in progress[:-1])  # the last progress line
+    assert progress[-1].startswith("[cli-demo] run summary:")  # then the summary, at the end
     assert "gen: 6 rows in, 6 out" in proc.stderr
     assert "rows: default=6; failed rows: 0" in proc.stderr
     assert "dataset saved to out/" in proc.stderr
@@ -63,6 +65,11 @@ def test_failed_rows_exit_3_unless_allowed(alambic: Run) -> None:
     assert "--allow-failures" in proc.stderr
     proc = alambic("run", "failing.py", "--allow-failures")
     assert "failed rows: 1" in proc.stderr
+
+
+def test_a_bad_progress_interval_is_named(alambic: Run) -> None:
+    proc = alambic("run", "pipe.py", check=1, ALAMBIC_PROGRESS_INTERVAL="soon")
+    assert "ALAMBIC_PROGRESS_INTERVAL='soon'" in proc.stderr
 
 
 def test_dry_run_and_executor(alambic: Run) -> None:

@@ -28,8 +28,11 @@ def view_command(
         int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")
     ] = 0,
     open_browser: Annotated[
-        bool, typer.Option("--open/--no-open", help="Open the page in a browser.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--open/--no-open", help="Open the page in a browser (default: on a terminal)."
+        ),
+    ] = None,
 ) -> int:
     from alambic.viewer import open_target, serve
 
@@ -38,6 +41,10 @@ def view_command(
     for ref in diff or []:
         other = open_target(ref)
         others[other.label] = other
+    if open_browser is None:
+        import sys
+
+        open_browser = sys.stdout.isatty()
     if open_browser:
         import threading
         import webbrowser

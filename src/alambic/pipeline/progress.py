@@ -11,13 +11,13 @@ always, so a log shows how far a run got and how it ended.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from alambic import settings
 from alambic.llms.base import AsyncLLM
 
 logger = logging.getLogger("alambic")
@@ -74,6 +74,8 @@ class ProgressReporter:
         self._thread: threading.Thread | None = None
         self._live: Any = None
         self.started = time.monotonic()
+        # read here, so a bad value fails before the run starts rather than in the thread
+        self._piped_interval = settings.progress_interval() if not self.quiet else 0.0
 
     def add_step(
         self, name: str, llm: AsyncLLM | None, tasks: list[Any] | None = None
@@ -99,7 +101,7 @@ class ProgressReporter:
         self._thread.start()
 
     def _loop(self) -> None:
-        period = self.interval if self.interactive else piped_interval()
+        period = self.interval if self.interactive else self._piped_interval
         while not self._stop.wait(period):
             if self._live is not None:
                 self._live.update(self._table())
@@ -206,16 +208,6 @@ class ProgressReporter:
                 for s in self.steps
             },
         }
-
-
-def piped_interval() -> float:
-    """Seconds between two progress lines when stderr is not a terminal."""
-    raw = os.environ.get("ALAMBIC_PROGRESS_INTERVAL", "5")
-    try:
-        value = float(raw)
-    except ValueError:
-        return 5.0
-    return value if value > 0 else 5.0
 
 
 def _emit(text: str) -> None:
