@@ -261,3 +261,29 @@ def test_judge_task_with_settings(tmp_path: Path) -> None:
     step = loaded.get_step("uf")
     assert step.aspect == "honesty"  # type: ignore[attr-defined]
     assert step.input_batch_size == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("alambic.pipeline.serialization", "importlib.import_module"),  # through a module
+        ("alambic.pipeline.serialization", "json.loads"),
+        ("alambic.steps.base", "BaseModel"),  # a class alambic imports, not its own
+        ("alambic.pipeline.serialization", "save"),  # alambic's, but not a component class
+    ],
+)
+def test_a_file_cannot_reach_beyond_alambic_components(module: str, name: str) -> None:
+    text = textwrap.dedent(
+        f"""
+        pipeline:
+          name: evil
+          steps:
+          - name: x
+            step:
+              type_info: {{module: {module}, name: {name}}}
+              name: os
+            connections: []
+        """
+    )
+    with pytest.raises(PipelineLoadError):
+        Pipeline.from_yaml(text)

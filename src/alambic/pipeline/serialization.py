@@ -19,6 +19,7 @@ allowed, or cannot be imported, is an error that names it and says what to do.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -161,6 +162,17 @@ class _Importer:
                     f"{self.source} uses {what} {module}.{qualname}, but module {module!r} has "
                     f"no {qualname!r} (was it renamed?)."
                 ) from None
+            if inspect.ismodule(obj):  # e.g. alambic.x.os.system: not alambic's own code
+                break
+        defined_in = getattr(obj, "__module__", None)
+        if inspect.ismodule(obj) or not (
+            isinstance(defined_in, str) and self._is_allowed(defined_in)
+        ):
+            raise PipelineLoadError(
+                f"{self.source} uses {what} {module}.{qualname}, which is not defined in an "
+                f"allowed module (it comes from {defined_in or 'a module'}); a pipeline file "
+                "may only name classes and functions defined in alambic or in allowed modules."
+            )
         return obj
 
     def value(self, value: Any) -> Any:
@@ -181,8 +193,17 @@ class _Importer:
                 f"{self.source}: type_info {info!r} needs 'module' and 'name' keys."
             )
         cls = self.resolve(str(info["module"]), str(info["name"]), "the class")
+        if not isinstance(cls, type):
+            raise PipelineLoadError(
+                f"{self.source}: type_info {info['module']}.{info['name']} is not a class."
+            )
         if len(data) == 1:
             return cls
+        if not issubclass(cls, BaseModel):
+            raise PipelineLoadError(
+                f"{self.source}: {info['module']}.{info['name']} is not an alambic component "
+                "(a pydantic model such as a step or an LLM), so it cannot be built from settings."
+            )
         kwargs = {}
         for key, raw in data.items():
             if key == "type_info" or raw == SECRET_MASK:
@@ -217,6 +238,8 @@ def _routing_from_dict(data: Any, importer: _Importer, step: str) -> RoutingBatc
     target = importer.resolve(module, qualname, "the routing function")
     if isinstance(target, RoutingBatchFunction):
         return target.copy()
+    if not inspect.isfunction(target):
+        raise PipelineLoadError(f"{importer.source}: routing {data['function']} is not a function.")
     if "kwargs" not in data:
         return RoutingBatchFunction(target, origin=(str(data["function"]), None))
     result = target(**(data["kwargs"] or {}))
