@@ -363,7 +363,7 @@ def show_run(
         folders = ", ".join(c.run.path.name for c in candidates)
         raise StoreError(
             f"Run {run_id} exists for several definitions of pipeline {pipeline!r} ({folders}): "
-            "give the folder name instead of the pipeline name."
+            "give DEFINITION/RUN as `alambic runs list` prints it (or the folder name)."
         )
     return max(candidates, key=lambda c: (c.run.started_at or _EPOCH, c.run.run_id))
 
@@ -418,7 +418,7 @@ def delete_run(
         names = ", ".join(f.name for f in owners)
         raise StoreError(
             f"Run {run_id} exists for several definitions of pipeline {pipeline!r} ({names}): "
-            "give the folder name instead of the pipeline name."
+            "give DEFINITION/RUN as `alambic runs list` prints it (or the folder name)."
         )
     folder = owners[0]
     lock = _lock_or_fail(folder)
