@@ -18,6 +18,7 @@ import alambic.steps as steps_pkg
 import alambic.steps.tasks as tasks_pkg
 from alambic.embeddings import SentenceTransformerEmbeddings
 from alambic.llms import FakeLLM, OpenAILLM
+from alambic.llms.image_generation import OpenAIImageGeneration
 from alambic.pipeline import Pipeline, sample_n_steps
 from alambic.pipeline.serialization import PipelineLoadError
 from alambic.steps import KeepColumns, LoadDataFromDicts
@@ -37,6 +38,12 @@ _SAMPLES: dict[str, Any] = {
     "available_labels": lambda: ["positive", "negative"],
     "rubric": lambda: "factual-validity",
     "embeddings": lambda: SentenceTransformerEmbeddings(model="some/embedder", device="cpu"),
+    "libpath": lambda: __file__,  # any existing .py file
+    "target_language": lambda: "French",
+}
+# Required arguments whose sample depends on the class.
+_CLASS_SAMPLES: dict[tuple[str, str], Any] = {
+    ("ImageGeneration", "llm"): lambda: OpenAIImageGeneration(model="gpt-image-1"),
 }
 
 
@@ -61,6 +68,9 @@ def _build(cls: type[BaseModel]) -> BaseModel:
     kwargs = {}
     for field, info in cls.model_fields.items():
         if info.is_required():
+            if (cls.__name__, field) in _CLASS_SAMPLES:
+                kwargs[field] = _CLASS_SAMPLES[cls.__name__, field]()
+                continue
             if field not in _SAMPLES:
                 raise AssertionError(
                     f"{cls.__name__} requires {field!r}: add a sample value to _SAMPLES"
