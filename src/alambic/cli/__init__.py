@@ -2,6 +2,7 @@
 
     alambic run PIPELINE [--param step.field=value ...] [--output DIR] [--push-to-hub REPO]
     alambic info PIPELINE            the DAG (text and mermaid), columns, parameters, LLMs
+    alambic estimate PIPELINE        requests, tokens, cost and time per task, before running
     alambic runs list|show|rm        what the run store keeps
     alambic view [RUN or FOLDER]     a local web page with the rows, failures, plots, diffs
     alambic quickstart               generate a small dataset with a local model
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import typer
 
-from alambic.cli import info, quickstart, run, runs, view
+from alambic.cli import estimate, info, quickstart, run, runs, view
 
 app = typer.Typer(
     name="alambic",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 run.register(app)
 info.register(app)
+estimate.register(app)
 app.add_typer(runs.app, name="runs")
 view.register(app)
 quickstart.register(app)

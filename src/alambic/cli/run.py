@@ -86,6 +86,14 @@ def run_command(
             help="Live progress table (default: on a terminal; plain lines when piped).",
         ),
     ] = None,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            help="Stop before a request could pass this cap: USD (--budget 5), or "
+            "usd=5, tokens=2000000, requests=1000. Repeatable. Rerun with a higher one to go on.",
+        ),
+    ] = None,
 ) -> int:
     if executor not in EXECUTORS:
         raise CLIError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}.")
@@ -96,6 +104,8 @@ def run_command(
     if dry_run:
         distiset = pipe.dry_run()
     else:
+        if budget:
+            run_kwargs["budget"] = parse_budget(budget)
         distiset = pipe.run(
             use_cache=not no_cache,
             show_progress=True if progress else (False if progress is False else None),
@@ -122,6 +132,26 @@ def run_command(
         )
         return EXIT_FAILED_ROWS
     return 0
+
+
+def parse_budget(items: list[str]) -> dict[str, float]:
+    """``5`` (USD) or ``usd=5``, ``tokens=...``, ``requests=...`` as ``run(budget=...)``."""
+    budget: dict[str, float] = {}
+    for item in items:
+        kind, sep, raw = item.partition("=")
+        if not sep:
+            kind, raw = "usd", item
+        if kind not in ("usd", "tokens", "requests"):
+            raise CLIError(
+                f"--budget {item!r}: {kind!r} is not one of usd, tokens, requests "
+                "(e.g. --budget 5 or --budget requests=1000)."
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            raise CLIError(f"--budget {item!r}: {raw!r} is not a number.") from None
+        budget[kind] = value if kind == "usd" else int(value)
+    return budget
 
 
 def _executor_kwargs(pipeline: Pipeline, executor: str) -> dict[str, Any]:
