@@ -240,6 +240,7 @@ class OpenAIBatcher:
             self._fail(keys, exc, "submitting a batch job failed")
             return
         self.counts["jobs_submitted"] += 1
+        logger.info("Batch job %s submitted with %d requests.", job.id, len(keys))
         await self._poll(local_id, job.id, keys)
 
     # -- watching jobs ---------------------------------------------------------------------
@@ -291,6 +292,18 @@ class OpenAIBatcher:
             return
         self.counts["jobs_done"] += 1
         self.done_jobs.add(local_id)
+        logger.info(
+            "Batch job %s %s: %d of %d requests answered after %.1f s (jobs: %d submitted, "
+            "%d done; this run waited %.1f s on jobs in all).",
+            batch_id,
+            job.status,
+            len(answered),
+            len(keys),
+            time.monotonic() - started,
+            self.counts["jobs_submitted"],
+            self.counts["jobs_done"],
+            self.waited_s,
+        )
         unanswered = [k for k in keys if k not in answered and k in self.waiting]
         if job.status in _RESUBMIT:
             logger.info(
