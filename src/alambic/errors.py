@@ -17,6 +17,7 @@ so code written against the builtins keeps working::
     ├── MissingAPIKeyError (ValueError)      no API key given and none in the environment
     ├── ModelNotAvailableError (OSError)     a model can neither be found locally nor downloaded
     ├── LLMRequestError (RuntimeError)       a request failed for good (after retries)
+    ├── LLMConfigurationError (RuntimeError) no request of an LLM can succeed: the step stops
     ├── StructuredOutputError (ValueError)   a reply never validated against its schema
     └── StoreError (RuntimeError)            the run store is corrupt, locked or incompatible
 """
@@ -129,6 +130,20 @@ class LLMRequestError(AlambicError, RuntimeError):
         self.kind = kind
         self.retry_after = retry_after
         self.attempts = attempts
+
+
+class LLMConfigurationError(AlambicError, RuntimeError):
+    """No request of an LLM can succeed (wrong key, unknown model, wrong URL, a server that
+    refuses every connection): the step stops at once instead of failing every row.
+
+    ``setting`` names the setting to fix (``api_key``, ``model``, ``base_url``); ``kind`` is
+    the error kind that tripped the check.
+    """
+
+    def __init__(self, message: str, *, kind: ErrorKind, setting: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.setting = setting
 
 
 class StructuredOutputError(AlambicError, ValueError):
