@@ -29,13 +29,17 @@ from alambic.llms.cache import (
     request_base_key,
     request_key,
 )
+from alambic.llms.classify import unusable_error
 from alambic.llms.outputs import (
+    RAW_COMPLETION_UNSUPPORTED,
     copy_slot,
     engine_generation_kwargs,
     error_info,
     fail_slot,
     failed_output,
+    fill_slots,
     from_cache,
+    generate_structured,
     split_input,
     to_cache,
     validate_slots,
@@ -57,12 +61,6 @@ from alambic.utils.aio import run_sync
 from alambic.utils.serialization import dump_component
 
 logger = logging.getLogger("alambic")
-
-RAW_COMPLETION_UNSUPPORTED = (
-    "{name} only accepts chat messages, but raw completions were asked for (Magpie needs "
-    "them). Use TransformersLLM, vLLM, LlamaCppLLM, or OpenAILLM against a server with a "
-    "/v1/completions endpoint."
-)
 
 
 class LLM(BaseModel, ABC):
@@ -229,43 +227,15 @@ class LLM(BaseModel, ABC):
         kwargs = self.merged_generation_kwargs(generation_kwargs)
         specs = [self.structured_spec(i) for i in inputs]
         if any(spec is not None for spec in specs):
-            return self._generate_structured(list(inputs), specs, num_generations, kwargs)
+            return generate_structured(
+                self.structured_request,
+                lambda batch, n: self._generate_cached(batch, n, kwargs),
+                list(inputs),
+                specs,
+                num_generations,
+                self.structured_output_retries or 0,
+            )
         return self._generate_cached(inputs, num_generations, kwargs)
-
-    def _generate_structured(
-        self,
-        inputs: list[FormattedInput],
-        specs: list[StructuredSpec | None],
-        num_generations: int,
-        kwargs: dict[str, Any],
-    ) -> list[GenerateOutput]:
-        """Batch generation with validation and batched re-asks of invalid replies."""
-        messages = [split_input(i)[0] for i in inputs]
-        requests = [
-            self.structured_request(m, s) if s is not None else m
-            for m, s in zip(messages, specs, strict=True)
-        ]
-        outputs = self._generate_cached(requests, num_generations, kwargs)
-        reasons: dict[tuple[int, int], str] = {}
-        for i, (out, spec) in enumerate(zip(outputs, specs, strict=True)):
-            if spec is not None:
-                validate_slots(out, spec, range(len(out["generations"])), i, reasons)
-        for _ in range(self.structured_output_retries or 0):
-            if not reasons:
-                break
-            slots = list(reasons)
-            retry = [
-                self.structured_request(messages[i], specs[i], reasons[(i, j)])  # type: ignore[arg-type]
-                for i, j in slots
-            ]
-            again = self._generate_cached(retry, 1, kwargs)
-            reasons = {}
-            for (i, j), out in zip(slots, again, strict=True):
-                copy_slot(out, 0, outputs[i], j)
-                validate_slots(outputs[i], specs[i], [j], i, reasons)  # type: ignore[arg-type]
-        for (i, j), reason in reasons.items():
-            fail_slot(outputs[i], j, reason)
-        return outputs
 
     def _generate_cached(
         self,
@@ -363,7 +333,9 @@ class AsyncLLM(LLM):
     @property
     def scheduler(self) -> RequestScheduler:
         if self._scheduler is None:
-            self._scheduler = RequestScheduler(self._scheduler_limits(), self.classify_error)
+            self._scheduler = RequestScheduler(
+                self._scheduler_limits(), self.classify_error, self.unusable_error
+            )
         return self._scheduler
 
     def _scheduler_limits(self) -> SchedulerLimits:
@@ -402,22 +374,9 @@ class AsyncLLM(LLM):
         return self.scheduler.counters
 
     def unusable_error(self, kind: ErrorKind, error: BaseException) -> LLMConfigurationError:
-        """The error that stops a step when no request can succeed (see the scheduler's
-        circuit breaker); providers name their own settings."""
-        name = type(self).__name__
-        if kind is ErrorKind.AUTHENTICATION:
-            setting, fix = "api_key", "check the key (api_key=... or its environment variable)"
-        elif kind is ErrorKind.NOT_FOUND:
-            setting, fix = "model", f"check the model name ({self.model_name!r}) and base_url"
-        else:
-            setting, fix = "base_url", "check that the server runs and base_url points at it"
-        return LLMConfigurationError(
-            f"{name}(model={self.model_name!r}): every request would fail ({kind.value}: "
-            f"{error}). Fix the {setting!r} setting: {fix}. The step was stopped before "
-            "sending the remaining requests.",
-            kind=kind,
-            setting=setting,
-        )
+        """The error that stops a step when no request can succeed (the scheduler's circuit
+        breaker); providers name their own settings."""
+        return unusable_error(f"{type(self).__name__}(model={self.model_name!r})", kind, error)
 
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **generation_kwargs: Any
@@ -468,16 +427,16 @@ class AsyncLLM(LLM):
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
-                self._fill(todo, out, texts, in_tok, out_tok, errors)
+                fill_slots(todo, out, texts, in_tok, out_tok, errors)
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
-                    self._fill([slot], out, texts, in_tok, out_tok, errors)
+                    fill_slots([slot], out, texts, in_tok, out_tok, errors)
                 break
             out = await self._one(input, len(todo), kwargs, raw)
             got = min(len(out["generations"]), len(todo))
-            self._fill(todo[:got], out, texts, in_tok, out_tok, errors)
+            fill_slots(todo[:got], out, texts, in_tok, out_tok, errors)
             if got == len(todo):
                 break
             self._n_ignored = True
@@ -508,31 +467,6 @@ class AsyncLLM(LLM):
         if any(e is not None for e in errors):
             result["errors"] = errors
         return result
-
-    @staticmethod
-    def _fill(
-        slots: list[int],
-        out: GenerateOutput,
-        texts: list[str | None],
-        in_tok: list[int | None],
-        out_tok: list[int | None],
-        errors: list[GenerationError | None],
-    ) -> None:
-        errs = out.get("errors") or [None] * len(out["generations"])
-        stats = out["statistics"]
-        missing: GenerationError = {
-            "type": "InvalidResponseError",
-            "kind": ErrorKind.INVALID_RESPONSE.value,
-            "message": "the reply held fewer generations than asked for",
-        }
-        for k, slot in enumerate(slots):
-            if k >= len(out["generations"]):
-                errors[slot] = missing
-                continue
-            texts[slot] = out["generations"][k]
-            in_tok[slot] = stats["input_tokens"][k]
-            out_tok[slot] = stats["output_tokens"][k]
-            errors[slot] = errs[k]
 
     async def _one(
         self, input: Any, n: int, kwargs: dict[str, Any], raw: bool = False

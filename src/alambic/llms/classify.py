@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from alambic.errors import ErrorKind
+from alambic.errors import ErrorKind, LLMConfigurationError
 
 _TIMEOUT_NAMES = frozenset(
     {"TimeoutException", "APITimeoutError", "InferenceTimeoutError", "ReadTimeout", "Timeout"}
@@ -130,6 +130,22 @@ def never_connected(error: BaseException) -> bool:
     return False
 
 
+def unusable_error(owner: str, kind: ErrorKind, error: BaseException) -> LLMConfigurationError:
+    """The error that stops a step when no request of ``owner`` can succeed."""
+    if kind is ErrorKind.AUTHENTICATION:
+        setting, fix = "api_key", "check the key (api_key=... or its environment variable)"
+    elif kind is ErrorKind.NOT_FOUND:
+        setting, fix = "model", "check the model name and base_url"
+    else:
+        setting, fix = "base_url", "check that the server runs and base_url points at it"
+    return LLMConfigurationError(
+        f"{owner}: no request can succeed ({kind.value}: {error}). Fix {setting!r}: {fix}. "
+        "The step was stopped before sending the remaining requests.",
+        kind=kind,
+        setting=setting,
+    )
+
+
 __all__ = [
     "InvalidResponseError",
     "classify_sdk_error",
@@ -137,4 +153,5 @@ __all__ = [
     "never_connected",
     "retry_after_from_headers",
     "status_and_headers",
+    "unusable_error",
 ]

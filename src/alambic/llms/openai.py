@@ -16,7 +16,12 @@ from pydantic import Field, SecretStr
 from alambic.errors import ErrorKind
 from alambic.llms._http import lean_http_client, sdk_http_module
 from alambic.llms.base import split_input
-from alambic.llms.classify import InvalidResponseError, classify_status, retry_after_from_headers
+from alambic.llms.classify import (
+    InvalidResponseError,
+    classify_status,
+    never_connected,
+    retry_after_from_headers,
+)
 from alambic.llms.provider import ProviderLLM, is_loopback_url
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
@@ -256,7 +261,8 @@ def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None
         return ErrorKind.UNKNOWN, None
     if isinstance(error, openai.APITimeoutError):
         # the aiohttp transport reports a dropped connection as a (connect) timeout
-        return (ErrorKind.CONNECTION if _dropped(error) else ErrorKind.TIMEOUT), None
+        refused = _dropped(error) or never_connected(error)
+        return (ErrorKind.CONNECTION if refused else ErrorKind.TIMEOUT), None
     if isinstance(error, openai.APIConnectionError):
         return ErrorKind.CONNECTION, None
     if isinstance(error, openai.APIResponseValidationError):

@@ -3,7 +3,7 @@ the LLM base classes share and providers use to report failures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from alambic.errors import ErrorKind, LLMRequestError
@@ -19,6 +19,11 @@ from alambic.llms.typing import (
 from alambic.redaction import redact
 
 MAX_MESSAGE = 2000
+RAW_COMPLETION_UNSUPPORTED = (
+    "{name} only accepts chat messages, but raw completions were asked for (Magpie needs "
+    "them). Use TransformersLLM, vLLM, LlamaCppLLM, or OpenAILLM against a server with a "
+    "/v1/completions endpoint."
+)
 
 
 def split_input(input: FormattedInput) -> tuple[ChatType, StructuredOutputSpec | None]:
@@ -124,6 +129,68 @@ def fail_slot(out: GenerateOutput, j: int, reason: str) -> None:
     }
 
 
+def fill_slots(
+    slots: list[int],
+    out: GenerateOutput,
+    texts: list[str | None],
+    in_tok: list[int | None],
+    out_tok: list[int | None],
+    errors: list[GenerationError | None],
+) -> None:
+    """Copy the generations of ``out`` into ``slots`` of the lists; slots ``out`` has no
+    generation for fail as ``invalid_response``."""
+    errs = out.get("errors") or [None] * len(out["generations"])
+    stats = out["statistics"]
+    missing: GenerationError = {
+        "type": "InvalidResponseError",
+        "kind": ErrorKind.INVALID_RESPONSE.value,
+        "message": "the reply held fewer generations than asked for",
+    }
+    for k, slot in enumerate(slots):
+        if k >= len(out["generations"]):
+            errors[slot] = missing
+            continue
+        texts[slot] = out["generations"][k]
+        in_tok[slot] = stats["input_tokens"][k]
+        out_tok[slot] = stats["output_tokens"][k]
+        errors[slot] = errs[k]
+
+
+def generate_structured(
+    structured_request: Callable[..., FormattedInput],
+    generate: Callable[[list[FormattedInput], int], list[GenerateOutput]],
+    inputs: list[FormattedInput],
+    specs: list[StructuredSpec | None],
+    num_generations: int,
+    retries: int,
+) -> list[GenerateOutput]:
+    """Batch generation with validation and batched re-asks of invalid replies (the
+    synchronous engines' path; ``generate(batch, n)`` goes through the request cache)."""
+    messages = [split_input(i)[0] for i in inputs]
+    requests = [
+        structured_request(m, s) if s is not None else m
+        for m, s in zip(messages, specs, strict=True)
+    ]
+    outputs = generate(requests, num_generations)
+    reasons: dict[tuple[int, int], str] = {}
+    for i, (out, spec) in enumerate(zip(outputs, specs, strict=True)):
+        if spec is not None:
+            validate_slots(out, spec, range(len(out["generations"])), i, reasons)
+    for _ in range(retries):
+        if not reasons:
+            break
+        slots = list(reasons)
+        retry = [structured_request(messages[i], specs[i], reasons[(i, j)]) for i, j in slots]
+        again = generate(retry, 1)
+        reasons = {}
+        for (i, j), out in zip(slots, again, strict=True):
+            copy_slot(out, 0, outputs[i], j)
+            validate_slots(outputs[i], specs[i], [j], i, reasons)  # type: ignore[arg-type]
+    for (i, j), reason in reasons.items():
+        fail_slot(outputs[i], j, reason)
+    return outputs
+
+
 def to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration]]:
     """The cache entries of the successful generations of ``out``."""
     errors = out.get("errors") or [None] * len(out["generations"])
@@ -155,12 +222,15 @@ def from_cache(found: Sequence[CachedGeneration | None]) -> GenerateOutput:
 
 
 __all__ = [
+    "RAW_COMPLETION_UNSUPPORTED",
     "copy_slot",
     "engine_generation_kwargs",
     "error_info",
     "fail_slot",
     "failed_output",
+    "fill_slots",
     "from_cache",
+    "generate_structured",
     "split_input",
     "to_cache",
     "validate_slots",

@@ -19,7 +19,12 @@ from urllib.parse import urlparse
 
 from pydantic import Field, PrivateAttr, SecretStr
 
-from alambic.errors import AlambicUserError, ErrorKind, MissingAPIKeyError
+from alambic.errors import (
+    AlambicUserError,
+    ErrorKind,
+    LLMConfigurationError,
+    MissingAPIKeyError,
+)
 from alambic.llms.base import AsyncLLM
 from alambic.llms.classify import InvalidResponseError, classify_sdk_error, status_and_headers
 from alambic.llms.typing import GenerateOutput
@@ -165,6 +170,29 @@ class ProviderLLM(AsyncLLM):
 
     def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
         return classify_sdk_error(error)
+
+    def unusable_error(self, kind: ErrorKind, error: BaseException) -> LLMConfigurationError:
+        url = self.resolved_base_url() or "the provider's default endpoint"
+        if kind is ErrorKind.AUTHENTICATION:
+            setting = "api_key"
+            where = f" or set {self.api_key_env_var}" if self.api_key_env_var else ""
+            fix = f"the server at {url} refused the key: pass a valid api_key=...{where}"
+        elif kind is ErrorKind.NOT_FOUND:
+            setting = "model"
+            fix = (
+                f"the server at {url} knows no model {self.model!r} (or the URL's path is "
+                "wrong): check model= and base_url="
+            )
+        else:
+            setting = "base_url"
+            env = f" (or {self.base_url_env_var})" if self.base_url_env_var else ""
+            fix = f"nothing accepts connections at {url}: start the server or fix base_url={env}"
+        return LLMConfigurationError(
+            f"{self.owner()}: no request can succeed ({kind.value}: {error}). Fix {setting!r}: "
+            f"{fix}. The step was stopped before sending the remaining requests.",
+            kind=kind,
+            setting=setting,
+        )
 
 
 async def close_client(client: Any) -> None:

@@ -116,7 +116,7 @@ _CONTROL_PATHS: Final = frozenset({"/_stats", "/_reset", "/_config", "/health"})
 class ServerConfig:
     """Every knob of the test server.  The defaults describe a perfect server.
 
-    Rates are probabilities in ``[0, 1]``; the six random-fault rates together must not
+    Rates are probabilities in ``[0, 1]``; the seven random-fault rates together must not
     exceed 1 (one draw picks at most one fault).  Times are in seconds.
     """
 
@@ -140,6 +140,11 @@ class ServerConfig:
     truncated_rate: float = 0.0
     drop_rate: float = 0.0
     hang_rate: float = 0.0
+    #: Share of generation requests answered 200 with an empty ``choices`` list.
+    empty_rate: float = 0.0
+    #: A 401 repeats the request's ``Authorization`` header in its message (as careless
+    #: servers and proxies do), to test that alambic never stores or logs the key.
+    echo_auth: bool = False
     #: The first N generation requests answer 500 (after any ``status_sequence``).
     fail_first_n: int = 0
     #: HTTP statuses for the first generation requests, in order (200 = answer normally).
@@ -167,6 +172,7 @@ class ServerConfig:
             "truncated_rate": self.truncated_rate,
             "drop_rate": self.drop_rate,
             "hang_rate": self.hang_rate,
+            "empty_rate": self.empty_rate,
         }
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
@@ -569,6 +575,10 @@ class _App:
         cfg = self.config
 
         if cfg.api_key is not None and headers.get("authorization") != f"Bearer {cfg.api_key}":
+            if cfg.echo_auth:
+                return _error(
+                    401, f"Incorrect API key provided: {headers.get('authorization', '')!r}."
+                )
             return _error(401, "Incorrect API key provided.")
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
@@ -669,6 +679,10 @@ class _App:
         edge += cfg.truncated_rate
         if u < edge:
             reply.action = _TRUNCATE
+        elif u < edge + cfg.empty_rate and reply.content_type != "text/event-stream":
+            data = json.loads(reply.body)
+            data["choices"] = []
+            reply.body = json.dumps(data).encode()
         self._account(tokens)
         return reply
 
@@ -1428,6 +1442,7 @@ def _parse_args(argv: Sequence[str] | None) -> ServerConfig:
     p.add_argument("--truncated-rate", type=float, default=None)
     p.add_argument("--drop-rate", type=float, default=None)
     p.add_argument("--hang-rate", type=float, default=None)
+    p.add_argument("--empty-rate", type=float, default=None)
     p.add_argument("--fail-first-n", type=int, default=None)
     p.add_argument("--status-sequence", default=None, help="comma-separated, e.g. 429,429,200")
     p.add_argument("--api-key", default=None)
@@ -1441,7 +1456,7 @@ def _parse_args(argv: Sequence[str] | None) -> ServerConfig:
     knobs: dict[str, Any] = json.loads(args.config_json) if args.config_json else {}
     direct = (
         "host", "port", "model", "failure_rate", "rate_429", "rpm_limit", "tpm_limit",
-        "malformed_rate", "truncated_rate", "drop_rate", "hang_rate", "fail_first_n",
+        "malformed_rate", "truncated_rate", "drop_rate", "hang_rate", "empty_rate", "fail_first_n",
         "api_key", "seed", "embedding_dim",
     )  # fmt: skip
     for name in direct:
