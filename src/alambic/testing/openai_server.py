@@ -679,7 +679,7 @@ class _App:
         edge += cfg.truncated_rate
         if u < edge:
             reply.action = _TRUNCATE
-        elif u < edge + cfg.empty_rate and reply.content_type != "text/event-stream":
+        elif u < edge + cfg.empty_rate and isinstance(reply.body, bytes):
             data = json.loads(reply.body)
             data["choices"] = []
             reply.body = json.dumps(data).encode()
