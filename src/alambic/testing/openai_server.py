@@ -142,8 +142,8 @@ class ServerConfig:
     hang_rate: float = 0.0
     #: Share of generation requests answered 200 with an empty ``choices`` list.
     empty_rate: float = 0.0
-    #: A 401 repeats the request's ``Authorization`` header in its message (as careless
-    #: servers and proxies do), to test that alambic never stores or logs the key.
+    #: Error replies repeat the request's ``Authorization`` header in their message (as
+    #: careless servers and proxies do), to test that alambic never stores or logs the key.
     echo_auth: bool = False
     #: The first N generation requests answer 500 (after any ``status_sequence``).
     fail_first_n: int = 0
@@ -564,9 +564,19 @@ class _App:
         now = time.monotonic()
         stats.arrivals.append(now)
         try:
-            return self._handle_counted(method, path, headers, body, now)
+            reply = self._handle_counted(method, path, headers, body, now)
         except Exception as exc:  # a server bug or a failing reply callable: answer 500
             return _error(500, f"test server error: {exc!r}")
+        if self.config.echo_auth and reply.status >= 400 and reply.status != 401:
+            echoed = _error(
+                reply.status,
+                f"Error {reply.status} for request with authorization "
+                f"{headers.get('authorization', '')!r}",
+                headers=reply.headers,
+            )
+            echoed.delay = reply.delay
+            return echoed
+        return reply
 
     def _handle_counted(
         self, method: str, path: str, headers: dict[str, str], body: bytes, now: float
