@@ -174,8 +174,7 @@ def test_a_key_echoed_by_the_server_is_never_stored_or_logged(
     assert "[REDACTED]" in str(info.value)
     assert secret not in caplog.text
     llm2 = make_llm(server.base_url, api_key=secret)
-    llm2.scheduler.unusable = None  # without the breaker the error lands in the row
-    out = llm2.generate(prompts(1))
+    out = llm2.generate(prompts(1))  # the request that trips the breaker fails as a row
     error = out[0]["errors"][0]  # type: ignore[index]
     assert error is not None
     assert error["kind"] == "authentication"
@@ -186,17 +185,19 @@ def test_a_key_echoed_by_the_server_is_never_stored_or_logged(
 def test_scattered_429s_keep_the_concurrency_limit() -> None:
     import random
 
-    for share in (0.05, 0.10):
+    # issue 11: 5% of 429s took the limit from 64 to 29, 10% to 7
+    for share, lowest_mean in ((0.05, 64.0), (0.10, 60.0)):
         rng = random.Random(7)
         limit = AdaptiveLimit(64)
-        now = 0.0
+        now, total = 0.0, 0
         for _ in range(20_000):
             now += 0.001
             if rng.random() < share:
                 limit.on_rate_limited(now - 0.5, now)
             else:
                 limit.on_success()
-        assert limit.limit == 64, share
+            total += limit.limit
+        assert total / 20_000 >= lowest_mean, share
 
 
 def test_an_overload_of_429s_still_halves_the_limit() -> None:

@@ -137,7 +137,9 @@ def test_a_magpie_rerun_in_another_pipeline_makes_no_request(
         llm = OpenAILLM(model="test-model", base_url=server.base_url)
         with Pipeline(name=name) as pipeline:
             load = LoadDataFromDicts(name="load", data=[{"x": i} for i in range(6)])
-            load >> Magpie(name="magpie", llm=llm, only_instruction=True, pre_query_template="qwen2")
+            load >> Magpie(
+                name="magpie", llm=llm, only_instruction=True, pre_query_template="qwen2"
+            )
         rows = pipeline.run(show_progress=False)["default"]["train"]
         return list(rows["instruction"])
 

@@ -17,9 +17,11 @@ STALL_CREDIT_S = 0.1
 SETTLE_S = 1.0
 
 #: Weight of each answer in the moving share of 429s (about the last 1 / weight answers).
-PRESSURE_WEIGHT = 0.01
-#: Share of 429s among recent answers that means overload and halves the concurrency.
-OVERLOAD_SHARE = 0.25
+PRESSURE_WEIGHT = 0.05
+#: Share of 429s among recent answers that, with :data:`OVERLOAD_RUN`, means overload.
+OVERLOAD_SHARE = 0.15
+#: 429s in a row, with no success between them, that (with the share) mean overload.
+OVERLOAD_RUN = 4
 
 
 class TokenBucket:
@@ -141,14 +143,16 @@ class AdaptiveLimit:
     parks a future in a FIFO queue that ``release`` wakes.
 
     Not every 429 means overload (some providers reject a few requests at random), so the
-    limit is cut only when the share of 429s among recent answers (a moving average over about
-    a hundred answers, ``pressure``) reaches :data:`OVERLOAD_SHARE`: a burst of consecutive
-    429s (about 30 from a calm start) does it; 5% or 10% scattered 429s never do (measured:
-    the limit stays at its maximum, see ``tests/llms/test_scheduler_faults.py``).
+    limit is cut only when both the share of 429s among recent answers (a moving average,
+    ``pressure``) reaches :data:`OVERLOAD_SHARE` and the last :data:`OVERLOAD_RUN` answers were
+    all 429s: an overloaded server rejects nearly everything, while 5% of scattered 429s give
+    four in a row about once in 160,000 answers (10%: once in 10,000, and the limit is back
+    at its maximum a few thousand answers later).
     """
 
     __slots__ = (
         "_last_decrease",
+        "_rejected_in_a_row",
         "_successes",
         "_waiters",
         "in_flight",
@@ -164,6 +168,7 @@ class AdaptiveLimit:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._successes = 0
         self._last_decrease = -1.0
+        self._rejected_in_a_row = 0
         self.pressure = 0.0
 
     async def acquire(self) -> None:
@@ -195,6 +200,7 @@ class AdaptiveLimit:
 
     def on_success(self) -> None:
         self.pressure *= 1 - PRESSURE_WEIGHT
+        self._rejected_in_a_row = 0
         if self.limit >= self.maximum:
             return
         self._successes += 1
@@ -207,7 +213,12 @@ class AdaptiveLimit:
         """Halve the limit, once per wave: 429s of attempts started before the last cut
         belong to the same overload and do not cut again."""
         self.pressure = self.pressure * (1 - PRESSURE_WEIGHT) + PRESSURE_WEIGHT
-        if self.pressure < OVERLOAD_SHARE or started < self._last_decrease:
+        self._rejected_in_a_row += 1
+        if (
+            self.pressure < OVERLOAD_SHARE
+            or self._rejected_in_a_row < OVERLOAD_RUN
+            or started < self._last_decrease
+        ):
             return
         self._last_decrease = now
         self._successes = 0
@@ -215,6 +226,7 @@ class AdaptiveLimit:
 
 
 __all__ = [
+    "OVERLOAD_RUN",
     "OVERLOAD_SHARE",
     "PRESSURE_WEIGHT",
     "REQUEST_PACE",

@@ -4,11 +4,11 @@ One :class:`RequestScheduler` per LLM decides when each request attempt may star
 do when it fails:
 
 - **Concurrency.** At most ``max_concurrency`` attempts in flight. The effective limit adapts
-  to overload only (AIMD): when at least a quarter of the recent answers (a moving average
-  over about a hundred) are 429s, it halves (never below 1, once per wave), and every run of
-  as many successes as the current limit raises it by one, back up to ``max_concurrency``.
-  Scattered 429s (a provider rejecting a few requests at random, 5-10%) are retried and never
-  lower the limit: cutting concurrency for them would cost throughput and fix nothing.
+  to overload only (AIMD): when the last four answers were all 429s and 429s are 15% of the
+  recent ones, it halves (never below 1, once per wave), and every run of as many successes
+  as the current limit raises it by one, back up to ``max_concurrency``. Scattered 429s (a
+  provider rejecting a few requests at random, 5-10%) are retried and practically never lower
+  the limit: cutting concurrency for them would cost throughput and fix nothing.
 - **Budgets.** Requests per minute (``rpm``) and tokens per minute (``tpm``) are token buckets
   that refill continuously at ``rpm / 60`` per second and hold only a small burst, so the rate
   stays under the provider's limit over any window. A request reserves its estimated tokens
@@ -26,9 +26,10 @@ do when it fails:
   task into a failed row: it never crashes the run.
 - **Circuit breaker.** Errors that no row can get past stop everything at once: a 401/403 (the
   key), a 404 (the model or the URL path), or a server that refused every connection before
-  any request succeeded (three attempts in a row). The scheduler then raises the LLM's
-  :class:`~alambic.errors.LLMConfigurationError` for this request and every later one, so the
-  step stops with one clear error instead of one failed row per request.
+  any request succeeded (three attempts in a row). The request that met it fails with its
+  reason; every later request raises the LLM's :class:`~alambic.errors.LLMConfigurationError`
+  without being sent, so the step stops with one clear error instead of one failed row per
+  request.
 - **Not a request error.** A :class:`~alambic.errors.StoreError` raised during an attempt (the
   request cache could not write: disk full) is not retried or turned into a failed row: it
   propagates, and the run stops.
@@ -52,6 +53,7 @@ from typing import Any, TypeVar
 from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError, StoreError
 from alambic.llms.classify import never_connected
 from alambic.llms.limits import (
+    OVERLOAD_RUN,
     OVERLOAD_SHARE,
     PRESSURE_WEIGHT,
     REQUEST_PACE,
@@ -298,8 +300,8 @@ class RequestScheduler:
                 elif limits.adaptive_concurrency:
                     slots.on_rate_limited(started, time.monotonic())
                     counters.concurrency_limit = slots.limit
-            self._check_usable(kind, error)
-            if not kind.retryable or tries > limits.max_retries:
+            tripped = self._check_usable(kind, error)
+            if tripped or not kind.retryable or tries > limits.max_retries:
                 counters.failures += 1
                 given_up = f" (gave up after {tries} attempts)" if kind.retryable else ""
                 raise LLMRequestError(
@@ -322,20 +324,20 @@ class RequestScheduler:
             )
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
-    def _check_usable(self, kind: ErrorKind, error: BaseException) -> None:
-        """The circuit breaker (see the module docstring): raise when no request can work."""
-        if self.unusable is None:
-            return
+    def _check_usable(self, kind: ErrorKind, error: BaseException) -> bool:
+        """The circuit breaker (see the module docstring). Returns whether this error just
+        tripped it: that request fails as a row with its own reason, and every request after
+        it raises the LLM's :class:`LLMConfigurationError` instead of being sent."""
+        if self.unusable is None or self.stopped is not None:
+            return False
         if kind is ErrorKind.CONNECTION and not self._succeeded and never_connected(error):
             self._refused_in_a_row += 1
             if self._refused_in_a_row < REFUSED_ATTEMPTS_TO_STOP:
-                return
+                return False
         elif kind not in _FATAL_KINDS:
-            return
-        if self.stopped is None:
-            self.stopped = self.unusable(kind, _Redacted(self._describe(kind, error)))
-            self.counters.failures += 1
-        raise self._stopped_error() from error
+            return False
+        self.stopped = self.unusable(kind, _Redacted(self._describe(kind, error)))
+        return True
 
     def _stopped_error(self) -> LLMConfigurationError:
         stopped = self.stopped
@@ -417,6 +419,7 @@ def monotonic() -> float:
 
 
 __all__ = [
+    "OVERLOAD_RUN",
     "OVERLOAD_SHARE",
     "PRESSURE_WEIGHT",
     "REFUSED_ATTEMPTS_TO_STOP",
