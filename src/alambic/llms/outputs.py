@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from alambic.errors import ErrorKind, LLMRequestError
+from alambic.errors import ErrorKind, LLMRequestError, error_entry
 from alambic.llms.cache import CachedGeneration, request_key
 from alambic.llms.structured import StructuredSpec, validate_reply
 from alambic.llms.typing import (
@@ -16,9 +16,7 @@ from alambic.llms.typing import (
     GenerationError,
     StructuredOutputSpec,
 )
-from alambic.redaction import redact
 
-MAX_MESSAGE = 2000
 RAW_COMPLETION_UNSUPPORTED = (
     "{name} only accepts chat messages, but raw completions were asked for (Magpie needs "
     "them). Use TransformersLLM, vLLM, LlamaCppLLM, or OpenAILLM against a server with a "
@@ -79,11 +77,7 @@ def error_info(error: BaseException) -> GenerationError:
     """The error entry of a failed generation; its message is redacted of keys."""
     kind = error.kind if isinstance(error, LLMRequestError) else ErrorKind.UNKNOWN
     cause = error.__cause__ if isinstance(error, LLMRequestError) and error.__cause__ else error
-    return {
-        "type": type(cause).__name__,
-        "kind": kind.value,
-        "message": redact(str(error))[:MAX_MESSAGE],
-    }
+    return error_entry(kind, error, type=cause)
 
 
 def validate_slots(
@@ -122,11 +116,7 @@ def fail_slot(out: GenerateOutput, j: int, reason: str) -> None:
     """Mark generation ``j`` failed: its reply never matched the schema."""
     out["generations"][j] = None
     errors = out.setdefault("errors", [None] * len(out["generations"]))
-    errors[j] = {
-        "type": "StructuredOutputError",
-        "kind": "structured_output",
-        "message": redact(reason)[:MAX_MESSAGE],
-    }
+    errors[j] = error_entry(ErrorKind.STRUCTURED_OUTPUT, reason, type="StructuredOutputError")
 
 
 def fill_slots(
@@ -141,11 +131,11 @@ def fill_slots(
     generation for fail as ``invalid_response``."""
     errs = out.get("errors") or [None] * len(out["generations"])
     stats = out["statistics"]
-    missing: GenerationError = {
-        "type": "InvalidResponseError",
-        "kind": ErrorKind.INVALID_RESPONSE.value,
-        "message": "the reply held fewer generations than asked for",
-    }
+    missing = error_entry(
+        ErrorKind.INVALID_RESPONSE,
+        "the reply held fewer generations than asked for",
+        type="InvalidResponseError",
+    )
     for k, slot in enumerate(slots):
         if k >= len(out["generations"]):
             errors[slot] = missing

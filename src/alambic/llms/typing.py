@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from typing_extensions import NotRequired, Required, TypedDict
 
+from alambic.errors import ErrorEntry
+
 
 class ChatItem(TypedDict, total=False):
     """One chat message, in the OpenAI chat-completions format."""
@@ -26,12 +28,9 @@ class TokenStatistics(TypedDict):
     output_tokens: list[int | None]
 
 
-class GenerationError(TypedDict):
-    """Why one generation failed: kept in the row's metadata."""
-
-    type: str
-    kind: str
-    message: str
+GenerationError = ErrorEntry
+"""Why one generation failed, kept in the row's metadata: the row error entry of
+:mod:`alambic.errors` (build one with :func:`alambic.errors.error_entry`)."""
 
 
 class GenerateOutput(TypedDict):
