@@ -75,7 +75,7 @@ def test_the_lean_transport_is_used_for_http_and_not_for_https() -> None:
     kwargs = sdk_http_client_kwargs(openai, 10.0, "http://127.0.0.1:1/v1")
     client = kwargs["http_client"]
     # a plain client of the SDK's HTTP library: only its transport is ours
-    assert type(client) is sdk_http_module().AsyncClient
+    assert isinstance(client, sdk_http_module().AsyncClient)
     assert type(client._transport).__name__ == "LeanTransport"
     https = sdk_http_client_kwargs(openai, 10.0, "https://api.openai.com/v1")
     assert type(getattr(https.get("http_client"), "_transport", None)).__name__ != "LeanTransport"
@@ -124,3 +124,32 @@ def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
     texts, connections = asyncio.run(main())
     assert texts == ["hi", "hi"]
     assert connections == 2
+
+
+def test_requests_the_sdk_finished_are_not_merged_again() -> None:
+    from alambic.llms._http import lean_client_class
+
+    http = sdk_http_module()
+    client = lean_client_class(http)(timeout=7.0, headers={"X-Client-Default": "1"})
+    timeout = http.Timeout(3.0)
+    request = client.build_request(
+        "POST",
+        "http://127.0.0.1:9/v1/chat/completions",
+        headers=[("Authorization", "Bearer k"), ("Content-Type", "application/json")],
+        content=b'{"a": 1}',
+        timeout=timeout,
+    )
+    # the SDK's request as it made it: its headers only, its body, its timeout
+    assert str(request.url) == "http://127.0.0.1:9/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer k"
+    assert "x-client-default" not in request.headers
+    assert request.content == b'{"a": 1}'
+    assert request.headers["content-length"] == "8"
+    assert request.extensions["timeout"] == timeout.as_dict()
+    # anything else (query parameters, relative URLs, https) takes httpx's own path
+    merged = client.build_request("GET", "http://127.0.0.1:9/v1/models", params={"limit": 2})
+    assert merged.url.params["limit"] == "2"
+    assert merged.headers["x-client-default"] == "1"
+    assert merged.extensions["timeout"] == http.Timeout(7.0).as_dict()
+    secure = client.build_request("GET", "https://example.invalid/v1/models", timeout=timeout)
+    assert secure.headers["x-client-default"] == "1"
