@@ -1,14 +1,20 @@
-"""The two LLM base classes.
+"""The two LLM base classes, and the one path every request takes.
 
 - :class:`LLM` is for engines that run in this process (transformers, vLLM, llama.cpp): a
-  provider implements ``_generate`` on a batch of inputs.
-- :class:`AsyncLLM` is for API clients: a provider implements ``_agenerate`` for one request;
-  the base adds the request scheduler (concurrency, retries, timeouts), the request cache,
-  token statistics and the fan-out for servers that ignore ``n``.
+  provider implements ``_generate`` (and ``_complete`` for raw prompts) on a batch of inputs.
+- :class:`AsyncLLM` is for API clients: a provider implements ``_agenerate`` (and
+  ``_acomplete``) for one request; the base adds the request scheduler (concurrency, retries,
+  timeouts, the circuit breaker), the request cache, token statistics and the fan-out for
+  servers that ignore ``n``.
 
-Both expose ``generate(inputs, num_generations=1, **generation_kwargs)``, which returns one
-:class:`~alambic.llms.typing.GenerateOutput` per input and works from plain code and from inside
-a running event loop alike.
+Chat, raw completion (``complete``/``acomplete``), structured output and ``n`` all go through
+the same chain: the request cache, then (API clients) the scheduler, then one attempt. Both
+classes expose ``generate(inputs, num_generations=1, **generation_kwargs)`` and ``complete``,
+which return one :class:`~alambic.llms.typing.GenerateOutput` per input and work from plain
+code and from inside a running event loop alike.
+
+What an executor uses, so it needs no ``isinstance`` check: ``set_request_cache``,
+``concurrency_hint()``, ``answers_concurrently``, ``request_counters()`` and ``aclose()``.
 """
 
 from __future__ import annotations
