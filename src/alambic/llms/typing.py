@@ -6,8 +6,6 @@ from typing import Any, Literal
 
 from typing_extensions import NotRequired, Required, TypedDict
 
-from alambic.errors import ErrorEntry
-
 
 class ChatItem(TypedDict, total=False):
     """One chat message, in the OpenAI chat-completions format."""
@@ -28,9 +26,14 @@ class TokenStatistics(TypedDict):
     output_tokens: list[int | None]
 
 
-GenerationError = ErrorEntry
-"""Why one generation failed, kept in the row's metadata: the row error entry of
-:mod:`alambic.errors` (build one with :func:`alambic.errors.error_entry`)."""
+class GenerationError(TypedDict):
+    """Why one generation failed, kept in the row's metadata: the same keys as
+    :class:`alambic.errors.ErrorEntry` (build one with :func:`alambic.errors.error_entry`).
+    Declared with ``typing_extensions`` so pydantic can validate it on Python < 3.12."""
+
+    type: str
+    kind: str
+    message: str
 
 
 class GenerateOutput(TypedDict):
