@@ -103,3 +103,12 @@ def test_distiset_folder(tmp_path: Path) -> None:
     page = rows_page(source, "default", 25, 10)
     assert [r["values"]["instruction"] for r in page["rows"]] == [f"q{i}" for i in range(25, 30)]
     assert rows_page(source, "default", 0, 10, failure="any")["rows"][0]["index"] == 2
+
+
+def test_other_definitions_of_the_pipeline_are_offered_for_the_diff(two_runs: Any) -> None:
+    from alambic.viewer.sources import sibling_runs
+
+    source, other = two_runs
+    siblings = sibling_runs(source)
+    assert list(siblings) == [other.label]
+    assert sibling_runs(other).keys() == {source.label}
