@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alambic import settings
-from alambic.errors import METADATA_COLUMN, AlambicUserError, ErrorKind, error_entry, set_row_error
+from alambic.errors import (
+    METADATA_COLUMN,
+    AlambicUserError,
+    ErrorKind,
+    LLMConfigurationError,
+    StoreError,
+    error_entry,
+    set_row_error,
+)
 from alambic.llms.base import AsyncLLM
 from alambic.llms.budget import Budget, BudgetExhausted, RunBudget, current_step
 from alambic.pipeline.progress import ProgressReporter, StepProgress
@@ -56,6 +64,8 @@ logger = logging.getLogger("alambic")
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 _END = None
+#: Errors no row can get past: they stop the run instead of failing the batch's rows.
+_STOPS_THE_RUN = (LLMConfigurationError, StoreError)
 QUEUE_SIZE = 8
 DATASET_SOURCE = "dataset"
 
@@ -914,11 +924,15 @@ class LocalExecutor:
             except BudgetExhausted as exc:  # this unit is left for the next run
                 self._stop_for_budget(exc)
                 raise _Abandoned from exc
+            except _STOPS_THE_RUN:
+                raise
             except Exception as exc:
                 return self._failed_unit(node, inputs, exc)
         step = await replicas.get()
         try:
             return await self._call_step(node, step, inputs)
+        except _STOPS_THE_RUN:
+            raise
         except Exception as exc:
             return self._failed_unit(node, inputs, exc)
         finally:

@@ -1,4 +1,4 @@
-"""W8: 10,000 rows through OpenAI's Batch API protocol (``OpenAILLM(use_batch_api=True)``).
+"""W9: 10,000 rows through OpenAI's Batch API protocol (``OpenAILLM(use_batch_api=True)``).
 
 The batch test server (``alambic.testing.openai_batch_server``) runs in its own process and
 completes each job in ``--stages`` parts, one every ``--stage-s`` seconds (the simulated
@@ -9,7 +9,7 @@ Figures: rows/s of the run's wall time less the simulated wait (stages x stage_s
 are created together and wait side by side), and the requests the server saw submitted, which
 must be the row count exactly; then the same with a SIGKILL while jobs are polled and a rerun.
 
-    PYTHONPATH=src python benchmarks/w8_batch.py [--rows 10000] [--repeat 3]
+    PYTHONPATH=src python benchmarks/w9_batch.py [--rows 10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def child(url: str, rows: int, job_size: int) -> None:
     from alambic.steps import LoadDataFromDicts
     from alambic.steps.tasks import TextGeneration
 
-    with Pipeline(name="w8-batch") as pipeline:
+    with Pipeline(name="w9-batch") as pipeline:
         load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(rows)])
         llm = OpenAILLM(
             model="gpt-4o-mini",
