@@ -30,11 +30,14 @@ SCRIPT = Path(__file__).with_name("batch_script.py")
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def _pipeline(url: str, n: int, **llm: Any) -> Pipeline:
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [{"instruction": f"q {i}" + (" bad" if i % 7 == 3 else "")} for i in range(n)]
+
+
+def _pipeline(url: str, n: int, *, refused: bool = True, **llm: Any) -> Pipeline:
+    rows = [r for r in _rows(n) if refused or not r["instruction"].endswith(" bad")]
     with Pipeline(name="batch") as pipeline:
-        load = LoadDataFromDicts(
-            data=[{"instruction": f"q {i}" + (" bad" if i % 7 == 3 else "")} for i in range(n)]
-        )
+        load = LoadDataFromDicts(data=rows)
         settings: dict[str, Any] = {
             "batch_collect_s": 0.05,
             "batch_poll_s": 0.02,
@@ -72,9 +75,9 @@ def test_batch_rows_failures_and_cache() -> None:
         assert stats["jobs"] >= 3
         assert stats["statuses"] == {"completed": stats["jobs"]}
 
-        # the answers are in the request cache: a non-batch run of the same prompts in another
-        # pipeline sends nothing (no chat endpoint exists on this server)
-        plain = _pipeline(server.base_url, 25, batch_max_requests=10)
+        # the answers are in the request cache: a non-batch run of the answered prompts sends
+        # nothing (this server has no chat endpoint: a request would stop the run)
+        plain = _pipeline(server.base_url, 25, refused=False, batch_max_requests=10)
         plain.get_step("gen").llm.use_batch_api = False  # type: ignore[attr-defined]
         again = plain.run(show_progress=False, use_cache=False)["default"]["train"].to_list()
         assert [r["generation"] for r in again if r["generation"] is not None] == [
