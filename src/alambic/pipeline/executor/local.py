@@ -117,6 +117,8 @@ class LocalRun(Workers):
                 )
                 book.finish_run("finished")
                 return book.distiset()
+            if any(node.step.exclusive_engine for node in self.nodes.values()):
+                self.warm_up.start_now()
             self.load_steps()
             try:
                 asyncio.run(self.arun())
@@ -198,7 +200,13 @@ class LocalRun(Workers):
         finally:
             stop_watching()
             reporter.stop()
-            self.pipeline.last_summary = reporter.summary()
+            summary = reporter.summary()
+            for name, peak in self.max_buffered_rows.items():
+                if self.nodes[name].step.processes_rows_async and name in summary["steps"]:
+                    # rows admitted and not yet emitted in order (in flight + waiting): the
+                    # buffer between the LLM and the in-order commit, capped by row_window
+                    summary["steps"][name]["max_rows_held"] = peak
+            self.pipeline.last_summary = summary
             for node in self.nodes.values():
                 with contextlib.suppress(Exception):  # closing clients is best effort
                     await node.step.aclose()
