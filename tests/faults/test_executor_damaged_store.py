@@ -81,3 +81,24 @@ def test_a_damaged_committed_batch_fails_fast_with_the_file_named(
     assert "StoreError" in second.stderr
     assert str(store) in second.stderr
     assert "cannot be read" in second.stderr
+
+
+def test_a_zero_byte_store_is_recreated_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from alambic.pipeline import Pipeline
+    from alambic.pipeline.store import pipeline_dir
+    from alambic.steps import KeepColumns, LoadDataFromDicts
+
+    with Pipeline(name="zero", cache_dir=tmp_path) as p:
+        LoadDataFromDicts(data=[{"a": 1}]) >> KeepColumns(columns=["a"])
+    folder = pipeline_dir(tmp_path, "zero", p.signature())
+    folder.mkdir(parents=True)
+    (folder / "store.sqlite").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="alambic"):
+        rows = p.run(show_progress=False)["default"]["train"]["a"]
+    assert rows == [1]
+    assert "empty (0-byte) file" in caplog.text
+    assert str(folder / "store.sqlite") in caplog.text
