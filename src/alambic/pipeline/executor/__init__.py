@@ -13,17 +13,14 @@ from alambic.pipeline.executor.base import (
     resolve_executor,
     retry_kinds,
 )
+from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.pipeline.executor.local import LocalExecutor
 
 
-def __getattr__(name: str) -> object:
-    if name == "LocalExecutor":
-        from alambic.pipeline.executor.local import LocalExecutor
-
-        return LocalExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_LAZY = {"LocalExecutor": "alambic.pipeline.executor.local"}
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [
