@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry, set_row_error
+from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry, row_errors, set_row_error
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import END, Envelope, Node
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
@@ -85,6 +85,7 @@ class Workers:
             node.progress.rows_out += len(rows)
         writer = self.book.writers.get(node.name)
         if writer is not None and rows:
+            self.book.failed_rows += sum(1 for row in rows if row_errors(row))
             if self.warm_up.busy():
                 # pyarrow is still being imported: wait for it off the loop, which keeps
                 # sending requests meanwhile (a node's writes stay in order: it awaits each)
