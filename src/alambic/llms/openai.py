@@ -110,6 +110,13 @@ class OpenAILLM(ProviderLLM):
         "batch_poll_s",
         "batch_poll_max_s",
     }
+    signature_exclude: ClassVar[frozenset[str]] = ProviderLLM.signature_exclude | {
+        "use_batch_api",
+        "batch_max_requests",
+        "batch_collect_s",
+        "batch_poll_s",
+        "batch_poll_max_s",
+    }
     _schema_as_json_object: bool = False
     _batchers: dict[int, Any] = PrivateAttr(default_factory=dict)
 
