@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from alambic.budget import Budget, BudgetExhausted, RunBudget, current_step
 from alambic.llms import OpenAILLM
-from alambic.llms.budget import Budget, BudgetExhausted, RunBudget, current_step
 from alambic.pipeline.store.spend import SpendJournal
 
 

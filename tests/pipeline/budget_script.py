@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from alambic.budget import Budget
 from alambic.llms import OpenAILLM
-from alambic.llms.budget import Budget
 from alambic.pipeline import Pipeline
 from alambic.steps import LoadDataFromDicts
 from alambic.steps.tasks import TextGeneration

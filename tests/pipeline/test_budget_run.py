@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from alambic.budget import Budget
 from alambic.llms import OpenAILLM
-from alambic.llms.budget import Budget
 from alambic.pipeline import Pipeline
 from alambic.steps import LoadDataFromDicts
 from alambic.steps.tasks import TextGeneration

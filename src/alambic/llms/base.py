@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
+from alambic.budget import current_budget
 from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
-from alambic.llms.budget import current_budget
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,

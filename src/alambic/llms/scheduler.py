@@ -70,7 +70,7 @@ from alambic.llms.rate_limit_headers import (
 from alambic.redaction import redact
 
 if TYPE_CHECKING:
-    from alambic.llms.budget import Ticket
+    from alambic.budget import Ticket
 
 T = TypeVar("T")
 
@@ -234,7 +234,7 @@ class RequestScheduler:
         """Run ``attempt`` until it succeeds, fails for good, or retries are exhausted.
 
         With a ``ticket`` (a run budget's claim), each attempt first reserves its worst case
-        (raising :class:`~alambic.llms.budget.BudgetExhausted` when it could pass the cap); a
+        (raising :class:`~alambic.budget.BudgetExhausted` when it could pass the cap); a
         failed attempt gives it back, a successful one leaves it for the caller to settle."""
         slots = self._bind()
         probe = False

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from contextvars import Token
 
+    from alambic.budget import Budget
     from alambic.distiset import Distiset
-    from alambic.llms.budget import Budget
-    from alambic.pipeline.estimate import Estimate
+    from alambic.estimate import Estimate
     from alambic.pipeline.executor import Executor
     from alambic.steps.routing import RoutingBatchFunction
 
@@ -273,7 +273,7 @@ class Pipeline:
         ``token_counters`` maps a task to a token counter (a callable ``messages -> int`` or
         a Hugging Face tokenizer path). See docs/cost.md.
         """
-        from alambic.pipeline.estimate import estimate_pipeline
+        from alambic.estimate import estimate_pipeline
 
         return estimate_pipeline(
             self,

@@ -1,6 +1,6 @@
 """A run's spending: its budget (``run(budget=...)``) and what each step and model spent.
 
-The executor opens a :class:`~alambic.llms.budget.RunBudget` for every run (without a cap it
+The executor opens a :class:`~alambic.budget.RunBudget` for every run (without a cap it
 only counts), makes it current while the loop runs, names the step each worker serves (so
 spending is per step and model), and reports it in the summary and the Distiset's card.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from alambic.llms.budget import Budget, RunBudget
+from alambic.budget import Budget, RunBudget
 
 if TYPE_CHECKING:
     from alambic.pipeline.base import Pipeline

@@ -19,6 +19,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from alambic.budget import BudgetExhausted, current_step
 from alambic.errors import (
     METADATA_COLUMN,
     ErrorKind,
@@ -28,7 +29,6 @@ from alambic.errors import (
     row_errors,
     set_row_error,
 )
-from alambic.llms.budget import BudgetExhausted, current_step
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import END, Envelope, Node
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered

@@ -15,7 +15,7 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 
-from alambic.llms.budget import Spend
+from alambic.budget import Spend
 from alambic.pipeline.store._sqlite import StoreFile, connect, translate_error
 
 __all__ = ["SPEND_FILENAME", "SpendJournal"]
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS spend (
 
 
 class SpendJournal:
-    """The :class:`~alambic.llms.budget.Journal` of one pipeline folder."""
+    """The :class:`~alambic.budget.Journal` of one pipeline folder."""
 
     def __init__(self, folder: Path, *, fresh: bool = False) -> None:
         self.file = StoreFile(
