@@ -480,6 +480,7 @@ class AsyncLLM(LLM):
         in_tok: list[int | None] = [None] * num_generations
         out_tok: list[int | None] = [None] * num_generations
         errors: list[GenerationError | None] = [None] * num_generations
+        reasonings: list[str | None] = [None] * num_generations
         todo = list(range(num_generations))
         base = ""
         if cache is not None:
@@ -495,16 +496,24 @@ class AsyncLLM(LLM):
             todo = [j for j, hit in enumerate(found) if hit is None]
         while todo:
             if len(todo) == 1:
-                self._fill(todo, await self._one(input, 1, kwargs), texts, in_tok, out_tok, errors)
+                self._fill(
+                    todo,
+                    await self._one(input, 1, kwargs),
+                    texts,
+                    in_tok,
+                    out_tok,
+                    errors,
+                    reasonings,
+                )
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
-                    self._fill([slot], out, texts, in_tok, out_tok, errors)
+                    self._fill([slot], out, texts, in_tok, out_tok, errors, reasonings)
                 break
             out = await self._one(input, len(todo), kwargs)
             got = min(len(out["generations"]), len(todo))
-            self._fill(todo[:got], out, texts, in_tok, out_tok, errors)
+            self._fill(todo[:got], out, texts, in_tok, out_tok, errors, reasonings)
             if got == len(todo):
                 break
             self._n_ignored = True
@@ -534,6 +543,8 @@ class AsyncLLM(LLM):
         }
         if any(e is not None for e in errors):
             result["errors"] = errors
+        if any(r is not None for r in reasonings):
+            result["reasonings"] = reasonings
         return result
 
     @staticmethod
@@ -544,14 +555,18 @@ class AsyncLLM(LLM):
         in_tok: list[int | None],
         out_tok: list[int | None],
         errors: list[GenerationError | None],
+        reasonings: list[str | None] | None = None,
     ) -> None:
         errs = out.get("errors") or [None] * len(out["generations"])
         stats = out["statistics"]
+        thoughts = out.get("reasonings") or [None] * len(out["generations"])
         for k, slot in enumerate(slots):
             texts[slot] = out["generations"][k]
             in_tok[slot] = stats["input_tokens"][k]
             out_tok[slot] = stats["output_tokens"][k]
             errors[slot] = errs[k]
+            if reasonings is not None and k < len(thoughts):
+                reasonings[slot] = thoughts[k]
 
     async def _one(self, input: FormattedInput, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
         if self.structured_output is None and not isinstance(input, tuple):

@@ -25,6 +25,7 @@ from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.aio import run_sync
 from alambic.utils.imports import require
+from alambic.llms._content import reasoning_of, with_reasonings
 
 logger = logging.getLogger("alambic")
 
@@ -368,10 +369,12 @@ def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
     per_output: list[int | None] = [completion] if n == 1 else [None] * n
     if n > 1 and completion is not None:
         per_output = [completion // n] * n
-    return {
+    out: GenerateOutput = {
         "generations": texts[: max(num_generations, 1)],
         "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
     }
+    reasonings = [reasoning_of(c.get("message")) for c in choices]
+    return with_reasonings(out, reasonings[: max(num_generations, 1)])
 
 
 def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None]:
