@@ -27,7 +27,7 @@ def serve(reply: Reply) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             raw = json.dumps(reply(self.path, body)).encode()
             self.send_response(200)

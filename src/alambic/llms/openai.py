@@ -20,12 +20,12 @@ from urllib.parse import urlparse
 from pydantic import Field, PrivateAttr, SecretStr
 
 from alambic.errors import ErrorKind, LLMRequestError, MissingAPIKeyError
+from alambic.llms._content import reasoning_of, with_reasonings
 from alambic.llms.base import AsyncLLM, failed_output, split_input
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.aio import run_sync
 from alambic.utils.imports import require
-from alambic.llms._content import reasoning_of, with_reasonings
 
 logger = logging.getLogger("alambic")
 
