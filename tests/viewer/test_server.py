@@ -34,6 +34,10 @@ def test_endpoints(served: str) -> None:
         failed = client.get("/api/rows", params={"step": "gen", "failure": "any"}).json()
         assert failed["total"] == 11  # question 7 and 70-79
         assert [r["index"] for r in failed["rows"]] == [7, *range(70, 80)]
+        by_kind = client.get("/api/rows", params={"step": "gen", "failure": "bad_request"})
+        assert by_kind.json()["total"] == 11
+        other_kind = client.get("/api/rows", params={"step": "gen", "failure": "timeout"})
+        assert other_kind.json()["total"] == 0
         lineage = client.get("/api/row", params={"step": "gen", "index": 7}).json()
         assert [s["step"] for s in lineage["stages"]] == ["load_data_from_dicts_0", "gen"]
         assert "question 7" in lineage["errors"]["gen"]["message"]
