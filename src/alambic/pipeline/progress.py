@@ -13,15 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from alambic.llms.base import AsyncLLM
-
 logger = logging.getLogger("alambic")
 
 
 @dataclass
 class StepProgress:
     name: str
-    llm: AsyncLLM | None = None
+    llm: Any = None
     rows_in: int = 0
     rows_out: int = 0
     failures: int = 0
@@ -51,7 +49,8 @@ class StepProgress:
     def llm_counters(self) -> dict[str, Any]:
         if self.llm is None:
             return {}
-        return self.llm.scheduler.counters.snapshot()
+        counters: dict[str, Any] = self.llm.scheduler.counters.snapshot()
+        return counters
 
 
 class ProgressReporter:
@@ -70,9 +69,7 @@ class ProgressReporter:
         self._live: Any = None
         self.started = time.monotonic()
 
-    def add_step(
-        self, name: str, llm: AsyncLLM | None, tasks: list[Any] | None = None
-    ) -> StepProgress:
+    def add_step(self, name: str, llm: Any, tasks: list[Any] | None = None) -> StepProgress:
         progress = StepProgress(name=name, llm=llm, tasks=list(tasks or []))
         self.steps.append(progress)
         return progress
