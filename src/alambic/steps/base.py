@@ -93,6 +93,10 @@ class StepResources(BaseModel):
     replicas: PositiveInt = 1
     cpus: float | None = Field(default=None, gt=0)
     gpus: int | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0, description="Bytes of memory per copy.")
+    resources: dict[str, float] | None = Field(
+        default=None, description="Custom resources per copy (Ray's ``resources=``)."
+    )
 
 
 class _Step(BaseModel, ABC):
@@ -305,6 +309,13 @@ class _Step(BaseModel, ABC):
 
     def attach_request_cache(self, cache: Any) -> None:
         """Hook: the executor hands the run's request cache (or ``None`` to detach it)."""
+
+    def attach_shared_budget(self, budget_for: Any) -> None:
+        """Hook: a distributed executor shares one rate budget among every copy of the step.
+
+        ``budget_for(llm)`` returns the shared budget of an API client (see
+        :meth:`alambic.llms.scheduler.RequestScheduler.attach_shared_budget`).
+        """
 
     async def aclose(self) -> None:
         """Hook: close what was opened on the executor's event loop (API clients)."""

@@ -72,6 +72,10 @@ class _Task(_Step):
     def attach_request_cache(self, cache: Any) -> None:
         self.llm.set_request_cache(cache)
 
+    def attach_shared_budget(self, budget_for: Any) -> None:
+        if isinstance(self.llm, AsyncLLM):
+            self.llm.scheduler.attach_shared_budget(budget_for(self.llm))
+
     async def aclose(self) -> None:
         if isinstance(self.llm, AsyncLLM):
             await self.llm.aclose()

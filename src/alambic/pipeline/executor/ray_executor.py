@@ -1,0 +1,340 @@
+"""The Ray executor: the same pipeline on a Ray cluster, with the same results.
+
+``pipeline.run(executor="ray")`` (or ``RayExecutor(address=...)``) keeps everything that
+decides *what* a run computes on the driver, exactly as the local executor does: the graph,
+re-batching, routing, the in-order emission of units, the run store (the driver is its only
+writer), the leaf files and the Distiset. Only *computing* a unit moves: each replica of a
+processing step is a Ray actor holding a loaded copy of the step, placed with the step's
+:class:`~alambic.steps.base.StepResources` (cpus, gpus, memory, custom resources). Units
+travel to the actors and back as object references. Generators and inline steps stay on
+the driver (they read the source in order and are cheap).
+
+Because the store, the signatures and the request cache are the local executor's, a run
+started locally can be finished on Ray and the reverse, and a driver killed at any point
+resumes exactly as a local run does.
+
+An actor that dies (its node lost, out of memory, killed) is restarted by Ray and the units
+it held are sent again; the requests it had answered come back from the request cache, so
+only requests in flight at the death are repeated. An exception raised by the step's own
+code becomes failed rows, as locally. Every API client of every actor shares one rate
+budget per provider key (:mod:`.ray_budget`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from alambic.errors import AlambicUserError
+from alambic.pipeline.executor.base import Executor
+from alambic.pipeline.executor.batching import batch_size
+from alambic.pipeline.executor.graph import Node
+from alambic.pipeline.executor.local import LocalRun
+from alambic.pipeline.executor.ordered import run_ordered
+from alambic.pipeline.executor.workers import row_window
+from alambic.steps.base import merge_rows
+from alambic.steps.typing import Row
+
+if TYPE_CHECKING:
+    from alambic.distiset import Distiset
+    from alambic.pipeline.base import Pipeline
+
+logger = logging.getLogger("alambic")
+
+UNITS_PER_ACTOR = 8
+"""Units an asynchronous step's actor holds at once (their rows share its LLM concurrency)."""
+
+ACTOR_RESTARTS = 4
+"""How often Ray restarts a step's actor that died, re-sending the units it held."""
+
+
+class RayExecutor(Executor):
+    """Runs each processing step's replicas as Ray actors; the driver keeps the run's books.
+
+    ``address``: a cluster to join (``"auto"``, ``"ray://host:10001"``...). Without one, an
+    existing connection (a Ray job, or ``ray.init`` called by the user) is used, then the
+    ``RAY_ADDRESS`` variable, and otherwise a local Ray instance is started for the run.
+    ``init_kwargs`` go to ``ray.init`` when this executor connects.
+    """
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, **init_kwargs: Any) -> None:
+        self.address = address
+        self.init_kwargs = init_kwargs
+
+    def run(
+        self,
+        pipeline: Pipeline,
+        *,
+        parameters: dict[str, dict[str, Any]] | None = None,
+        use_cache: bool = True,
+        dataset: Any = None,
+        show_progress: bool | None = None,
+        storage: bool = True,
+        dry_run_rows: int | None = None,
+        retry_failed: bool | Iterable[str] = True,
+    ) -> Distiset:
+        started_here = connect(self.address, self.init_kwargs)
+        try:
+            return RayRun(
+                pipeline,
+                parameters=parameters,
+                use_cache=use_cache,
+                dataset=dataset,
+                show_progress=show_progress,
+                storage=storage,
+                dry_run_rows=dry_run_rows,
+            ).run()
+        finally:
+            if started_here:
+                import ray
+
+                ray.shutdown()
+
+
+def connect(address: str | None, init_kwargs: dict[str, Any]) -> bool:
+    """Connect to Ray unless already connected; return whether this call connected."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise AlambicUserError(
+            'executor="ray" needs Ray: pip install "alambic[ray]" (or pip install "ray[data]").'
+        ) from exc
+    if ray.is_initialized():
+        return False
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = {"log_to_driver": True, **init_kwargs}
+    try:
+        ray.init(address=target, **kwargs)
+    except ConnectionError as exc:
+        raise AlambicUserError(
+            f"Could not connect to the Ray cluster at {target!r}: {exc}. Start one with "
+            "`ray start --head`, fix RAY_ADDRESS / address=..., or leave both unset to run "
+            "a local Ray instance."
+        ) from exc
+    return True
+
+
+def actor_options(node: Node) -> dict[str, Any]:
+    """Ray options for one replica of a step, from its resources."""
+    resources = node.step.resources
+    options: dict[str, Any] = {
+        "num_cpus": resources.cpus if resources.cpus is not None else 1,
+        "max_restarts": ACTOR_RESTARTS,
+        "max_task_retries": ACTOR_RESTARTS,
+        "name": None,
+    }
+    if resources.gpus:
+        options["num_gpus"] = resources.gpus
+    memory = getattr(resources, "memory", None)
+    if memory:
+        options["memory"] = memory
+    custom = getattr(resources, "resources", None)
+    if custom:
+        options["resources"] = dict(custom)
+    if node.step.processes_rows_async:
+        options["max_concurrency"] = max(UNITS_PER_ACTOR, 2) + 2
+    del options["name"]
+    return options
+
+
+def placement_bundles(node: Node) -> list[dict[str, float]] | None:
+    """One bundle per GPU of an engine sharded over several GPUs (tensor x pipeline
+    parallelism, as vLLM declares it), so all its shards are reserved together."""
+    llm = getattr(node.step, "llm", None)
+    tensor = int(getattr(llm, "tensor_parallel_size", 1) or 1)
+    extra = getattr(llm, "extra_kwargs", None) or {}
+    pipeline = int(extra.get("pipeline_parallel_size", 1) or 1)
+    shards = tensor * pipeline
+    if shards <= 1:
+        return None
+    cpus = node.step.resources.cpus or 1
+    return [{"GPU": 1.0, "CPU": float(cpus)}] + [{"GPU": 1.0} for _ in range(shards - 1)]
+
+
+class _RemoteProgress:
+    """What the progress display reads of a step whose copies run in actors: the sum of
+    their LLM counters and failed generations, as last reported with their results."""
+
+    def __init__(self) -> None:
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.scheduler = self
+        self.counters = self
+
+    def update(self, actor: int, report: dict[str, Any]) -> None:
+        self.reports[actor] = report
+
+    @property
+    def failures(self) -> int:
+        return sum(int(r.get("failures", 0)) for r in self.reports.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        total: dict[str, Any] = {}
+        for report in self.reports.values():
+            for key, value in (report.get("counters") or {}).items():
+                if isinstance(value, dict):
+                    merged = total.setdefault(key, {})
+                    for k, v in value.items():
+                        merged[k] = merged.get(k, 0) + v
+                elif key == "requests_per_minute":
+                    total[key] = value if total.get(key) is None else max(total[key], value or 0)
+                elif isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+                else:
+                    total.setdefault(key, value)
+        return total
+
+
+class RayRun(LocalRun):
+    """One run whose processing steps compute in Ray actors (see the module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, **options: Any) -> None:
+        super().__init__(pipeline, **options)
+        self.actors: dict[str, list[Any]] = {}
+        self.remote_progress: dict[str, _RemoteProgress] = {}
+        self.ledger: Any = None
+        self.placement_groups: list[Any] = []
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def load_steps(self) -> None:
+        import ray
+        from ray import cloudpickle
+
+        from alambic.pipeline.executor.ray_actors import actor_classes, to_recipe
+
+        worker_cls, ledger_cls = actor_classes()
+        remote = [n for n in self.nodes.values() if self.runs_remotely(n)]
+        local = [n for n in self.nodes.values() if not self.runs_remotely(n)]
+        for node in local:
+            node.replicas = [node.step]
+            node.step.load()
+            node.step.attach_request_cache(self.book.request_cache)
+        if not remote:
+            return
+        self.ledger = ledger_cls.options(num_cpus=0).remote()
+        cache = self.book.request_cache
+        cache_path = str(cache.path) if cache is not None else None
+        waiting = []
+        for node in remote:
+            blob = cloudpickle.dumps(to_recipe(node.step))  # type: ignore[no-untyped-call]
+            options = actor_options(node)
+            bundles = placement_bundles(node)
+            handles = []
+            for _ in range(node.step.resources.replicas if node.step.replicable else 1):
+                opts = dict(options)
+                if bundles is not None:
+                    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+                    group = ray.util.placement_group(bundles, strategy="PACK")
+                    self.placement_groups.append(group)
+                    opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                        placement_group=group, placement_group_capture_child_tasks=True
+                    )
+                handle = worker_cls.options(**opts).remote(blob, cache_path, self.ledger)
+                handles.append(handle)
+                waiting.append((node.name, handle.ready.remote()))
+            self.actors[node.name] = handles
+            self.remote_progress[node.name] = _RemoteProgress()
+        for name, ready in waiting:
+            try:
+                ray.get(ready)
+            except ray.exceptions.RayError as exc:
+                raise AlambicUserError(
+                    f"Step {name!r} could not be loaded in its Ray actor: {_cause(exc)}"
+                ) from exc
+
+    def unload_steps(self) -> None:
+        import ray
+
+        closing = [h.close.remote() for handles in self.actors.values() for h in handles]
+        with contextlib.suppress(Exception):  # actors are killed below whatever happens
+            ray.get(closing, timeout=60)
+        for handles in self.actors.values():
+            for handle in handles:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle)
+        for group in self.placement_groups:
+            with contextlib.suppress(Exception):
+                ray.util.remove_placement_group(group)
+        if self.ledger is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self.ledger)
+        self.actors.clear()
+        for node in self.nodes.values():
+            for replica in node.replicas:
+                with contextlib.suppress(Exception):  # unloading is best effort at the end
+                    replica.attach_request_cache(None)
+                    replica.unload()
+
+    def runs_remotely(self, node: Node) -> bool:
+        return node.mode != "generator" and not node.step.runs_inline
+
+    # -- processing ------------------------------------------------------------------------
+
+    async def run_node(self, node: Node) -> None:
+        if node.name not in self.actors:
+            await super().run_node(node)
+            return
+        try:
+            await self.run_remote(node)
+        finally:
+            if node.progress is not None:
+                node.progress.finished = True
+
+    async def run_remote(self, node: Node) -> None:
+        import ray
+
+        handles = self.actors[node.name]
+        progress = self.remote_progress[node.name]
+        if node.progress is not None:
+            node.progress.llm = progress if node.step.progress_source() is not None else None
+            node.progress.tasks = [progress]
+        rows_async = node.step.processes_rows_async
+        per_actor = UNITS_PER_ACTOR if rows_async else 1
+        pool: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(handles)):
+            for _ in range(per_actor):
+                pool.put_nowait(index)
+
+        async def compute(inputs: list[list[Row]]) -> list[Row]:
+            index = await pool.get()
+            handle = handles[index]
+            try:
+                if rows_async:
+                    rows = merge_rows(inputs)
+                    results, report = await handle.process_rows.remote(rows)
+                    progress.update(index, report)
+                    out: list[Row] = []
+                    for row, (ok, value) in zip(rows, results, strict=True):
+                        out.extend(value if ok else self.failed_rows(node, [[row]], value))
+                    return out
+                output, report = await handle.process_batch.remote(inputs)
+                progress.update(index, report)
+                return list(output)
+            except ray.exceptions.RayTaskError as exc:  # the step's own code raised
+                cause = _cause(exc)
+                error = cause if isinstance(cause, Exception) else RuntimeError(str(exc))
+                return self.failed_rows(node, inputs, error)
+            finally:
+                pool.put_nowait(index)
+
+        if rows_async:
+            concurrency = node.step.concurrency_hint
+            window = row_window(concurrency * len(handles), int(min(batch_size(node), 10_000)))
+            await run_ordered(self, node, len(handles) * per_actor, compute, row_window=window)
+        else:
+            await run_ordered(self, node, len(handles), compute)
+
+
+def _cause(error: BaseException) -> BaseException:
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error
+
+
+__all__ = ["RayExecutor", "RayRun", "actor_options", "connect", "placement_bundles"]
