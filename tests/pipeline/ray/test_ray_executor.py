@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alambic.errors import METADATA_COLUMN, AlambicUserError
+from alambic.errors import METADATA_COLUMN
 from alambic.llms.fake import FakeLLM
 from alambic.llms.openai import OpenAILLM
 from alambic.pipeline import Pipeline
@@ -180,10 +180,12 @@ def test_failures_on_ray_keep_their_reasons(local_ray: Any) -> None:
     table = rows["default"]["train"]
     assert table["double"] == [0, 2, None, None, 8, 10, 12]
     errors = [(m or {}).get("error_fail") for m in table[METADATA_COLUMN]]
-    assert errors[2] is not None and errors[2]["message"] == "cannot handle row 3"
+    assert errors[2] is not None
+    assert errors[2]["message"] == "cannot handle row 3"
     assert errors[2]["kind"] == "step"
     generations = table["generation"]
-    assert generations[5] is None and generations[4] == "fake reply to: q4"
+    assert generations[5] is None
+    assert generations[4] == "fake reply to: q4"
 
 
 def test_replicas_are_actors_in_other_processes(local_ray: Any) -> None:
@@ -194,7 +196,8 @@ def test_replicas_are_actors_in_other_processes(local_ray: Any) -> None:
     table = p.run(use_cache=False, show_progress=False, executor="ray")["default"]["train"]
     assert table["i"] == list(range(16))
     pids = set(table["pid"])
-    assert len(pids) == 2 and os.getpid() not in pids
+    assert len(pids) == 2
+    assert os.getpid() not in pids
     for k in range(0, 16, 2):  # each batch computed by one actor
         assert table["pid"][k] == table["pid"][k + 1]
 

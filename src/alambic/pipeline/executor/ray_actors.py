@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from alambic.pipeline.executor.ray_budget import BudgetLedger, RemoteBudget, budget_key
 from alambic.steps.typing import Row
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How to build a fresh copy of a pydantic component in another process: its class and
