@@ -96,8 +96,11 @@ class StepWorker:
 
             self.step.attach_shared_budget(budget_for)
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> str:
+        """The id of the node this actor runs on (once the step is loaded)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     async def process_batch(self, inputs: list[list[Row]]) -> tuple[list[Row], dict[str, Any]]:
         # off the actor's event loop: the step may be synchronous code or a local engine

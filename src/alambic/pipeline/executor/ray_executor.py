@@ -49,7 +49,10 @@ UNITS_PER_ACTOR = 8
 """Units an asynchronous step's actor holds at once (their rows share its LLM concurrency)."""
 
 ACTOR_RESTARTS = 4
-"""How often Ray restarts a step's actor that died, re-sending the units it held."""
+"""How often Ray restarts a step's actor that died."""
+
+UNIT_RESENDS = 8
+"""How often one unit is sent again after the actor computing it was lost."""
 
 
 class RayExecutor(Executor):
@@ -66,6 +69,8 @@ class RayExecutor(Executor):
     def __init__(self, *, address: str | None = None, **init_kwargs: Any) -> None:
         self.address = address
         self.init_kwargs = init_kwargs
+        self.placement: dict[str, list[str]] = {}
+        """Per step, the ids of the nodes its replicas run on (the last run's)."""
 
     def run(
         self,
@@ -80,6 +85,7 @@ class RayExecutor(Executor):
         retry_failed: bool | Iterable[str] = True,
     ) -> Distiset:
         started_here = connect(self.address, self.init_kwargs)
+        self.placement.clear()
         try:
             return RayRun(
                 pipeline,
@@ -89,6 +95,7 @@ class RayExecutor(Executor):
                 show_progress=show_progress,
                 storage=storage,
                 dry_run_rows=dry_run_rows,
+                placement=self.placement,
             ).run()
         finally:
             if started_here:
@@ -193,8 +200,11 @@ class _RemoteProgress:
 class RayRun(LocalRun):
     """One run whose processing steps compute in Ray actors (see the module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, **options: Any) -> None:
+    def __init__(
+        self, pipeline: Pipeline, *, placement: dict[str, list[str]] | None = None, **options: Any
+    ) -> None:
         super().__init__(pipeline, **options)
+        self.placement = placement if placement is not None else {}
         self.actors: dict[str, list[Any]] = {}
         self.remote_progress: dict[str, _RemoteProgress] = {}
         self.ledger: Any = None
@@ -217,7 +227,14 @@ class RayRun(LocalRun):
             node.step.attach_request_cache(self.book.request_cache)
         if not remote:
             return
-        self.ledger = ledger_cls.options(num_cpus=0).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # the budgets live on the driver's node: they die only with the run itself
+        here = ray.get_runtime_context().get_node_id()
+        self.ledger = ledger_cls.options(
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+        ).remote()
         cache = self.book.request_cache
         cache_path = str(cache.path) if cache is not None else None
         waiting = []
@@ -226,7 +243,9 @@ class RayRun(LocalRun):
             options = actor_options(node)
             bundles = placement_bundles(node)
             handles = []
-            for _ in range(node.step.resources.replicas if node.step.replicable else 1):
+            # every replica is its own actor, API tasks included: on Ray, replicas of an API
+            # task multiply its concurrency over processes and nodes under one shared budget
+            for _ in range(node.step.resources.replicas):
                 opts = dict(options)
                 if bundles is not None:
                     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -236,6 +255,8 @@ class RayRun(LocalRun):
                     opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                         placement_group=group, placement_group_capture_child_tasks=True
                     )
+                else:
+                    opts["scheduling_strategy"] = "SPREAD"  # replicas on as many nodes as fit
                 handle = worker_cls.options(**opts).remote(blob, cache_path, self.ledger)
                 handles.append(handle)
                 waiting.append((node.name, handle.ready.remote()))
@@ -243,11 +264,18 @@ class RayRun(LocalRun):
             self.remote_progress[node.name] = _RemoteProgress()
         for name, ready in waiting:
             try:
-                ray.get(ready)
+                self.placement.setdefault(name, []).append(ray.get(ready))
             except ray.exceptions.RayError as exc:
                 raise AlambicUserError(
                     f"Step {name!r} could not be loaded in its Ray actor: {_cause(exc)}"
                 ) from exc
+        for name, nodes in self.placement.items():
+            logger.info(
+                "Ray: step %r runs %d replica(s) on node(s) %s.",
+                name,
+                len(nodes),
+                ", ".join(node[:8] for node in nodes),
+            )
 
     def unload_steps(self) -> None:
         import ray
@@ -302,25 +330,47 @@ class RayRun(LocalRun):
             for _ in range(per_actor):
                 pool.put_nowait(index)
 
+        async def call(index: int, inputs: list[list[Row]]) -> list[Row]:
+            handle = handles[index]
+            if rows_async:
+                rows = merge_rows(inputs)
+                results, report = await handle.process_rows.remote(rows)
+                progress.update(index, report)
+                out: list[Row] = []
+                for row, (ok, value) in zip(rows, results, strict=True):
+                    out.extend(value if ok else self.failed_rows(node, [[row]], value))
+                return out
+            output, report = await handle.process_batch.remote(inputs)
+            progress.update(index, report)
+            return list(output)
+
         async def compute(inputs: list[list[Row]]) -> list[Row]:
             index = await pool.get()
-            handle = handles[index]
             try:
-                if rows_async:
-                    rows = merge_rows(inputs)
-                    results, report = await handle.process_rows.remote(rows)
-                    progress.update(index, report)
-                    out: list[Row] = []
-                    for row, (ok, value) in zip(rows, results, strict=True):
-                        out.extend(value if ok else self.failed_rows(node, [[row]], value))
-                    return out
-                output, report = await handle.process_batch.remote(inputs)
-                progress.update(index, report)
-                return list(output)
-            except ray.exceptions.RayTaskError as exc:  # the step's own code raised
-                cause = _cause(exc)
-                error = cause if isinstance(cause, Exception) else RuntimeError(str(exc))
-                return self.failed_rows(node, inputs, error)
+                for attempt in range(UNIT_RESENDS + 1):
+                    # after an actor's death, the unit goes to the next replica (Ray restarts
+                    # the dead one meanwhile); answered requests come from the request cache
+                    target = (index + attempt) % len(handles)
+                    try:
+                        return await call(target, inputs)
+                    except ray.exceptions.RayActorError as exc:
+                        if attempt == UNIT_RESENDS:
+                            raise AlambicUserError(
+                                f"Step {node.name!r}: its Ray actors kept dying ({exc}); "
+                                f"{UNIT_RESENDS} re-sends of one batch failed. Check the "
+                                "cluster's nodes and the actors' logs (memory, GPU)."
+                            ) from exc
+                        logger.warning(
+                            "Step %r: a Ray actor was lost (%s); its batch is sent again.",
+                            node.name,
+                            type(exc).__name__,
+                        )
+                        await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+                    except ray.exceptions.RayTaskError as exc:  # the step's own code raised
+                        cause = _cause(exc)
+                        error = cause if isinstance(cause, Exception) else RuntimeError(str(exc))
+                        return self.failed_rows(node, inputs, error)
+                raise AssertionError("unreachable")
             finally:
                 pool.put_nowait(index)
 
