@@ -217,12 +217,46 @@ def test_api_task_on_ray_matches_local_and_reuses_the_request_cache(
             load >> gen
         return p
 
-    on_ray = build().run(show_progress=False, executor="ray")["default"]["train"]
+    pipeline = build()
+    on_ray = pipeline.run(show_progress=False, executor="ray")["default"]["train"]
     sent = openai_server.stats["total_requests"]
     assert sent == 40
+    # the run summary counts what the actors' clients did, as locally
+    summary = pipeline.last_summary
+    assert summary is not None
+    assert summary["steps"]["gen"]["llm"]["requests"] == 40
+    assert summary["steps"]["gen"]["rows_out"] == 40
     assert on_ray["instruction"] == [f"q{i}" for i in range(40)]
     assert all(isinstance(g, str) and g for g in on_ray["generation"])
     # the same pipeline run locally, without the stored batches, is answered by the cache
     local = build().run(use_cache=False, show_progress=False)["default"]["train"]
     assert openai_server.stats["total_requests"] == sent
     assert local.to_list() == on_ray.to_list()
+
+
+def test_an_engine_sharded_over_gpus_reserves_them_together() -> None:
+    from alambic.llms.vllm import vLLM
+    from alambic.pipeline.executor.graph import Node
+    from alambic.pipeline.executor.ray_executor import actor_options, placement_bundles
+
+    def node_for(step: Any) -> Node:
+        return Node(name="gen", step=step, signature="s", preds=["load"], succs=[], mode="rebatch")
+
+    sharded = TextGeneration(
+        name="gen",
+        llm=vLLM(
+            model="some/model", tensor_parallel_size=2, extra_kwargs={"pipeline_parallel_size": 2}
+        ),
+        resources=StepResources(cpus=2, gpus=1),
+    )
+    assert placement_bundles(node_for(sharded)) == [{"GPU": 1.0, "CPU": 2.0}] + [{"GPU": 1.0}] * 3
+    single = TextGeneration(
+        name="gen", llm=FakeLLM(), resources=StepResources(gpus=1, memory=2**30)
+    )
+    assert placement_bundles(node_for(single)) is None
+    options = actor_options(node_for(single))
+    assert options["num_gpus"] == 1
+    assert options["memory"] == 2**30
+    assert options["num_cpus"] == 1
+    cpu_only = actor_options(node_for(TextGeneration(name="gen", llm=FakeLLM())))
+    assert "num_gpus" not in cpu_only  # a step without GPUs never waits for one

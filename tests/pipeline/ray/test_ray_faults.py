@@ -4,6 +4,7 @@ every replica against a server that rejects anything over its limit."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,10 +39,8 @@ def _kill_leftovers(folder: str) -> None:
         except OSError:
             continue
         if folder in cmdline:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture
