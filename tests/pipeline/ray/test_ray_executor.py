@@ -260,3 +260,24 @@ def test_an_engine_sharded_over_gpus_reserves_them_together() -> None:
     assert options["num_cpus"] == 1
     cpu_only = actor_options(node_for(TextGeneration(name="gen", llm=FakeLLM())))
     assert "num_gpus" not in cpu_only  # a step without GPUs never waits for one
+
+
+def test_ray_doc_first_example_runs_as_written(
+    local_ray: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "ray.md"
+    first = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)[0]
+    exec(compile(first, str(doc), "exec"), {})
+    assert capsys.readouterr().out.splitlines()[-1] == "100"
+
+
+def test_ray_executor_is_found_by_name_and_importable() -> None:
+    from alambic.pipeline.executor import EXECUTORS, RayExecutor, resolve_executor
+
+    assert "ray" in EXECUTORS
+    executor = resolve_executor("ray")
+    assert isinstance(executor, RayExecutor)
+    assert resolve_executor(RayExecutor(address="auto")).address == "auto"  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from alambic.pipeline.executor.base import (
 
 if TYPE_CHECKING:
     from alambic.pipeline.executor.local import LocalExecutor
+    from alambic.pipeline.executor.ray_executor import RayExecutor
 
 
 def __getattr__(name: str) -> object:
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> object:
         from alambic.pipeline.executor.local import LocalExecutor
 
         return LocalExecutor
+    if name == "RayExecutor":
+        from alambic.pipeline.executor.ray_executor import RayExecutor
+
+        return RayExecutor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -30,6 +35,7 @@ __all__ = [
     "EXECUTORS",
     "Executor",
     "LocalExecutor",
+    "RayExecutor",
     "RunPlan",
     "prepare_run",
     "resolve_executor",
