@@ -187,3 +187,32 @@ with open("{out}", "w") as f:
     json.dump({{"generated": generated}}, f)
 ray.shutdown()
 """
+
+
+def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = openai_server_factory(latency_s=0.05)
+    n, replicas, concurrency = 600, 2, 4
+    out = tmp_path / "out.json"
+    args = ["--n", str(n), "--replicas", str(replicas), "--max-concurrency", str(concurrency)]
+    proc = _start(ray_env, out, server.base_url, *args)
+    _wait_for(lambda: server.stats["total_requests"] >= 100, 300, "100 requests")
+    proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it
+    proc.wait(timeout=120)
+    _kill_leftovers(ray_env["RAY_TMPDIR"])
+    stopped_at = server.stats["total_requests"]
+    # units already with the actors finish; nothing new is sent: well short of the whole run
+    assert stopped_at < n
+    time.sleep(0.5)
+    assert server.stats["total_requests"] == stopped_at
+
+    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
+    assert rerun.wait(timeout=300) == 0
+    _check_rows(json.loads(out.read_text()), n)
+    stats = server.stats
+    assert stats["unique_requests"] == n
+    # a graceful stop stores every answer it received: nothing is asked twice
+    assert stats["total_requests"] - stats["unique_requests"] == 0
