@@ -13,22 +13,18 @@ from alambic.pipeline.executor.base import (
     resolve_executor,
     retry_kinds,
 )
+from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.pipeline.executor.local import LocalExecutor
     from alambic.pipeline.executor.ray_executor import RayExecutor
 
 
-def __getattr__(name: str) -> object:
-    if name == "LocalExecutor":
-        from alambic.pipeline.executor.local import LocalExecutor
-
-        return LocalExecutor
-    if name == "RayExecutor":
-        from alambic.pipeline.executor.ray_executor import RayExecutor
-
-        return RayExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_LAZY = {
+    "LocalExecutor": "alambic.pipeline.executor.local",
+    "RayExecutor": "alambic.pipeline.executor.ray_executor",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

@@ -7,15 +7,19 @@ committing new ones, writing leaf rows to parquet as they come, and building the
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alambic import settings
+from alambic.errors import row_errors
 from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.sources import DATASET_SOURCE, combine
 from alambic.steps.typing import Row
+
+logger = logging.getLogger("alambic")
 
 if TYPE_CHECKING:
     from alambic.distiset import Distiset
@@ -35,9 +39,22 @@ class RunBookkeeping:
         self.tmp_dir: Path | None = None
         self.writers: dict[str, Any] = {}
         self.forced: dict[str, bool] = {}
+        self.retrying = False
 
-    def open(self, signatures: dict[str, str], *, storage: bool, use_cache: bool) -> None:
-        """Open (or create) the run store and request cache; decide what each step reuses."""
+    def open(
+        self,
+        signatures: dict[str, str],
+        *,
+        storage: bool,
+        use_cache: bool,
+        retry: frozenset[str] = frozenset(),
+    ) -> None:
+        """Open (or create) the run store and request cache; decide what each step reuses.
+
+        A step whose committed rows failed with an error kind in ``retry`` is computed again
+        from its first such unit (answers already received come from the request cache), and
+        every step after it is computed again on the new rows.
+        """
         cache_dir = self.pipeline.cache_dir or settings.cache_dir()
         if not storage:
             self.tmp_dir = Path(tempfile.mkdtemp(prefix="alambic-run-"))
@@ -65,18 +82,49 @@ class RunBookkeeping:
             step = node.step
             self.store.record_step(node.signature, name, step.dump())
             upstream_forced = any(self.forced.get(p, False) for p in node.preds)
-            force_here = not use_cache or not step.use_cache or upstream_forced
+            force_here = (
+                not use_cache
+                or not step.use_cache
+                or upstream_forced
+                or bool(self.forced.get(name))
+            )
             self.forced[name] = force_here
             if force_here:
                 self.store.invalidate_step(node.signature)
                 node.committed = 0
-            else:
-                node.committed = self.store.committed_units(node.signature)
+                continue
+            node.committed = self.store.committed_units(node.signature)
+            first = self._first_unit_to_retry(node, retry)
+            if first is not None:
+                logger.info(
+                    "Step %r: rows of unit %d failed with a kind retried on rerun (%s): "
+                    "computing it and what follows again (retry_failed=False keeps them).",
+                    name,
+                    first,
+                    ", ".join(sorted(retry)),
+                )
+                node.committed = first
+                self.retrying = True
+                for succ in node.succs:
+                    self.forced[succ] = True  # successors see new rows: recomputed whole
+
+    def _first_unit_to_retry(self, node: Node, retry: frozenset[str]) -> int | None:
+        """The first committed unit of ``node`` holding a row it failed with a retried kind."""
+        if not retry or node.step.is_generator or self.store is None:
+            return None
+        for seq in range(node.committed):
+            for row in self.store.load_unit(node.signature, seq):
+                error = row_errors(row).get(node.name)
+                if error is not None and error.get("kind") in retry:
+                    return seq
+        return None
 
     def already_finished(self) -> bool:
         """Every step finished and every leaf's data complete: the result can be returned."""
         assert self.store is not None
         assert self.data_dir is not None
+        if self.retrying:
+            return False
         for node in self.nodes.values():
             if not self.store.step_finished(node.signature):
                 return False

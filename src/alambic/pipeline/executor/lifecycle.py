@@ -82,7 +82,7 @@ class WarmUp:
             last[:] = [now, cpu]
             if busy >= 0.5:
                 handle[:] = [loop.call_later(0.1, tick)]
-            elif not _outputs_imported():
+            elif self.thread is None and not _outputs_imported():
                 self.thread = threading.Thread(
                     target=_warm_up_outputs, name="alambic-warm-up", daemon=True
                 )
@@ -90,6 +90,15 @@ class WarmUp:
 
         handle.append(loop.call_later(0.1, tick))
         return lambda: handle[-1].cancel()
+
+    def start_now(self) -> None:
+        """Import at once in a thread (while local models load: the loop will not be idle
+        for long once a local engine computes, and an import then would take its cores)."""
+        if self.thread is None and not _outputs_imported():
+            self.thread = threading.Thread(
+                target=_warm_up_outputs, name="alambic-warm-up", daemon=True
+            )
+            self.thread.start()
 
     def join(self) -> None:
         if self.thread is not None:

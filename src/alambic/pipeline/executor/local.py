@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from alambic.pipeline.executor.base import Executor, prepare_run
+from alambic.pipeline.executor.base import Executor, prepare_run, retry_kinds
 from alambic.pipeline.executor.bookkeeping import RunBookkeeping
 from alambic.pipeline.executor.graph import Node, build_nodes, connect_queues
 from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp, prefetch_imports
@@ -70,6 +70,7 @@ class LocalExecutor(Executor):
             show_progress=show_progress,
             storage=storage,
             dry_run_rows=dry_run_rows,
+            retry_failed=retry_failed,
         ).run()
 
 
@@ -86,8 +87,10 @@ class LocalRun(Workers):
         show_progress: bool | None = None,
         storage: bool = True,
         dry_run_rows: int | None = None,
+        retry_failed: bool | Iterable[str] = True,
     ) -> None:
         self.pipeline = pipeline
+        self.retry = retry_kinds(retry_failed)
         self.parameters = parameters
         self.use_cache = use_cache
         self.dataset = dataset
@@ -109,7 +112,7 @@ class LocalRun(Workers):
         self.nodes.update(build_nodes(pipeline.dag, plan.order, plan.signatures, plan.source))
         self.routes.update({name: {} for name in pipeline.dag.routing})
         book = self.book
-        book.open(plan.signatures, storage=self.storage, use_cache=self.use_cache)
+        book.open(plan.signatures, storage=self.storage, use_cache=self.use_cache, retry=self.retry)
         try:
             if book.store is not None and book.already_finished():
                 logger.info(
@@ -117,6 +120,8 @@ class LocalRun(Workers):
                 )
                 book.finish_run("finished")
                 return book.distiset()
+            if any(node.step.exclusive_engine for node in self.nodes.values()):
+                self.warm_up.start_now()
             self.load_steps()
             try:
                 asyncio.run(self.arun())
@@ -198,7 +203,13 @@ class LocalRun(Workers):
         finally:
             stop_watching()
             reporter.stop()
-            self.pipeline.last_summary = reporter.summary()
+            summary = reporter.summary()
+            for name, peak in self.max_buffered_rows.items():
+                if self.nodes[name].step.processes_rows_async and name in summary["steps"]:
+                    # rows admitted and not yet emitted in order (in flight + waiting): the
+                    # buffer between the LLM and the in-order commit, capped by row_window
+                    summary["steps"][name]["max_rows_held"] = peak
+            self.pipeline.last_summary = summary
             for node in self.nodes.values():
                 with contextlib.suppress(Exception):  # closing clients is best effort
                     await node.step.aclose()

@@ -95,6 +95,7 @@ class RayExecutor(Executor):
                 show_progress=show_progress,
                 storage=storage,
                 dry_run_rows=dry_run_rows,
+                retry_failed=retry_failed,
                 placement=self.placement,
             ).run()
         finally:

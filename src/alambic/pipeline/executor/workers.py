@@ -178,7 +178,10 @@ class Workers:
         replicas: asyncio.Queue[Any] = asyncio.Queue()
         for replica in node.replicas or [step]:
             replicas.put_nowait(replica)
-        concurrency = max(1, len(node.replicas) or 1)
+        # one unit more than copies: the next batch waits for a free copy while the last one
+        # is emitted and committed, so an engine never idles on the bookkeeping (each copy
+        # still runs one call at a time)
+        concurrency = max(1, len(node.replicas) or 1) + 1
 
         async def compute(inputs: list[list[Row]]) -> list[Row]:
             replica = await replicas.get()

@@ -66,6 +66,11 @@ class _Task(_Step):
         # an API client is concurrent inside: copies would only split its concurrency
         return not isinstance(self.llm, AsyncLLM)
 
+    @property
+    def exclusive_engine(self) -> bool:
+        # a local engine (transformers, vLLM, llama.cpp) computes in this process
+        return not isinstance(self.llm, AsyncLLM)
+
     def prefetch_modules(self) -> tuple[str, ...]:
         return tuple(self.llm.prefetch_modules())
 
@@ -256,7 +261,7 @@ class Task(_Task, Step):
         return super().concurrency_hint
 
     def process_batch(self, *inputs: list[Row]) -> list[Row]:
-        if not self.uses_default_process():
+        if type(self).process is not Task.process:
             return super().process_batch(*inputs)
         rows = [self.rename_input_row(r) for r in merge_rows(list(inputs))]
         formatted, format_errors = self._format_inputs_safely(rows)
@@ -271,8 +276,25 @@ class Task(_Task, Step):
 
     async def aprocess_row(self, row: Row) -> list[Row]:
         renamed = self.rename_input_row(row)
-        out = await self.aprocess_rows([renamed])
-        return [self.rename_output_row(r) for r in out]
+        llm = self.llm
+        assert isinstance(llm, AsyncLLM)
+        if type(self).aprocess_rows is not Task.aprocess_rows:  # a task's own batch logic
+            rows = await self.aprocess_rows([renamed])
+        else:
+            rows = await self._aprocess_one(renamed, llm)
+        if not self.input_mappings and not self.output_mappings:
+            return rows
+        return [self.rename_output_row(r) for r in rows]
+
+    async def _aprocess_one(self, renamed: Row, llm: AsyncLLM) -> list[Row]:
+        try:
+            formatted = self.format_input(renamed)
+        except Exception as exc:  # becomes a failed row with this reason
+            rows = self.failed_rows_for_inputs([renamed], [None], exc)
+        else:
+            out = await llm.agenerate(formatted, self.num_generations or 1)
+            rows = self.build_rows([renamed], [formatted], [out])
+        return rows
 
     def _rows_for(
         self,
