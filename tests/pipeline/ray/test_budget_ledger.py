@@ -92,3 +92,25 @@ async def _two_workers() -> None:
     # 12 requests, a burst of one: 11 intervals of 1/9.9 s, shared by both workers
     assert elapsed == pytest.approx(11 / 9.9, abs=0.15)
     assert ledger.snapshot()["k"]["reservations"] == 12
+
+
+def test_alambic_errors_cross_process_boundaries_intact() -> None:
+    """Ray ships exceptions between processes by pickling them."""
+    import pickle
+
+    from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
+
+    request = pickle.loads(
+        pickle.dumps(LLMRequestError("gave up", kind=ErrorKind.SERVER, retry_after=2.0, attempts=3))
+    )
+    assert (str(request), request.kind, request.retry_after, request.attempts) == (
+        "gave up", ErrorKind.SERVER, 2.0, 3,
+    )  # fmt: skip
+    config = pickle.loads(
+        pickle.dumps(
+            LLMConfigurationError("bad key", kind=ErrorKind.AUTHENTICATION, setting="api_key")
+        )
+    )
+    assert (str(config), config.kind, config.setting) == (
+        "bad key", ErrorKind.AUTHENTICATION, "api_key",
+    )  # fmt: skip

@@ -281,3 +281,20 @@ def test_ray_executor_is_found_by_name_and_importable() -> None:
     executor = resolve_executor("ray")
     assert isinstance(executor, RayExecutor)
     assert resolve_executor(RayExecutor(address="auto")).address == "auto"  # type: ignore[attr-defined]
+
+
+def test_a_wrong_key_stops_a_ray_run_with_the_setting_named(
+    local_ray: Any, openai_server_factory: Callable[..., OpenAITestServer]
+) -> None:
+    from alambic.errors import LLMConfigurationError
+
+    server = openai_server_factory(api_key="the-right-key")
+    llm = OpenAILLM(model="test-model", base_url=server.base_url, api_key="a-wrong-key-0001")
+    with Pipeline(name="ray-wrong-key") as p:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": f"q{i}"} for i in range(30)])
+        load >> TextGeneration(name="gen", llm=llm, input_batch_size=10)
+    with pytest.raises(LLMConfigurationError, match="'api_key'") as caught:
+        p.run(use_cache=False, show_progress=False, executor="ray")
+    assert "a-wrong-key-0001" not in str(caught.value)
+    # the breaker stops the replica after its first refusal: a handful, not one per row
+    assert server.stats["total_requests"] <= 3

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from alambic.llms.scheduler import REQUEST_PACE, TokenBucket
+from alambic.llms.limits import REQUEST_PACE, TokenBucket
 
 
 def budget_key(llm: Any) -> str:

@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from alambic.errors import AlambicUserError
+from alambic.errors import AlambicUserError, LLMConfigurationError, StoreError
 from alambic.pipeline.executor.base import Executor
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from alambic.pipeline.base import Pipeline
 
 logger = logging.getLogger("alambic")
+
+STOPS_THE_RUN = (LLMConfigurationError, StoreError)
+"""Errors no row can get past (a wrong key or URL, a full disk): they end the run, as
+locally, instead of failing the rows of the batch."""
 
 UNITS_PER_ACTOR = 8
 """Units an asynchronous step's actor holds at once (their rows share its LLM concurrency)."""
@@ -339,6 +343,8 @@ class RayRun(LocalRun):
                 progress.update(index, report)
                 out: list[Row] = []
                 for row, (ok, value) in zip(rows, results, strict=True):
+                    if not ok and isinstance(value, STOPS_THE_RUN):
+                        raise value
                     out.extend(value if ok else self.failed_rows(node, [[row]], value))
                 return out
             output, report = await handle.process_batch.remote(inputs)
@@ -369,6 +375,8 @@ class RayRun(LocalRun):
                         await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
                     except ray.exceptions.RayTaskError as exc:  # the step's own code raised
                         cause = _cause(exc)
+                        if isinstance(cause, STOPS_THE_RUN):
+                            raise cause from exc
                         error = cause if isinstance(cause, Exception) else RuntimeError(str(exc))
                         return self.failed_rows(node, inputs, error)
                 raise AssertionError("unreachable")
