@@ -21,6 +21,17 @@ from alambic.testing.openai_server import OpenAITestServer, ServerConfig
 ROWS = 30
 
 
+def _recorded_failures(cache: Path) -> list[tuple[str, str]]:
+    """The failed-row counts the run store recorded, per run (what list_runs shows)."""
+    import sqlite3
+
+    (store,) = cache.glob("pipelines/*/store.sqlite")
+    with sqlite3.connect(store) as conn:
+        return conn.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'failed_rows:%' ORDER BY key"
+        ).fetchall()
+
+
 def _pipeline(url: str, cache: Path) -> Pipeline:
     with Pipeline(name="outage", cache_dir=cache, enable_metadata=True) as p:
         load = LoadDataFromDicts(
@@ -51,6 +62,7 @@ def test_a_rerun_retries_the_rows_an_outage_failed(tmp_path: Path) -> None:
         assert all(first[i][METADATA_COLUMN]["error_gen"]["kind"] == "server" for i in failed)
         sent = server.stats["total_requests"]
         assert sent == ROWS
+        assert _recorded_failures(tmp_path) == [("failed_rows:1", "3"), ("failed_rows:last", "3")]
 
         server.update(status_sequence=[])
         again = _pipeline(server.base_url, tmp_path).run(show_progress=False)
@@ -59,6 +71,7 @@ def test_a_rerun_retries_the_rows_an_outage_failed(tmp_path: Path) -> None:
         assert all(r["generation"] == f"reply to: q{i}" for i, r in enumerate(rows))
         # only the failed rows were asked again: the others came from the request cache
         assert server.stats["total_requests"] - sent == len(failing)
+        assert ("failed_rows:2", "0") in _recorded_failures(tmp_path)
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ class RunBookkeeping:
         self.writers: dict[str, Any] = {}
         self.forced: dict[str, bool] = {}
         self.retrying = False
+        self.failed_rows = 0  # rows with an error among those written to the leaves
 
     def open(
         self,
@@ -168,9 +169,15 @@ class RunBookkeeping:
                 (self.data_dir / name / "_COMPLETE").touch()
         self.writers.clear()
 
-    def finish_run(self, status: str) -> None:
-        if self.store is not None:
-            self.store.finish_run(status)
+    def finish_run(self, status: str, *, replayed: bool = False) -> None:
+        """Record the run's status and, when it finished, how many output rows failed
+        (``replayed``: the stored result was returned as it is, with its earlier count)."""
+        if self.store is None:
+            return
+        failed: int | None = None
+        if status == "finished":
+            failed = self.store.failed_rows() if replayed else self.failed_rows
+        self.store.finish_run(status, failed_rows=failed)
 
     def close(self) -> None:
         for writer in self.writers.values():

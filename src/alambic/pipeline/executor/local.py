@@ -118,7 +118,7 @@ class LocalRun(Workers):
                 logger.info(
                     "Pipeline %r already finished: returning its stored result.", pipeline.name
                 )
-                book.finish_run("finished")
+                book.finish_run("finished", replayed=True)
                 return book.distiset()
             if any(node.step.exclusive_engine for node in self.nodes.values()):
                 self.warm_up.start_now()

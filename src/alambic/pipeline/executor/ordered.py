@@ -154,6 +154,8 @@ async def run_ordered(
     finally:
         if not producer.done():
             producer.cancel()
+        elif not producer.cancelled():
+            producer.exception()  # already re-raised by the consumer: mark it retrieved
         worker.max_buffered_rows[node.name] = peak
     await worker.close_outputs(node)
 

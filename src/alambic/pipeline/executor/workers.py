@@ -19,7 +19,15 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry, set_row_error
+from alambic.errors import (
+    METADATA_COLUMN,
+    ErrorKind,
+    LLMConfigurationError,
+    StoreError,
+    error_entry,
+    row_errors,
+    set_row_error,
+)
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import END, Envelope, Node
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
@@ -32,6 +40,10 @@ if TYPE_CHECKING:
     from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp
 
 logger = logging.getLogger("alambic")
+
+STOPS_THE_RUN = (LLMConfigurationError, StoreError)
+"""Errors no row can get past (a wrong key or URL, a store that cannot be written): they stop
+the run instead of failing the rows of a batch."""
 
 ROW_WINDOW_FACTOR = 4
 """Rows admitted but not yet emitted by a row processor: this many times its concurrency,
@@ -85,6 +97,7 @@ class Workers:
             node.progress.rows_out += len(rows)
         writer = self.book.writers.get(node.name)
         if writer is not None and rows:
+            self.book.failed_rows += sum(1 for row in rows if row_errors(row))
             if self.warm_up.busy():
                 # pyarrow is still being imported: wait for it off the loop, which keeps
                 # sending requests meanwhile (a node's writes stay in order: it awaits each)
@@ -189,6 +202,8 @@ class Workers:
                 if replica.runs_inline:
                     return list(replica.process_batch(*inputs))
                 return list(await asyncio.to_thread(replica.process_batch, *inputs))
+            except STOPS_THE_RUN:
+                raise
             except Exception as exc:  # the batch's rows fail with the reason; the run goes on
                 return self.failed_rows(node, inputs, exc)
             finally:
@@ -209,6 +224,8 @@ class Workers:
                     raise Abandoned
                 try:
                     return await step.aprocess_row(row)
+                except STOPS_THE_RUN:
+                    raise
                 except Exception as exc:  # this row fails with the reason; the run goes on
                     return self.failed_rows(node, [[row]], exc)
 
