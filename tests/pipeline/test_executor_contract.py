@@ -98,15 +98,13 @@ def test_executor_by_name_instance_and_clear_errors(tmp_path: Path) -> None:
     assert isinstance(resolve_executor("local"), LocalExecutor)
     mine = LocalExecutor()
     assert resolve_executor(mine) is mine
-    with pytest.raises(AlambicUserError, match=r"'ray' executor .*not available.*local"):
-        resolve_executor("ray")
+    # the Ray executor (issue 12) is found by name; running on it is tested in tests/pipeline/ray
+    assert type(resolve_executor("ray")).__name__ == "RayExecutor"
     with pytest.raises(AlambicUserError, match=r"no executor is named 'lokal'.*local"):
         resolve_executor("lokal")
     with Pipeline(name="by-instance", cache_dir=tmp_path) as p:
         LoadDataFromDicts(data=[{"a": 1}]) >> Seen(name="seen")
     assert p.run(executor=LocalExecutor(), show_progress=False)["default"]["train"]["a"] == [1]
-    with pytest.raises(AlambicUserError, match="ray"):
-        p.run(executor="ray", show_progress=False)
 
 
 def test_a_second_executor_needs_only_a_subclass(tmp_path: Path) -> None:

@@ -310,11 +310,11 @@ class _Step(BaseModel, ABC):
     def attach_request_cache(self, cache: Any) -> None:
         """Hook: the executor hands the run's request cache (or ``None`` to detach it)."""
 
-    def attach_shared_budget(self, budget_for: Any) -> None:
+    def attach_shared_budget(self, ledger: Any) -> None:
         """Hook: a distributed executor shares one rate budget among every copy of the step.
 
-        ``budget_for(llm)`` returns the shared budget of an API client (see
-        :meth:`alambic.llms.scheduler.RequestScheduler.attach_shared_budget`).
+        ``ledger`` is the executor's host of the run's budget ledger (see
+        :func:`shared_budget_ledger`); API clients pace their requests by it.
         """
 
     async def aclose(self) -> None:
@@ -551,6 +551,14 @@ def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], b
         f"Generator step {step_name!r} yielded {type(item).__name__} {item!r:.200}: yield a "
         "list of rows (dicts), a single row, or a (rows, is_last) pair."
     )
+
+
+def shared_budget_ledger() -> Any:
+    """A new ledger of API rate budgets, for a distributed executor to host once per run and
+    hand to every copy of every step (:meth:`_Step.attach_shared_budget`)."""
+    from alambic.llms.shared_budget import BudgetLedger
+
+    return BudgetLedger()
 
 
 def merge_rows(inputs: list[list[Row]]) -> list[Row]:

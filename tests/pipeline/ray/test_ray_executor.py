@@ -237,7 +237,7 @@ def test_api_task_on_ray_matches_local_and_reuses_the_request_cache(
 def test_an_engine_sharded_over_gpus_reserves_them_together() -> None:
     from alambic.llms.vllm import vLLM
     from alambic.pipeline.executor.graph import Node
-    from alambic.pipeline.executor.ray_executor import actor_options, placement_bundles
+    from alambic.pipeline.executor.ray_cluster import actor_options, placement_bundles
 
     def node_for(step: Any) -> Node:
         return Node(name="gen", step=step, signature="s", preds=["load"], succs=[], mode="rebatch")

@@ -9,7 +9,7 @@ concurrency there; any other step processes one unit at a time.
 Each actor opens the run's request cache at the driver's path (one machine, or nodes that
 share the cache directory), so a unit re-sent after its actor died is answered from the
 cache for every request the dead actor had stored. Rate budgets are shared through the
-budget actor (:mod:`alambic.pipeline.executor.ray_budget`).
+budget actor (:class:`LedgerHost`, see :mod:`alambic.llms.shared_budget`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from alambic.pipeline.executor.ray_budget import BudgetLedger, RemoteBudget, budget_key
+from alambic.steps.base import shared_budget_ledger
 from alambic.steps.typing import Row
 
 
@@ -85,16 +85,7 @@ class StepWorker:
             self.cache = RequestCacheStore.open(Path(cache_path))
             self.step.attach_request_cache(self.cache)
         if ledger is not None:
-
-            def budget_for(llm: Any) -> RemoteBudget:
-                return RemoteBudget(
-                    ledger,
-                    budget_key(llm),
-                    rpm=getattr(llm, "rpm", None),
-                    tpm=getattr(llm, "tpm", None),
-                )
-
-            self.step.attach_shared_budget(budget_for)
+            self.step.attach_shared_budget(ledger)
 
     def ready(self) -> str:
         """The id of the node this actor runs on (once the step is loaded)."""
@@ -138,11 +129,29 @@ class StepWorker:
             self.cache = None
 
 
+class LedgerHost:
+    """The body of the run's budget actor: hosts the one ledger of API rate budgets."""
+
+    def __init__(self) -> None:
+        self._ledger = shared_budget_ledger()
+
+    def call(self, method: str, *args: Any) -> Any:
+        return self._ledger.call(method, *args)
+
+
 def actor_classes() -> tuple[Any, Any]:
     """The Ray actor classes (``ray`` is imported only when a Ray run starts)."""
     import ray
 
-    return ray.remote(StepWorker), ray.remote(BudgetLedger)
+    return ray.remote(StepWorker), ray.remote(LedgerHost)
 
 
-__all__ = ["Recipe", "RowResult", "StepWorker", "actor_classes", "from_recipe", "to_recipe"]
+__all__ = [
+    "LedgerHost",
+    "Recipe",
+    "RowResult",
+    "StepWorker",
+    "actor_classes",
+    "from_recipe",
+    "to_recipe",
+]

@@ -5,19 +5,15 @@ decides *what* a run computes on the driver, exactly as the local executor does:
 re-batching, routing, the in-order emission of units, the run store (the driver is its only
 writer), the leaf files and the Distiset. Only *computing* a unit moves: each replica of a
 processing step is a Ray actor holding a loaded copy of the step, placed with the step's
-:class:`~alambic.steps.base.StepResources` (cpus, gpus, memory, custom resources). Units
-travel to the actors and back as object references. Generators and inline steps stay on
-the driver (they read the source in order and are cheap).
-
-Because the store, the signatures and the request cache are the local executor's, a run
-started locally can be finished on Ray and the reverse, and a driver killed at any point
-resumes exactly as a local run does.
+:class:`~alambic.steps.base.StepResources`; units travel as object references. Generators
+and inline steps stay on the driver. The store, signatures and request cache are the local
+executor's: a run started locally can be finished on Ray and the reverse.
 
 An actor that dies (its node lost, out of memory, killed) is restarted by Ray and the units
 it held are sent again; the requests it had answered come back from the request cache, so
 only requests in flight at the death are repeated. An exception raised by the step's own
 code becomes failed rows, as locally. Every API client of every actor shares one rate
-budget per provider key (:mod:`.ray_budget`).
+budget per provider key (:mod:`alambic.llms.shared_budget`).
 """
 
 from __future__ import annotations
@@ -25,17 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from alambic.errors import AlambicUserError, LLMConfigurationError, StoreError
+from alambic.errors import AlambicUserError
 from alambic.pipeline.executor.base import Executor
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.local import LocalRun
 from alambic.pipeline.executor.ordered import run_ordered
-from alambic.pipeline.executor.workers import row_window
+from alambic.pipeline.executor.ray_cluster import (
+    UNITS_PER_ACTOR,
+    RemoteProgress,
+    actor_options,
+    connect,
+    placement_bundles,
+)
+from alambic.pipeline.executor.workers import STOPS_THE_RUN, row_window
 from alambic.steps.base import merge_rows
 from alambic.steps.typing import Row
 
@@ -44,16 +46,6 @@ if TYPE_CHECKING:
     from alambic.pipeline.base import Pipeline
 
 logger = logging.getLogger("alambic")
-
-STOPS_THE_RUN = (LLMConfigurationError, StoreError)
-"""Errors no row can get past (a wrong key or URL, a full disk): they end the run, as
-locally, instead of failing the rows of the batch."""
-
-UNITS_PER_ACTOR = 8
-"""Units an asynchronous step's actor holds at once (their rows share its LLM concurrency)."""
-
-ACTOR_RESTARTS = 4
-"""How often Ray restarts a step's actor that died."""
 
 UNIT_RESENDS = 8
 """How often one unit is sent again after the actor computing it was lost."""
@@ -109,99 +101,6 @@ class RayExecutor(Executor):
                 ray.shutdown()
 
 
-def connect(address: str | None, init_kwargs: dict[str, Any]) -> bool:
-    """Connect to Ray unless already connected; return whether this call connected."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise AlambicUserError(
-            'executor="ray" needs Ray: pip install "alambic[ray]" (or pip install "ray[data]").'
-        ) from exc
-    if ray.is_initialized():
-        return False
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = {"log_to_driver": True, **init_kwargs}
-    try:
-        ray.init(address=target, **kwargs)
-    except ConnectionError as exc:
-        raise AlambicUserError(
-            f"Could not connect to the Ray cluster at {target!r}: {exc}. Start one with "
-            "`ray start --head`, fix RAY_ADDRESS / address=..., or leave both unset to run "
-            "a local Ray instance."
-        ) from exc
-    return True
-
-
-def actor_options(node: Node) -> dict[str, Any]:
-    """Ray options for one replica of a step, from its resources."""
-    resources = node.step.resources
-    options: dict[str, Any] = {
-        "num_cpus": resources.cpus if resources.cpus is not None else 1,
-        "max_restarts": ACTOR_RESTARTS,
-        "max_task_retries": ACTOR_RESTARTS,
-        "name": None,
-    }
-    if resources.gpus:
-        options["num_gpus"] = resources.gpus
-    memory = getattr(resources, "memory", None)
-    if memory:
-        options["memory"] = memory
-    custom = getattr(resources, "resources", None)
-    if custom:
-        options["resources"] = dict(custom)
-    if node.step.processes_rows_async:
-        options["max_concurrency"] = max(UNITS_PER_ACTOR, 2) + 2
-    del options["name"]
-    return options
-
-
-def placement_bundles(node: Node) -> list[dict[str, float]] | None:
-    """One bundle per GPU of an engine sharded over several GPUs (tensor x pipeline
-    parallelism, as vLLM declares it), so all its shards are reserved together."""
-    llm = getattr(node.step, "llm", None)
-    tensor = int(getattr(llm, "tensor_parallel_size", 1) or 1)
-    extra = getattr(llm, "extra_kwargs", None) or {}
-    pipeline = int(extra.get("pipeline_parallel_size", 1) or 1)
-    shards = tensor * pipeline
-    if shards <= 1:
-        return None
-    cpus = node.step.resources.cpus or 1
-    return [{"GPU": 1.0, "CPU": float(cpus)}] + [{"GPU": 1.0} for _ in range(shards - 1)]
-
-
-class _RemoteProgress:
-    """What the progress display reads of a step whose copies run in actors: the sum of
-    their LLM counters and failed generations, as last reported with their results."""
-
-    def __init__(self) -> None:
-        self.reports: dict[int, dict[str, Any]] = {}
-        self.scheduler = self
-        self.counters = self
-
-    def update(self, actor: int, report: dict[str, Any]) -> None:
-        self.reports[actor] = report
-
-    @property
-    def failures(self) -> int:
-        return sum(int(r.get("failures", 0)) for r in self.reports.values())
-
-    def snapshot(self) -> dict[str, Any]:
-        total: dict[str, Any] = {}
-        for report in self.reports.values():
-            for key, value in (report.get("counters") or {}).items():
-                if isinstance(value, dict):
-                    merged = total.setdefault(key, {})
-                    for k, v in value.items():
-                        merged[k] = merged.get(k, 0) + v
-                elif key == "requests_per_minute":
-                    total[key] = value if total.get(key) is None else max(total[key], value or 0)
-                elif isinstance(value, (int, float)):
-                    total[key] = total.get(key, 0) + value
-                else:
-                    total.setdefault(key, value)
-        return total
-
-
 class RayRun(LocalRun):
     """One run whose processing steps compute in Ray actors (see the module docstring)."""
 
@@ -211,7 +110,7 @@ class RayRun(LocalRun):
         super().__init__(pipeline, **options)
         self.placement = placement if placement is not None else {}
         self.actors: dict[str, list[Any]] = {}
-        self.remote_progress: dict[str, _RemoteProgress] = {}
+        self.remote_progress: dict[str, RemoteProgress] = {}
         self.ledger: Any = None
         self.placement_groups: list[Any] = []
 
@@ -266,7 +165,7 @@ class RayRun(LocalRun):
                 handles.append(handle)
                 waiting.append((node.name, handle.ready.remote()))
             self.actors[node.name] = handles
-            self.remote_progress[node.name] = _RemoteProgress()
+            self.remote_progress[node.name] = RemoteProgress()
         for name, ready in waiting:
             try:
                 self.placement.setdefault(name, []).append(ray.get(ready))
@@ -396,4 +295,4 @@ def _cause(error: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else error
 
 
-__all__ = ["RayExecutor", "RayRun", "actor_options", "connect", "placement_bundles"]
+__all__ = ["RayExecutor", "RayRun"]

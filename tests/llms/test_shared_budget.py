@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from alambic.llms.openai import OpenAILLM
-from alambic.pipeline.executor.ray_budget import BudgetLedger, BudgetState, RemoteBudget, budget_key
+from alambic.llms.shared_budget import BudgetLedger, BudgetState, RemoteBudget, budget_key
 
 
 class _Call:

@@ -2,9 +2,10 @@
 
 A provider limits requests and tokens per minute for an organisation's key, not per process:
 with N replicas of a task on N workers, each with its own scheduler, the provider would see
-N times the configured ``rpm``. On Ray, every budget therefore lives once, in a
-:class:`BudgetActor` on the driver's node, keyed by what the provider counts against
-(:func:`budget_key`: the client class, base URL, model and a hash of the key, never the key).
+N times the configured ``rpm``. A distributed executor therefore keeps every
+budget once, in one :class:`BudgetLedger` it hosts for the whole run (on Ray: an actor on the
+driver's node), keyed by what the provider counts against (:func:`budget_key`: the client
+class, base URL, model and a hash of the key, never the key).
 
 A worker's scheduler asks the actor before each attempt (:class:`RemoteBudget`); the actor
 books the request on the shared token buckets and answers how long to wait, so reservations
@@ -139,12 +140,28 @@ class BudgetLedger:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {key: state.snapshot() for key, state in self._states.items()}
 
+    def call(self, method: str, *args: Any) -> Any:
+        """One entry point for a remote host to forward to (see :class:`RemoteBudget`)."""
+        if method not in self.METHODS:
+            raise ValueError(f"BudgetLedger has no method {method!r}: use one of {self.METHODS}")
+        return getattr(self, method)(*args)
+
+    METHODS = ("register", "reserve", "slow_down", "speed_up", "refund", "learn", "snapshot")
+
+
+def remote_budget_for(llm: Any, ledger: Any) -> RemoteBudget:
+    """The shared budget of an API client, on the executor's ledger host."""
+    return RemoteBudget(
+        ledger, budget_key(llm), rpm=getattr(llm, "rpm", None), tpm=getattr(llm, "tpm", None)
+    )
+
 
 class RemoteBudget:
     """A worker's handle on one key of the shared ledger, used by its request scheduler.
 
-    ``ledger`` is a Ray actor handle (``BudgetActor``) or, in tests, anything whose methods
-    have a ``remote`` attribute returning an awaitable.
+    ``ledger`` is the executor's host of the :class:`BudgetLedger`: anything with
+    ``ledger.call.remote(method_name, *args)`` returning an awaitable (a Ray actor handle of a
+    host that forwards ``call`` to the ledger's method).
     """
 
     SUCCESS_REPORT_EVERY = 25
@@ -152,7 +169,7 @@ class RemoteBudget:
     def __init__(self, ledger: Any, key: str, *, rpm: float | None, tpm: float | None) -> None:
         self._ledger = ledger
         self.key = key
-        self._registered = ledger.register.remote(key, rpm, tpm)
+        self._registered = ledger.call.remote("register", key, rpm, tpm)
         self._successes = 0
 
     async def acquire(self, tokens: int) -> float:
@@ -160,26 +177,26 @@ class RemoteBudget:
         if self._registered is not None:
             await self._registered
             self._registered = None
-        wait = float(await self._ledger.reserve.remote(self.key, tokens))
+        wait = float(await self._ledger.call.remote("reserve", self.key, tokens))
         if wait > 0:
             await asyncio.sleep(wait)
         return wait
 
     def rate_limited(self, started: float) -> None:
-        self._ledger.slow_down.remote(self.key, max(0.0, time.monotonic() - started))
+        self._ledger.call.remote("slow_down", self.key, max(0.0, time.monotonic() - started))
 
     def succeeded(self) -> None:
         self._successes += 1
         if self._successes >= self.SUCCESS_REPORT_EVERY:
-            self._ledger.speed_up.remote(self.key, self._successes)
+            self._ledger.call.remote("speed_up", self.key, self._successes)
             self._successes = 0
 
     def refund(self, tokens: int) -> None:
         if tokens:
-            self._ledger.refund.remote(self.key, tokens)
+            self._ledger.call.remote("refund", self.key, tokens)
 
     def learn(self, limit_requests: int | None, limit_tokens: int | None) -> None:
-        self._ledger.learn.remote(self.key, limit_requests, limit_tokens)
+        self._ledger.call.remote("learn", self.key, limit_requests, limit_tokens)
 
 
-__all__ = ["BudgetLedger", "BudgetState", "RemoteBudget", "budget_key"]
+__all__ = ["BudgetLedger", "BudgetState", "RemoteBudget", "budget_key", "remote_budget_for"]
