@@ -131,15 +131,15 @@ def main() -> None:
             for rep in range(args.repeat):
                 for executor, replicas in variants:  # interleaved: one of each per round
                     remote_reset(base_url)
-                    result = run_child(
-                        [
-                            __file__, "--child", "--executor", executor,
-                            "--workload", name, "--base-url", base_url,
-                            "--rows", str(spec["rows"]),
-                            "--concurrency", str(spec["concurrency"]),
-                            "--rpm", str(spec["rpm"]), "--replicas", str(replicas),
-                        ]  # fmt: skip
-                    )
+                    command = [__file__, "--child", "--executor", executor, "--workload", name]
+                    command += ["--base-url", base_url, "--rows", str(spec["rows"])]
+                    command += [
+                        "--concurrency",
+                        str(spec["concurrency"]),
+                        "--rpm",
+                        str(spec["rpm"]),
+                    ]
+                    result = run_child([*command, "--replicas", str(replicas)])
                     stats = remote_stats(base_url, arrivals=False)
                     rate = result["rows"] / result["run_s"]
                     rates[(executor, replicas)].append(rate)
