@@ -5,6 +5,9 @@ layering of ``alambic.pipeline`` (no import of tasks or LLM modules, no import c
 from __future__ import annotations
 
 import ast
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +171,24 @@ def test_process_batch_applies_mappings_once() -> None:
 # -- layering ------------------------------------------------------------------------------
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse``, in a fresh interpreter when this one hits CPython 3.11's spurious
+    "AST constructor recursion depth mismatch" (seen once in a long test session)."""
+    try:
+        return ast.parse(path.read_text())
+    except SystemError:
+        code = "import ast, pickle, sys; sys.stdout.buffer.write(pickle.dumps(ast.parse(open(sys.argv[1]).read())))"
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, check=True
+        )
+        tree: ast.Module = pickle.loads(out.stdout)
+        return tree
+
+
 def _imports(path: Path) -> list[str]:
     """Every module ``path`` imports, deferred (inside functions) included, except imports
     only for type checkers (``if TYPE_CHECKING:``)."""
-    tree = ast.parse(path.read_text())
+    tree = _parse(path)
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
