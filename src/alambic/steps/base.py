@@ -11,7 +11,6 @@ checked before anything runs, and implements ``process`` as a generator of batch
 from __future__ import annotations
 
 import contextvars
-import difflib
 import inspect
 import logging
 import warnings
@@ -30,6 +29,7 @@ from alambic.runtime_parameters import (
     set_runtime_parameters,
 )
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
+from alambic.utils.arguments import unknown_arguments
 from alambic.utils.naming import snake_case, validate_name
 from alambic.utils.serialization import dump_component
 
@@ -93,6 +93,10 @@ class StepResources(BaseModel):
     replicas: PositiveInt = 1
     cpus: float | None = Field(default=None, gt=0)
     gpus: int | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0, description="Bytes of memory per copy.")
+    resources: dict[str, float] | None = Field(
+        default=None, description="Custom resources per copy (Ray's ``resources=``)."
+    )
 
 
 class _Step(BaseModel, ABC):
@@ -134,16 +138,10 @@ class _Step(BaseModel, ABC):
     def _drop_unknown_arguments(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        unknown = [k for k in data if k not in cls.model_fields]
-        if unknown:
-            known = sorted(cls.model_fields)
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints, known = unknown_arguments(data, cls.model_fields)
+        if hints:
             warnings.warn(
-                f"{cls.__name__} has no argument {', '.join(hints)}; ignored. "
-                f"Its arguments are: {', '.join(known)}.",
+                f"{cls.__name__} has no argument {', '.join(hints)}; ignored. {known}",
                 UnknownArgumentWarning,
                 stacklevel=4,
             )
@@ -305,6 +303,13 @@ class _Step(BaseModel, ABC):
 
     def attach_request_cache(self, cache: Any) -> None:
         """Hook: the executor hands the run's request cache (or ``None`` to detach it)."""
+
+    def attach_shared_budget(self, ledger: Any) -> None:
+        """Hook: a distributed executor shares one rate budget among every copy of the step.
+
+        ``ledger`` is the executor's host of the run's budget ledger (see
+        :func:`shared_budget_ledger`); API clients pace their requests by it.
+        """
 
     async def aclose(self) -> None:
         """Hook: close what was opened on the executor's event loop (API clients)."""
@@ -540,6 +545,14 @@ def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], b
         f"Generator step {step_name!r} yielded {type(item).__name__} {item!r:.200}: yield a "
         "list of rows (dicts), a single row, or a (rows, is_last) pair."
     )
+
+
+def shared_budget_ledger() -> Any:
+    """A new ledger of API rate budgets, for a distributed executor to host once per run and
+    hand to every copy of every step (:meth:`_Step.attach_shared_budget`)."""
+    from alambic.llms.shared_budget import BudgetLedger
+
+    return BudgetLedger()
 
 
 def merge_rows(inputs: list[list[Row]]) -> list[Row]:
