@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from alambic.errors import PipelineValidationError, RuntimeParameterError
+from alambic.errors import AlambicUserError, PipelineValidationError, RuntimeParameterError
 from alambic.pipeline.dag import DAG
 from alambic.steps.base import _CURRENT_PIPELINE, _Step
 from alambic.utils.naming import validate_name
@@ -229,9 +229,20 @@ class Pipeline:
         requests=...)``: the run stops cleanly before a request that could pass it (see
         docs/cost.md).
         """
+        import inspect
+
         from alambic.pipeline.executor import resolve_executor
 
-        return resolve_executor(executor).run(
+        chosen = resolve_executor(executor)
+        extra: dict[str, Any] = {}
+        if budget is not None:
+            if "budget" not in inspect.signature(chosen.run).parameters:
+                raise AlambicUserError(
+                    f"run(budget={budget!r}): the {chosen.name!r} executor does not keep "
+                    "budgets yet; run with executor='local' to keep one."
+                )
+            extra["budget"] = budget
+        return chosen.run(
             self,
             parameters=parameters,
             use_cache=use_cache,
@@ -239,7 +250,7 @@ class Pipeline:
             show_progress=show_progress,
             storage=storage,
             retry_failed=retry_failed,
-            budget=budget,
+            **extra,
         )
 
     def dry_run(

@@ -51,9 +51,9 @@ class Executor(ABC):
         storage: bool = True,
         dry_run_rows: int | None = None,
         retry_failed: bool | Iterable[str] = True,
-        budget: Any = None,
     ) -> Distiset:
-        """Run ``pipeline`` (see :meth:`Pipeline.run` for the arguments)."""
+        """Run ``pipeline`` (see :meth:`Pipeline.run` for the arguments; an executor that
+        keeps budgets also takes ``budget``)."""
 
 
 EXECUTORS: dict[str, str] = {
