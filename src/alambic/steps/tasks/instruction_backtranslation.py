@@ -16,6 +16,7 @@ from pydantic import Field
 
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_score
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -24,7 +25,7 @@ from alambic.steps.typing import StepColumns
 _SCORE_LINE = re.compile(r"(?im)^[^\n]*\b(?:score|rating)\b[^\n]*$")
 
 
-class InstructionBacktranslation(Task):
+class InstructionBacktranslation(LenientFormatOutput, Task):
     """Score an ``instruction``/``generation`` pair from 1 to 5, with the reason.
 
     Output columns ``score`` (an ``int`` from 1 to 5) and ``reason`` (the model's explanation,
@@ -56,7 +57,7 @@ class InstructionBacktranslation(Task):
         )
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

@@ -14,12 +14,13 @@ from typing import Any
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._lenient import LenientFormatOutput, per_item_none
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class QualityScorer(Task):
+class QualityScorer(LenientFormatOutput, Task):
     """Score each of the row's ``responses`` (a list) to its ``instruction`` by quality.
 
     Output ``scores``: one number per response, in order, from 1 (worst) to the number of
@@ -58,7 +59,11 @@ class QualityScorer(Task):
         prompt = render("quality_scorer", "prompt", instruction=instruction, responses=responses)
         return [{"role": "user", "content": prompt}]
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per response (distilabel's shape for a missing reply)."""
+        return per_item_none(input, "responses", ["scores"])
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         responses = (input or {}).get("responses")

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_sections, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -42,7 +43,7 @@ _HARD = (
 )
 
 
-class GenerateSentencePair(Task):
+class GenerateSentencePair(LenientFormatOutput, Task):
     """Write a ``positive`` (and with ``triplet``, a ``negative``) for each ``anchor``.
 
     ``action`` says what the positive is: ``"paraphrase"``, ``"semantically-similar"``,
@@ -91,7 +92,7 @@ class GenerateSentencePair(Task):
             {"role": "user", "content": render("sentence_pair", "user", anchor=anchor)},
         ]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

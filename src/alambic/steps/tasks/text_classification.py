@@ -17,13 +17,14 @@ from pydantic import Field, PositiveInt, field_validator
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import FormattedInput
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class TextClassification(Task):
+class TextClassification(LenientFormatOutput, Task):
     """Label the ``text`` column with ``available_labels``.
 
     ``available_labels`` is a list of labels, or a dict of label -> description (descriptions
@@ -121,7 +122,7 @@ class TextClassification(Task):
             return messages, {"schema": self.json_schema()}
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

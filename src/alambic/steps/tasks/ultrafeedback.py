@@ -18,6 +18,7 @@ from pydantic import Field
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._judge_parsing import clean_reply, parse_id_list, parse_int_in_range
+from alambic.steps.tasks._lenient import LenientFormatOutput, per_item_none
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -35,7 +36,7 @@ _HEADER = re.compile(
 _LABEL = re.compile(r"(?im)^[ \t>*\-]*(type|rationale|rating)[ \t]*[:：][ \t]*")
 
 
-class UltraFeedback(Task):
+class UltraFeedback(LenientFormatOutput, Task):
     """Rate each of the ``generations`` for one ``instruction`` on one ``aspect`` (1-5).
 
     Inputs: ``instruction`` (text) and ``generations`` (a list of responses; ``None`` entries,
@@ -95,7 +96,12 @@ class UltraFeedback(Task):
             {"role": "user", "content": prompt},
         ]
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per generation in every output column."""
+        columns = [c for c in self.outputs if c != "model_name"]
+        return per_item_none(input, "generations", columns)
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         columns = [c for c in self.outputs if c != "model_name"]
