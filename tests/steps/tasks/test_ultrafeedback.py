@@ -82,7 +82,7 @@ def test_columns_depend_on_aspect() -> None:
         "types",
         "rationales",
         "ratings",
-        "rationales_for_ratings",
+        "rationales-for-ratings",
         "model_name",
     ]
     assert make().get_inputs() == {"instruction": True, "generations": True}
@@ -113,7 +113,7 @@ def test_typed_reply_with_prose_and_fences() -> None:
         "types": [[], [1, 3]],
         "rationales": ["Nothing invented.", "States a false fact and contradicts itself."],
         "ratings": [5, 2],
-        "rationales_for_ratings": ["Fully accurate.", "The main claim is wrong."],
+        "rationales-for-ratings": ["Fully accurate.", "The main claim is wrong."],
     }
 
 

@@ -171,9 +171,7 @@ class EvolutionTask(LenientFormatOutput, Task):
             raise ReplyParseError("the LLM returned no text")
         previous = self.source_text(input) if input else ""
         return {
-            "rewrite": clean_rewrite(
-                output, previous, eliminate_unchanged=self.eliminate_unchanged
-            )
+            "rewrite": clean_rewrite(output, previous, eliminate_unchanged=self.eliminate_unchanged)
         }
 
     def source_text(self, row: dict[str, Any]) -> str:

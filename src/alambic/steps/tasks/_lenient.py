@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
+from alambic.llms.typing import ChatType, FormattedInput
+from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object
+
 PARSE_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, IndexError)
 """What a parser raises for a reply it cannot read (``ReplyParseError`` is a ``ValueError``)."""
 
@@ -64,4 +69,60 @@ def per_item_none(input: dict[str, Any] | None, column: str, outputs: list[str])
     return {name: [None] * len(items) for name in outputs}
 
 
-__all__ = ["PARSE_ERRORS", "LenientFormatOutput", "per_item_none"]
+class DefaultStructuredOutput(BaseModel):
+    """``use_default_structured_output``: ask for (and parse) the task's own JSON shape.
+
+    With it set, ``format_input`` sends ``get_structured_output()`` (a JSON schema) with each
+    request as ``{"format": "json", "schema": ...}``, so backends that constrain decoding
+    return exactly that JSON, and ``parse_output`` reads the JSON first (falling back to the
+    text format when a backend ignored the schema).
+    """
+
+    use_default_structured_output: bool = Field(
+        default=False, description="Request and parse the task's default JSON schema."
+    )
+
+    def get_structured_output(self) -> dict[str, Any]:
+        """The JSON schema of this task's answer."""
+        raise NotImplementedError
+
+    def with_structured_output(self, messages: ChatType) -> FormattedInput:
+        if not self.use_default_structured_output:
+            return messages
+        return messages, {"format": "json", "schema": self.get_structured_output()}
+
+    def structured_reply(self, output: str) -> dict[str, Any] | None:
+        """The reply's JSON object when ``use_default_structured_output``, else ``None``."""
+        if not self.use_default_structured_output:
+            return None
+        try:
+            return extract_json_object(output)
+        except ReplyParseError:
+            return None
+
+
+def fit_list(value: Any, n: int, kind: type | tuple[type, ...]) -> list[Any]:
+    """``value`` as a list of ``n`` items of ``kind`` (others ``None``), padded or cut."""
+    items = value if isinstance(value, list) else []
+    fitted = [v if isinstance(v, kind) and not isinstance(v, bool) else None for v in items[:n]]
+    return fitted + [None] * (n - len(fitted))
+
+
+def array_schema(title: str, **columns: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema of an object whose ``columns`` are all required."""
+    return {
+        "title": title,
+        "type": "object",
+        "properties": columns,
+        "required": list(columns),
+    }
+
+
+__all__ = [
+    "PARSE_ERRORS",
+    "DefaultStructuredOutput",
+    "LenientFormatOutput",
+    "array_schema",
+    "fit_list",
+    "per_item_none",
+]

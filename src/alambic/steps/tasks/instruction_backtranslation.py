@@ -22,7 +22,9 @@ from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
-_SCORE_LINE = re.compile(r"(?im)^[^\n]*\b(?:score|rating)\b[^\n]*$")
+_SCORE_LABEL = re.compile(
+    r"(?i)[*_]*\b(?:score|rating)\b[*_ \t]*[:=][*_ \t]*-?\d+(?:\.\d+)?(?:[ \t]*(?:/|out of)[ \t]*5)?[*_.]*"
+)
 
 
 class InstructionBacktranslation(LenientFormatOutput, Task):
@@ -63,7 +65,9 @@ class InstructionBacktranslation(LenientFormatOutput, Task):
         if output is None:
             raise ReplyParseError("the LLM returned no text")
         score = parse_score(output, low=1, high=5)
-        reason = _SCORE_LINE.sub("", output).strip()
+        # the reason is the reply without its score label (a sentence that merely mentions
+        # "score" stays, as does the text before "Score: N" on the same line)
+        reason = _SCORE_LABEL.sub("", output).strip()
         reason = re.sub(r"(?i)^\W*(?:reason(?:ing)?|explanation)\W*:\W*", "", reason).strip()
         return {"score": int(score), "reason": reason or None}
 
