@@ -95,7 +95,7 @@ def test_a_users_override_of_format_output_is_what_the_pipeline_calls() -> None:
 def test_scorers_parse_json_with_use_default_structured_output() -> None:
     row = {"instruction": "i", "responses": ["a", "b"]}
     scorer = QualityScorer(name="q", llm=LLM, use_default_structured_output=True)
-    messages, spec = scorer.format_input(row)
+    _messages, spec = scorer.format_input(row)
     assert spec["format"] == "json"
     assert spec["schema"]["properties"]["scores"]["items"] == {"type": "integer"}
     assert scorer.format_output('{"scores": [2, 1]}', row) == {"scores": [2, 1]}
