@@ -178,3 +178,29 @@ def test_evol_instruct_keeps_an_unchanged_rewrite_like_distilabel() -> None:
     assert task.format_output("Sort a list.", {"instruction": "Sort a list."}) == {
         "rewrite": "Sort a list."
     }
+
+
+def test_combined_rows_metadata_merged_into_lists_like_distilabel() -> None:
+    from alambic.steps.columns import CombineOutputs, GroupColumns, merge_alambic_metadata
+
+    meta = "alambic_metadata"
+    left = [{"g1": "x", meta: {"raw_output_a": "up", "raw_output_b": "x"}}]
+    right = [{"g2": "z", meta: {"raw_output_a": "up", "raw_output_c": "z"}}]
+    (out,) = list(CombineOutputs().process(left, right))
+    assert out[0][meta] == {"raw_output_a": ["up", "up"], "raw_output_b": "x", "raw_output_c": "z"}
+    (grouped,) = list(GroupColumns(columns=["g1"]).process(left, right))
+    assert grouped[0][meta]["raw_output_a"] == ["up", "up"]
+    assert merge_alambic_metadata(left[0], right[0], {"no": "metadata"}) == out[0][meta]
+
+
+def test_expand_columns_decodes_json_encoded_lists() -> None:
+    from alambic.steps.columns import ExpandColumns
+
+    step = ExpandColumns(columns=["generations"], encoded=True)
+    (out,) = list(step.process([{"q": 1, "generations": '["a", "b"]'}]))
+    assert out == [{"q": 1, "generations": "a"}, {"q": 1, "generations": "b"}]
+    only = ExpandColumns(columns=["generations", "ids"], encoded=["generations"])
+    (out,) = list(only.process([{"generations": '["a"]', "ids": [7]}]))
+    assert out == [{"generations": "a", "ids": 7}]
+    with pytest.raises(ValueError, match="not JSON"):
+        next(step.process([{"generations": "[oops"}]))
