@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from alambic.errors import METADATA_COLUMN
 from alambic.utils.imports import require
 
-METADATA_COLUMN = "alambic_metadata"
 DEFAULT_LEAF = "default"
 DEFAULT_SPLIT = "train"
 PIPELINE_FILENAME = "pipeline.yaml"

@@ -23,7 +23,16 @@ so code written against the builtins keeps working::
 
 from __future__ import annotations
 
+import builtins
 from enum import Enum
+from typing import Any, TypedDict, cast
+
+METADATA_COLUMN = "alambic_metadata"
+"""The row column holding per-row metadata: raw prompts and replies, token statistics, and the
+errors of each step (``row[METADATA_COLUMN]["error_<step name>"]``). Defined here only."""
+
+MAX_ERROR_MESSAGE = 2000
+"""Error messages kept in rows are cut to this many characters."""
 
 
 class AlambicError(Exception):
@@ -96,6 +105,14 @@ class ErrorKind(str, Enum):
     CONTEXT_LENGTH = "context_length"
     INVALID_RESPONSE = "invalid_response"
     STRUCTURED_OUTPUT = "structured_output"
+    FORMAT_OUTPUT = "format_output"
+    """The task's ``format_output`` raised or returned something other than a dict."""
+    STEP = "step"
+    """A step's ``process`` raised: every row of the batch carries the error."""
+    INPUT = "input"
+    """A row was refused before any request (a value of the wrong type, a missing column)."""
+    STORE = "store"
+    """The run store or request cache failed while the row was processed (disk full...)."""
     UNKNOWN = "unknown"
 
     @property
@@ -112,6 +129,78 @@ _RETRYABLE = frozenset(
         ErrorKind.INVALID_RESPONSE,
     }
 )
+
+
+TRANSIENT_KINDS = frozenset(
+    {
+        ErrorKind.RATE_LIMIT,
+        ErrorKind.SERVER,
+        ErrorKind.TIMEOUT,
+        ErrorKind.CONNECTION,
+        ErrorKind.AUTHENTICATION,
+        ErrorKind.STEP,
+        ErrorKind.STORE,
+    }
+)
+"""Kinds a rerun retries by default (``Pipeline.run(retry_failed=True)``): failures that a
+later run can succeed at once the server is back, the key fixed or the step's bug fixed."""
+
+
+class ErrorEntry(TypedDict):
+    """Why a row (or one generation of it) failed: ``{"type", "kind", "message"}``.
+
+    Kept in ``row[METADATA_COLUMN]["error_<step name>"]``; build it with :func:`error_entry`.
+    """
+
+    type: str
+    kind: str
+    message: str
+
+
+def error_entry(
+    kind: ErrorKind | str, message: object, *, type: str | BaseException = "Error"
+) -> ErrorEntry:
+    """The one way to build an error entry for a row.
+
+    ``type`` is the exception (its class name is used) or a short name such as
+    ``"EmptyReply"``; ``message`` is cut to :data:`MAX_ERROR_MESSAGE` characters::
+
+        error_entry(ErrorKind.STEP, exc, type=exc)
+        error_entry("invalid_response", "the LLM returned no text", type="EmptyReply")
+    """
+    name = type if isinstance(type, str) else builtins.type(type).__name__
+    value = kind.value if isinstance(kind, ErrorKind) else str(ErrorKind(kind).value)
+    return {"type": name, "kind": value, "message": str(message)[:MAX_ERROR_MESSAGE]}
+
+
+def error_key(step_name: str) -> str:
+    """The metadata key under which step ``step_name`` records a row's error."""
+    return f"error_{step_name}"
+
+
+def set_row_error(row: dict[str, Any], step_name: str, entry: ErrorEntry) -> dict[str, Any]:
+    """Record ``entry`` in ``row``'s metadata for ``step_name`` (in place; returns ``row``).
+
+    The metadata dict is copied first, so rows sharing one metadata dict are not changed
+    together.
+    """
+    existing = row.get(METADATA_COLUMN)
+    meta = dict(existing) if isinstance(existing, dict) else {}
+    meta[error_key(step_name)] = dict(entry)
+    row[METADATA_COLUMN] = meta
+    return row
+
+
+def row_errors(row: dict[str, Any]) -> dict[str, ErrorEntry]:
+    """The error entries of ``row`` by step name (empty when the row did not fail)."""
+    meta = row.get(METADATA_COLUMN)
+    if not isinstance(meta, dict):
+        return {}
+    return {
+        key[len("error_") :]: cast(ErrorEntry, value)
+        for key, value in meta.items()
+        if key.startswith("error_") and isinstance(value, dict)
+    }
 
 
 class LLMRequestError(AlambicError, RuntimeError):

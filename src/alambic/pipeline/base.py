@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,10 +256,6 @@ def _version() -> str:
     from alambic import __version__
 
     return __version__
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ALAMBIC_CACHE_DIR") or Path.home() / ".cache" / "alambic")
 
 
 __all__ = ["Pipeline", "PipelineValidationError"]

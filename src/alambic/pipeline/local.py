@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alambic.errors import AlambicUserError
+from alambic import settings
+from alambic.errors import METADATA_COLUMN, AlambicUserError, ErrorKind, error_entry, set_row_error
 from alambic.llms.base import AsyncLLM
 from alambic.pipeline.progress import ProgressReporter, StepProgress
 from alambic.steps.base import GeneratorStep, Step, _Step, normalize_generator_item
-from alambic.steps.tasks.base import METADATA_COLUMN, Task, _Task
+from alambic.steps.tasks.base import Task, _Task
 from alambic.steps.typing import Row
 
 if TYPE_CHECKING:
@@ -291,9 +292,7 @@ class LocalExecutor:
             self.routes[name] = {}
 
     def _open_storage(self, signatures: dict[str, str]) -> None:
-        from alambic.pipeline.store import default_cache_dir
-
-        cache_dir = self.pipeline.cache_dir or default_cache_dir()
+        cache_dir = self.pipeline.cache_dir or settings.cache_dir()
         if not self.storage:
             import tempfile
 
@@ -310,11 +309,11 @@ class LocalExecutor:
             pipeline_name=self.pipeline.name,
             pipeline_signature=pipeline_signature,
             pipeline_yaml=self.pipeline.to_yaml(),
-            lock_timeout=_lock_timeout(),
+            lock_timeout=settings.lock_timeout(),
         )
         self._data_dir = self.store.run_dir / "data"
-        if _request_cache_enabled():
-            shared = os.environ.get("ALAMBIC_SHARE_REQUEST_CACHE", "1") not in ("0", "false")
+        if settings.request_cache_enabled():
+            shared = settings.share_request_cache()
             path = request_cache_path(cache_dir, None if shared else self.store.run_dir)
             self.request_cache = RequestCacheStore.open(path)
         self.store.begin_run()
@@ -883,20 +882,13 @@ class LocalExecutor:
                 node.name,
             )
         outputs = list(step.mapped_outputs())
-        error = {"type": type(exc).__name__, "kind": "step", "message": str(exc)[:2000]}
+        error = error_entry(ErrorKind.STEP, exc, type=exc)
         rows = []
         for row in merge_rows(inputs):
             new = dict(row)
             for column in outputs:
                 new.setdefault(column, None) if column in row else new.__setitem__(column, None)
-            meta = (
-                dict(new.get(METADATA_COLUMN) or {})
-                if isinstance(new.get(METADATA_COLUMN), dict)
-                else {}
-            )
-            meta[f"error_{node.name}"] = error
-            new[METADATA_COLUMN] = meta
-            rows.append(new)
+            rows.append(set_row_error(new, node.name, error))
         return rows
 
 
@@ -969,18 +961,6 @@ def _dataset_fingerprint(data: Any) -> str:
         return hashlib.sha256(str(fingerprint).encode()).hexdigest()
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _lock_timeout() -> float:
-    import os
-
-    return float(os.environ.get("ALAMBIC_LOCK_TIMEOUT", "0"))
-
-
-def _request_cache_enabled() -> bool:
-    import os
-
-    return os.environ.get("ALAMBIC_REQUEST_CACHE", "1") not in ("0", "false", "False")
 
 
 __all__ = ["LocalExecutor", "merge_rows"]

@@ -18,9 +18,6 @@ measured costs.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from alambic.errors import StoreError
 from alambic.pipeline.store.request_cache import (
     REQUEST_CACHE_FILENAME,
@@ -33,14 +30,10 @@ from alambic.pipeline.store.run_store import (
     RunStore,
     pipeline_dir,
 )
+from alambic.settings import cache_dir
 
-
-def default_cache_dir() -> Path:
-    """``$ALAMBIC_CACHE_DIR`` if set, else ``~/.cache/alambic``."""
-    configured = os.environ.get("ALAMBIC_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "alambic"
+default_cache_dir = cache_dir
+"""``$ALAMBIC_CACHE_DIR`` if set, else ``~/.cache/alambic`` (see :mod:`alambic.settings`)."""
 
 
 __all__ = [

@@ -14,7 +14,6 @@ transactions (never corrupt the file). ``ALAMBIC_STORE_SYNC=FULL`` fsyncs every 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sqlite3
 import threading
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 from typing_extensions import Self
 
 from alambic.errors import StoreError
+from alambic.settings import store_sync
 
 T = TypeVar("T")
 
@@ -52,15 +52,8 @@ class StoreFile:
     reset_hint: str
 
 
-def sync_mode() -> str:
-    """``NORMAL`` (default) or ``FULL`` from ``ALAMBIC_STORE_SYNC``."""
-    mode = os.environ.get("ALAMBIC_STORE_SYNC", "NORMAL").strip().upper()
-    if mode not in ("NORMAL", "FULL"):
-        raise StoreError(
-            f"ALAMBIC_STORE_SYNC={mode!r} is not a valid setting: use NORMAL (safe against "
-            "process crashes, the default) or FULL (also against power loss, slower)."
-        )
-    return mode
+sync_mode = store_sync
+"""``NORMAL`` (default) or ``FULL`` from ``ALAMBIC_STORE_SYNC`` (see :mod:`alambic.settings`)."""
 
 
 def _error_code(exc: sqlite3.Error) -> int | None:

@@ -8,8 +8,6 @@ from typing import Any
 from alambic.errors import MissingColumnError
 from alambic.steps.typing import Row, StepInput
 
-METADATA_COLUMN = "alambic_metadata"
-
 
 def merge_metadata(values: Sequence[Any]) -> Any:
     """One metadata value from several rows', as distilabel merges it: a key found in one

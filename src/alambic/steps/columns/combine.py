@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from alambic.errors import METADATA_COLUMN
 from alambic.steps.base import Step
-from alambic.steps.columns._utils import METADATA_COLUMN, aligned_rows, merge_metadata
+from alambic.steps.columns._utils import aligned_rows, merge_metadata
 from alambic.steps.typing import Row, StepInput, StepOutput
 
 

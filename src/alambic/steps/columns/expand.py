@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from alambic.errors import METADATA_COLUMN
 from alambic.steps.base import Step
-from alambic.steps.columns._utils import METADATA_COLUMN, missing_column
+from alambic.steps.columns._utils import missing_column
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 

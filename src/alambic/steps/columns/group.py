@@ -6,8 +6,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from alambic.errors import METADATA_COLUMN
 from alambic.steps.base import Step
-from alambic.steps.columns._utils import METADATA_COLUMN, aligned_rows, merge_metadata
+from alambic.steps.columns._utils import aligned_rows, merge_metadata
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 

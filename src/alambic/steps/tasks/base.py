@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
+from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry
 from alambic.llms.base import LLM, AsyncLLM, error_info
 from alambic.llms.typing import FormattedInput, GenerateOutput, GenerationError
 from alambic.runtime_parameters import RuntimeParameter
@@ -25,9 +26,6 @@ from alambic.steps.base import GeneratorStep, Step, _Step, normalize_columns
 from alambic.steps.typing import Row, StepInput, StepOutput
 
 logger = logging.getLogger("alambic")
-
-METADATA_COLUMN = "alambic_metadata"
-"""Per-row metadata: raw inputs/outputs, token statistics and errors of each task."""
 
 
 class _Task(_Step):
@@ -103,27 +101,21 @@ class _Task(_Step):
     ) -> tuple[dict[str, Any], GenerationError | None]:
         columns = self._output_columns()
         if error is not None or text is None:
-            return dict.fromkeys(columns), error or {
-                "type": "EmptyReply",
-                "kind": "invalid_response",
-                "message": "the LLM returned no text",
-            }
+            return dict.fromkeys(columns), error or error_entry(
+                ErrorKind.INVALID_RESPONSE, "the LLM returned no text", type="EmptyReply"
+            )
         try:
             # built-in tasks' format_output returns None columns; this variant keeps the reason
             parse = getattr(self, "format_output_or_raise", self.format_output)
             formatted = parse(text, row)
         except Exception as exc:  # a reply the parser cannot read is a failed row, not a crash
-            return dict.fromkeys(columns), {
-                "type": type(exc).__name__,
-                "kind": "format_output",
-                "message": str(exc)[:2000],
-            }
+            return dict.fromkeys(columns), error_entry(ErrorKind.FORMAT_OUTPUT, exc, type=exc)
         if not isinstance(formatted, dict):
-            return dict.fromkeys(columns), {
-                "type": "TypeError",
-                "kind": "format_output",
-                "message": f"format_output returned {type(formatted).__name__}, not a dict",
-            }
+            return dict.fromkeys(columns), error_entry(
+                ErrorKind.FORMAT_OUTPUT,
+                f"format_output returned {type(formatted).__name__}, not a dict",
+                type="TypeError",
+            )
         return {c: formatted.get(c) for c in columns} | {
             k: v for k, v in formatted.items() if k not in columns and k != "model_name"
         }, None

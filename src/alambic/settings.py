@@ -1,0 +1,98 @@
+"""Every ``ALAMBIC_*`` environment variable alambic reads, in one place.
+
+Each setting is a function that reads the environment when called (so a test or a user can
+change a variable between two runs in one process). A value that cannot be used raises a
+:class:`~alambic.errors.AlambicUserError` naming the variable, the value and what is allowed.
+
+=============================  ===========  =====================================================
+Variable                       Default      Meaning
+=============================  ===========  =====================================================
+``ALAMBIC_CACHE_DIR``          ``~/.cache/  Where run stores and the request cache live.
+                               alambic``
+``ALAMBIC_REQUEST_CACHE``      ``1``        ``0`` turns the request cache off (every request
+                                            is sent; the run store still resumes).
+``ALAMBIC_SHARE_REQUEST_CACHE`` ``1``       ``0``: one request cache per pipeline folder
+                                            instead of one shared by every pipeline.
+``ALAMBIC_LOCK_TIMEOUT``       ``0``        Seconds to wait for another process's lock on a
+                                            pipeline's store before giving up.
+``ALAMBIC_STORE_SYNC``         ``NORMAL``   ``FULL`` fsyncs every commit (safe against power
+                                            loss, slower).
+=============================  ===========  =====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alambic.errors import AlambicUserError, StoreError
+
+_FALSE = ("0", "false", "no", "off")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _FALSE:
+        return False
+    if value in _TRUE:
+        return True
+    raise AlambicUserError(
+        f"{name}={raw!r} is not a valid setting: use one of {', '.join(_TRUE + _FALSE)}."
+    )
+
+
+def cache_dir() -> Path:
+    """``$ALAMBIC_CACHE_DIR`` if set, else ``~/.cache/alambic``."""
+    configured = os.environ.get("ALAMBIC_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "alambic"
+
+
+def request_cache_enabled() -> bool:
+    """``ALAMBIC_REQUEST_CACHE`` (default on)."""
+    return _flag("ALAMBIC_REQUEST_CACHE", True)
+
+
+def share_request_cache() -> bool:
+    """``ALAMBIC_SHARE_REQUEST_CACHE`` (default on: one cache for every pipeline)."""
+    return _flag("ALAMBIC_SHARE_REQUEST_CACHE", True)
+
+
+def lock_timeout() -> float:
+    """``ALAMBIC_LOCK_TIMEOUT`` in seconds (default 0: fail at once when locked)."""
+    raw = os.environ.get("ALAMBIC_LOCK_TIMEOUT", "0").strip() or "0"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise AlambicUserError(
+            f"ALAMBIC_LOCK_TIMEOUT={raw!r} is not a valid setting: give a number of seconds "
+            ">= 0 (e.g. ALAMBIC_LOCK_TIMEOUT=30)."
+        )
+    return value
+
+
+def store_sync() -> str:
+    """``NORMAL`` (default) or ``FULL`` from ``ALAMBIC_STORE_SYNC``."""
+    mode = os.environ.get("ALAMBIC_STORE_SYNC", "NORMAL").strip().upper()
+    if mode not in ("NORMAL", "FULL"):
+        raise StoreError(
+            f"ALAMBIC_STORE_SYNC={mode!r} is not a valid setting: use NORMAL (safe against "
+            "process crashes, the default) or FULL (also against power loss, slower)."
+        )
+    return mode
+
+
+__all__ = [
+    "cache_dir",
+    "lock_timeout",
+    "request_cache_enabled",
+    "share_request_cache",
+    "store_sync",
+]
