@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from alambic import settings
 from alambic.utils.imports import require
 
 logger = logging.getLogger("alambic")
@@ -38,8 +39,7 @@ _DONE_MARKER = ".alambic-complete"
 
 def models_cache_dir() -> Path:
     """``$ALAMBIC_CACHE_DIR/models`` (default ``~/.cache/alambic/models``)."""
-    base = os.environ.get("ALAMBIC_CACHE_DIR") or str(Path.home() / ".cache" / "alambic")
-    return Path(base).expanduser() / "models"
+    return settings.cache_dir() / "models"
 
 
 def packaged_model_folder(cache_dir: Path | None = None) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alambic.errors import MissingColumnError
+from alambic.errors import METADATA_COLUMN, MissingColumnError
 from alambic.steps.typing import Row, StepInput
 
 

@@ -163,6 +163,9 @@ class EvolutionTask(LenientFormatOutput, Task):
         text = self.source_text(input)
         return self.mutation_prompt(self.mutation_for(text, 0), input, text)
 
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"rewrite": None}
+
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
