@@ -16,7 +16,7 @@ engine that continues raw text, e.g. ``TransformersLLM(model=..., prompt_format=
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,7 +55,7 @@ class FewShotPromptFormat(BaseModel):
     add_bos: bool = True
     """Start the prompt with the tokenizer's BOS token, as the model saw in pretraining."""
 
-    def render(self, messages: Sequence[dict[str, Any]]) -> str:
+    def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The prompt for ``messages`` (OpenAI-style ``role``/``content`` dicts), ending with
         the answer prefix so that the model writes the answer next."""
         header = self.header

@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "QualityScorer": "alambic.steps.tasks.quality_scorer",
     "PairwiseJudge": "alambic.steps.tasks.pairwise_judge",
     "RewardModelScore": "alambic.steps.tasks.reward_model",
+    "task": "alambic.steps.tasks.decorator",
 }
 
 
@@ -47,7 +48,15 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["ChatGeneration", "ChatItem", "ChatType", "GeneratorTask", "Task", "TextGeneration"]
+__all__ = [
+    "ChatGeneration",
+    "ChatItem",
+    "ChatType",
+    "GeneratorTask",
+    "Task",
+    "TextGeneration",
+    "task",
+]
 __all__ += [  # generation family
     "EvolComplexity",
     "EvolInstruct",
