@@ -138,6 +138,7 @@ class Distiset(dict[str, Any]):
         ``in_memory``, the rows are consolidated into ``<folder>/dataset.arrow`` one part at a
         time and memory-mapped, so building the result of a large run takes little memory.
         """
+        from alambic.utils.images import cast_image_columns
         from alambic.utils.parquet import consolidate_parts, list_parts, read_parquet_parts
 
         datasets = _datasets()
@@ -155,6 +156,7 @@ class Distiset(dict[str, Any]):
                     directory, Path(directory) / ARROW_FILENAME, drop_columns=drop
                 )
                 dataset = datasets.Dataset.from_file(str(arrow), split=named_split)
+            dataset = cast_image_columns(dataset)
             data[DEFAULT_LEAF if single else leaf] = datasets.DatasetDict({split: dataset})
         return cls(data, pipeline_yaml=pipeline_yaml)
 
@@ -167,13 +169,18 @@ class Distiset(dict[str, Any]):
         split: str = DEFAULT_SPLIT,
     ) -> Distiset:
         """Build from leaf name -> rows held in memory (for tests and small runs)."""
+        from alambic.utils.images import cast_image_columns
         from alambic.utils.parquet import rows_to_table
 
         datasets = _datasets()
         single = len(leaves) == 1
         data = {
             (DEFAULT_LEAF if single else leaf): datasets.DatasetDict(
-                {split: datasets.Dataset(rows_to_table(rows), split=datasets.NamedSplit(split))}
+                {
+                    split: cast_image_columns(
+                        datasets.Dataset(rows_to_table(rows), split=datasets.NamedSplit(split))
+                    )
+                }
             )
             for leaf, rows in leaves.items()
         }

@@ -50,8 +50,8 @@ def test_distilabel_imports_are_alambics_objects() -> None:
 
 @pytest.mark.usefixtures("alias")
 def test_a_missing_name_says_where_to_look() -> None:
-    with pytest.raises(ImportError, match="CLAIR"):
-        from distilabel.steps.tasks import CLAIR  # noqa: F401
+    with pytest.raises(ImportError, match="NoSuchTask"):
+        from distilabel.steps.tasks import NoSuchTask  # type: ignore[attr-defined]  # noqa: F401
     with pytest.raises(ModuleNotFoundError):
         import distilabel.no_such_module  # noqa: F401
 

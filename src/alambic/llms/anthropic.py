@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from alambic.llms._content import to_anthropic_content
 from alambic.llms.base import split_input
 from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of, split_known_kwargs
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
@@ -24,7 +25,7 @@ def to_anthropic_messages(messages: ChatType) -> tuple[str | None, list[dict[str
     """
     system = [m["content"] for m in messages if m["role"] in ("system", "developer")]
     turns = [
-        {"role": m["role"], "content": m["content"]}
+        {"role": m["role"], "content": to_anthropic_content(m["content"])}
         for m in messages
         if m["role"] in ("user", "assistant")
     ]

@@ -37,6 +37,13 @@ _LAZY: dict[str, str] = {
     "FormatTextGenerationDPO": "alambic.steps.formatting",
     "FormatTextGenerationSFT": "alambic.steps.formatting",
     "RewardModelScore": "alambic.steps.tasks.reward_model",
+    # data and formatting steps of issue 16
+    "DataSampler": "alambic.steps.generators.data_sampler",
+    "make_generator_step": "alambic.steps.generators.data_sampler",
+    "TruncateTextColumn": "alambic.steps.columns.truncate",
+    "ConversationTemplate": "alambic.steps.formatting.conversation",
+    "UMAP": "alambic.steps.clustering",
+    "DBSCAN": "alambic.steps.clustering",
 }
 
 
@@ -84,4 +91,12 @@ __all__ = [
     "routing_batch_function",
     "sample_n_steps",
     "step",
+]
+__all__ += [  # data, formatting and clustering steps of issue 16
+    "DBSCAN",
+    "UMAP",
+    "ConversationTemplate",
+    "DataSampler",
+    "TruncateTextColumn",
+    "make_generator_step",
 ]

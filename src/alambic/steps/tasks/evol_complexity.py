@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from alambic.steps.tasks.evol_instruct import IN_DEPTH_MUTATIONS, EvolInstruct
+from alambic.steps.tasks.evol_instruct import (
+    IN_DEPTH_MUTATIONS,
+    EvolInstruct,
+    EvolInstructGenerator,
+)
 
 
 class EvolComplexity(EvolInstruct):
@@ -29,4 +33,18 @@ class EvolComplexity(EvolInstruct):
     )
 
 
-__all__ = ["EvolComplexity"]
+class EvolComplexityGenerator(EvolInstructGenerator):
+    """:class:`~alambic.steps.tasks.EvolInstructGenerator` with only the in-depth mutations.
+
+    Generates ``num_instructions`` new instructions of growing complexity from a seed pool
+    (no input rows); same settings and outputs (``instruction``, and ``answer`` with
+    ``generate_answers``) as ``EvolInstructGenerator``.
+    """
+
+    mutations: dict[str, str] = Field(
+        default_factory=lambda: dict(IN_DEPTH_MUTATIONS),
+        description="Mutation name -> how to rewrite (in-depth methods by default).",
+    )
+
+
+__all__ = ["EvolComplexity", "EvolComplexityGenerator"]

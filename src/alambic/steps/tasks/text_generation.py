@@ -12,14 +12,18 @@ from pydantic import Field, PrivateAttr, field_validator
 from alambic.errors import ColumnTypeError, TemplateError
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import check_conversation
+from alambic.steps.tasks._templates import check_template, render_checked, sandboxed_environment
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# a user's template renders in the sandbox too, whitespace kept as written
+_ENV = sandboxed_environment(keep_trailing_newline=True, trim_blocks=False)
 
 
-def render_template(template: jinja2.Template, values: dict[str, Any]) -> str:
-    return template.render(**values)
+def render_template(
+    template: jinja2.Template, values: dict[str, Any], *, owner: str = "TextGeneration"
+) -> str:
+    return render_checked(template, values, owner=owner)
 
 
 class TextGeneration(Task):
@@ -69,22 +73,18 @@ class TextGeneration(Task):
 
     def _compile(self) -> jinja2.Template:
         if self._compiled is None:
-            try:
-                parsed = _ENV.parse(self.template)
-            except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"Step {self.name!r}: the template is not valid Jinja2 ({exc})."
-                ) from exc
-            placeholders = jinja_meta.find_undeclared_variables(parsed)
+            owner = f"Step {self.name!r} (TextGeneration)"
+            compiled = check_template(self.template, owner=owner, env=_ENV)
+            placeholders = jinja_meta.find_undeclared_variables(_ENV.parse(self.template))
             unknown = sorted(placeholders - set(self.column_list))
             if unknown:
                 raise TemplateError(
-                    f"Step {self.name!r} (TextGeneration): the template uses {unknown} but "
+                    f"{owner}: the template uses {unknown} but "
                     f"columns={self.column_list}. Add them to `columns` "
                     f"(columns={sorted(set(self.column_list) | set(unknown))}) or remove them "
                     "from the template."
                 )
-            self._compiled = _ENV.from_string(self.template)
+            self._compiled = compiled
         return self._compiled
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
@@ -106,7 +106,9 @@ class TextGeneration(Task):
         if self.template == "{{ instruction }}" and self.column_list == ["instruction"]:
             prompt = values["instruction"]
         else:
-            prompt = render_template(self._compile(), values)
+            prompt = render_template(
+                self._compile(), values, owner=f"Step {self.name!r} (TextGeneration)"
+            )
         messages: ChatType = []
         if self.use_system_prompt:
             system = input.get("system_prompt") or self.system_prompt

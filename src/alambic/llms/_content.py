@@ -1,0 +1,153 @@
+"""Message content with images: OpenAI-format content parts, built from what users hold.
+
+A message's ``content`` is text, or a list of parts in the OpenAI chat format::
+
+    [{"type": "text", "text": "What is in this picture?"},
+     {"type": "image_url", "image_url": {"url": "https://... or data:image/png;base64,..."}}]
+
+:func:`image_part` builds an image part from a URL, a local path, base64 text, raw bytes or a
+PIL image (local images become ``data:`` URLs, so any OpenAI-compatible server receives
+them inline). :func:`content_text` reads the text of either form, and
+:func:`to_anthropic_content` converts parts to the Anthropic Messages format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import mimetypes
+from pathlib import Path
+from typing import Any, Literal
+
+from typing_extensions import TypedDict
+
+__all__ = [
+    "ImagePart",
+    "ImageURL",
+    "TextPart",
+    "content_text",
+    "image_part",
+    "image_to_data_url",
+    "to_anthropic_content",
+]
+
+
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(TypedDict):
+    url: str
+
+
+class ImagePart(TypedDict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+_SIGNATURES = {
+    b"\x89PNG": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF8": "image/gif",
+    b"RIFF": "image/webp",
+    b"BM": "image/bmp",
+}
+
+
+def _sniff(data: bytes) -> str | None:
+    for signature, mime in _SIGNATURES.items():
+        if data.startswith(signature):
+            return mime
+    return None
+
+
+def _data_url(data: bytes, mime: str | None = None) -> str:
+    kind = mime or _sniff(data)
+    if kind is None:
+        raise ValueError(
+            "these bytes are not a PNG, JPEG, GIF, WebP or BMP image (unknown signature "
+            f"{data[:8]!r})."
+        )
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_to_data_url(image: Any) -> str:
+    """A URL for ``image``: http(s)/data URLs as they are, anything local inline.
+
+    ``image`` is a URL, a path (``str`` or ``Path``) to an image file, base64 text of an
+    image, raw image bytes, or a PIL image (sent as PNG).
+    """
+    if hasattr(image, "save") and hasattr(image, "mode"):  # a PIL image
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return _data_url(buffer.getvalue(), "image/png")
+    if isinstance(image, (bytes, bytearray)):
+        return _data_url(bytes(image))
+    if isinstance(image, Path):
+        return _file_url(image)
+    if not isinstance(image, str):
+        raise TypeError(
+            f"an image must be a URL, a path, base64 text, bytes or a PIL image; got "
+            f"{type(image).__name__}."
+        )
+    text = image.strip()
+    if text.startswith(("http://", "https://", "data:")):
+        return text
+    if len(text) < 4096 and Path(text).is_file():
+        return _file_url(Path(text))
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(
+            f"{text[:60]!r}... is neither a URL, an existing file nor base64 image data."
+        ) from exc
+    return _data_url(raw)
+
+
+def _file_url(path: Path) -> str:
+    data = path.read_bytes()
+    mime = _sniff(data) or mimetypes.guess_type(path.name)[0]
+    return _data_url(data, mime)
+
+
+def image_part(image: Any) -> ImagePart:
+    """An OpenAI ``image_url`` content part for ``image`` (see :func:`image_to_data_url`)."""
+    return {"type": "image_url", "image_url": {"url": image_to_data_url(image)}}
+
+
+def content_text(content: Any) -> str:
+    """The text of a message ``content``: the string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+def to_anthropic_content(content: Any) -> Any:
+    """``content`` in the Anthropic Messages format: text stays text; image parts become
+    ``{"type": "image", "source": {"type": "base64" | "url", ...}}`` blocks."""
+    if not isinstance(content, list):
+        return content
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        elif part.get("type") == "image_url":
+            url = part["image_url"]["url"]
+            if url.startswith("data:"):
+                header, data = url.split(",", 1)
+                media_type = header[5:].split(";", 1)[0]
+                source = {"type": "base64", "media_type": media_type, "data": data}
+            else:
+                source = {"type": "url", "url": url}
+            blocks.append({"type": "image", "source": source})
+        else:
+            blocks.append(part)
+    return blocks
