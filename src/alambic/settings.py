@@ -17,6 +17,8 @@ Variable                       Default      Meaning
                                             pipeline's store before giving up.
 ``ALAMBIC_STORE_SYNC``         ``NORMAL``   ``FULL`` fsyncs every commit (safe against power
                                             loss, slower).
+``ALAMBIC_PROGRESS_INTERVAL``  ``5``        Seconds between two progress lines when output is
+                                            piped (not a terminal).
 =============================  ===========  =====================================================
 """
 
@@ -89,9 +91,25 @@ def store_sync() -> str:
     return mode
 
 
+def progress_interval() -> float:
+    """``ALAMBIC_PROGRESS_INTERVAL`` in seconds (default 5): the pace of piped progress lines."""
+    raw = os.environ.get("ALAMBIC_PROGRESS_INTERVAL", "5").strip() or "5"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise AlambicUserError(
+            f"ALAMBIC_PROGRESS_INTERVAL={raw!r} is not a valid setting: give a number of "
+            "seconds > 0 (e.g. ALAMBIC_PROGRESS_INTERVAL=30)."
+        )
+    return value
+
+
 __all__ = [
     "cache_dir",
     "lock_timeout",
+    "progress_interval",
     "request_cache_enabled",
     "share_request_cache",
     "store_sync",

@@ -14,10 +14,9 @@ import hashlib
 import itertools
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from alambic.errors import PipelineValidationError, RuntimeParameterError
 from alambic.pipeline._compat import PipelineCompatMixin, Signature, derive_pipeline_name
@@ -153,27 +152,48 @@ class Pipeline(PipelineCompatMixin):
     # -- serialization and signatures ------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """The pipeline as plain data (secrets masked)."""
-        steps = []
-        for name, step in self.dag.steps.items():
-            steps.append(
-                {
-                    "name": name,
-                    "step": step.dump(),
-                    "connections": list(self.dag.successors.get(name, [])),
-                    "routing": self.dag.routing[name].description
-                    if name in self.dag.routing
-                    else None,
-                }
-            )
-        return {
-            "alambic_version": _version(),
-            "pipeline": {"name": self.name, "description": self.description, "steps": steps},
-        }
+        """The pipeline as plain data (secrets replaced by their environment variable names)."""
+        from alambic.pipeline.serialization import pipeline_to_dict
+
+        return pipeline_to_dict(self)
 
     def to_yaml(self) -> str:
-        text: str = yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
-        return text
+        from alambic.pipeline.serialization import to_yaml
+
+        return to_yaml(self)
+
+    def to_json(self) -> str:
+        from alambic.pipeline.serialization import to_json
+
+        return to_json(self)
+
+    def save(self, path: str | Path, format: Literal["yaml", "json"] | None = None) -> Path:
+        """Write the pipeline to ``path`` as YAML or JSON (default: from the file's suffix)."""
+        from alambic.pipeline.serialization import save
+
+        return save(self, path, format)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, allow_modules: Iterable[str] = ()) -> Pipeline:
+        """Rebuild a pipeline from :meth:`dump`'s data; see :mod:`alambic.pipeline.serialization`
+        for ``allow_modules`` (which non-alambic modules a definition may import)."""
+        from alambic.pipeline.serialization import pipeline_from_dict
+
+        return pipeline_from_dict(data, allow_modules=allow_modules)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, *, allow_modules: Iterable[str] = ()) -> Pipeline:
+        """Load a pipeline from a YAML file, a Distiset folder's ``pipeline.yaml``, or text."""
+        from alambic.pipeline.serialization import from_yaml
+
+        return from_yaml(path, allow_modules=allow_modules)
+
+    @classmethod
+    def from_json(cls, path: str | Path, *, allow_modules: Iterable[str] = ()) -> Pipeline:
+        """Load a pipeline from a JSON file or text."""
+        from alambic.pipeline.serialization import from_json
+
+        return from_json(path, allow_modules=allow_modules)
 
     def step_signatures(self, order: list[str] | None = None) -> dict[str, str]:
         """Per step, a hash of what decides its output, chained through its predecessors."""

@@ -1,7 +1,11 @@
-"""Progress of a run: a live table on a terminal, plain log lines elsewhere, and a summary.
+"""Progress of a run: a live table on a terminal, plain lines elsewhere, and a summary.
 
 Per step: rows received and produced, rows/s, failures; per API LLM: requests in flight,
 retries, rate-limited answers and tokens (from its request scheduler's counters).
+
+Piped (stderr is not a terminal: a file, a CI log): one plain line every
+``ALAMBIC_PROGRESS_INTERVAL`` seconds (default 5) on stderr, and the run summary at the end,
+always, so a log shows how far a run got and how it ended.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from alambic import settings
 from alambic.llms.base import AsyncLLM
 
 logger = logging.getLogger("alambic")
@@ -69,6 +74,8 @@ class ProgressReporter:
         self._thread: threading.Thread | None = None
         self._live: Any = None
         self.started = time.monotonic()
+        # read here, so a bad value fails before the run starts rather than in the thread
+        self._piped_interval = settings.progress_interval() if not self.quiet else 0.0
 
     def add_step(
         self, name: str, llm: AsyncLLM | None, tasks: list[Any] | None = None
@@ -94,12 +101,12 @@ class ProgressReporter:
         self._thread.start()
 
     def _loop(self) -> None:
-        period = self.interval if self.interactive else 10.0
+        period = self.interval if self.interactive else self._piped_interval
         while not self._stop.wait(period):
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                logger.info(self._line())
+                _emit(self._line())
 
     def stop(self) -> None:
         now = time.monotonic()
@@ -112,7 +119,30 @@ class ProgressReporter:
             self._live.update(self._table())
             self._live.stop()
         elif not self.quiet:
-            logger.info(self._line())
+            _emit(self._line())
+            _emit(self.summary_text())
+
+    def summary_text(self) -> str:
+        """The run summary as plain lines (what a piped run prints at the end)."""
+        data = self.summary()
+        failed = sum(s["failed_rows"] for s in data["steps"].values())
+        lines = [
+            f"[{self.pipeline_name}] run summary: {data['elapsed_s']:.1f} s, {failed} failed row(s)"
+        ]
+        for name, s in data["steps"].items():
+            text = (
+                f"  {name}: {s['rows_in']} rows in, {s['rows_out']} out "
+                f"({s['rows_per_s']}/s), {s['failed_rows']} failed"
+            )
+            llm = s.get("llm")
+            if llm:
+                text += (
+                    f"; {llm.get('requests', 0)} requests, {llm.get('retries', 0)} retries, "
+                    f"{llm.get('rate_limited', 0)} rate-limited, tokens "
+                    f"{llm.get('input_tokens', 0)} in / {llm.get('output_tokens', 0)} out"
+                )
+            lines.append(text)
+        return "\n".join(lines)
 
     def _line(self) -> str:
         now = time.monotonic()
@@ -125,7 +155,8 @@ class ProgressReporter:
             if counters:
                 text += f", {counters['in_flight']} in flight, {counters['retries']} retries"
             parts.append(text)
-        return f"[{self.pipeline_name}] " + " | ".join(parts)
+        elapsed = now - self.started
+        return f"[{self.pipeline_name}] {elapsed:.0f}s " + " | ".join(parts)
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -177,3 +208,7 @@ class ProgressReporter:
                 for s in self.steps
             },
         }
+
+
+def _emit(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

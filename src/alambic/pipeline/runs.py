@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alambic.errors import StoreError
+from alambic.errors import StoreError, row_errors
 from alambic.pipeline.store import REQUEST_CACHE_FILENAME, default_cache_dir
 from alambic.pipeline.store._lock import FileLock, pid_alive
 from alambic.pipeline.store._sqlite import StoreFile, close_quietly, connect, translate_error
@@ -33,6 +33,7 @@ from alambic.pipeline.store.run_store import RUN_STORE_APPLICATION_ID, RUN_STORE
 
 STORE_FILENAME = "store.sqlite"
 LOCK_FILENAME = "run.lock"
+DEFINITION_ID_LENGTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +70,29 @@ class RunInfo:
     path: Path
     """The pipeline's folder in the cache."""
     error: str | None = None
+    failed_rows: int | None = None
+    """Rows of the leaf steps that this run committed with an error recorded (``None``: the
+    store could not say)."""
 
     @property
     def rows_per_step(self) -> dict[str, int]:
+        """Rows committed per step for this definition (by this run or earlier ones)."""
         return {step.name: step.rows for step in self.steps}
+
+    @property
+    def rows_this_run(self) -> dict[str, int]:
+        """Rows this run committed itself, per step."""
+        return {step.name: step.rows_this_run for step in self.steps}
+
+    @property
+    def definition_id(self) -> str:
+        """A short id of the pipeline definition (what ``alambic runs list`` prints)."""
+        return self.pipeline_signature[:DEFINITION_ID_LENGTH]
+
+    @property
+    def ref(self) -> str:
+        """``<definition id>/<run id>``: names this run for ``show_run`` and ``delete_run``."""
+        return f"{self.definition_id}/{self.run_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +198,12 @@ def _read_runs(
             "SELECT run_id, sig, name FROM run_steps ORDER BY run_id, position"
         ):
             run_steps.setdefault(rid, []).append((sig, step_name))
+        leaves = _leaf_names(meta.get("pipeline_yaml", ""))
+        failed = {
+            rid: _count_failed(conn, rid, [s for s, n in pairs if n in leaves])
+            for rid, pairs in run_steps.items()
+            if leaves is not None and (run_id is None or rid == run_id)
+        }
     holder = _lock_holder(folder)
     infos = []
     for rid, status, started, finished, pid in runs:
@@ -206,6 +232,7 @@ def _read_runs(
                 pid=pid,
                 steps=tuple(steps),
                 path=folder,
+                failed_rows=failed.get(rid),
             )
         )
     definitions: dict[str, Any] = {}
@@ -213,6 +240,34 @@ def _read_runs(
         if definition is not None:
             definitions[step_name] = json.loads(definition)
     return infos, meta.get("pipeline_yaml", ""), definitions
+
+
+def _leaf_names(pipeline_yaml: str) -> set[str] | None:
+    import yaml
+
+    try:
+        data: Any = yaml.safe_load(pipeline_yaml) if pipeline_yaml else None
+        steps = data["pipeline"]["steps"]
+        return {str(s["name"]) for s in steps if not s.get("connections")}
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def _count_failed(conn: sqlite3.Connection, run_id: int, sigs: list[str]) -> int:
+    """Rows with an error in their metadata among the units ``run_id`` committed for ``sigs``."""
+    from alambic.pipeline.store.run_store import decode_rows
+
+    count = 0
+    for sig in sigs:
+        for (blob,) in conn.execute(
+            "SELECT data FROM units WHERE sig = ? AND run_id = ? ORDER BY seq", (sig, run_id)
+        ):
+            count += sum(1 for row in decode_rows(blob) if row_failed(row))
+    return count
+
+
+def row_failed(row: dict[str, Any]) -> bool:
+    return bool(row_errors(row))
 
 
 def _unreadable(folder: Path, error: StoreError) -> RunInfo:
@@ -264,6 +319,16 @@ def _matching_dirs(root: Path, pipeline: str) -> list[Path]:
     return found
 
 
+def split_ref(ref: str, run_id: int | None) -> tuple[str, int | None]:
+    """``name``, ``definition id``, ``folder`` with an optional ``/RUN`` (as ``list`` prints)."""
+    head, sep, tail = ref.rpartition("/")
+    if sep and tail.isdigit() and head:
+        if run_id is not None and run_id != int(tail):
+            raise StoreError(f"{ref!r} names run {tail}, but run {run_id} was also asked for.")
+        return head, int(tail)
+    return ref, run_id
+
+
 def _resolve(root: Path, pipeline: str) -> list[Path]:
     folders = _matching_dirs(root, pipeline)
     if not folders:
@@ -271,7 +336,8 @@ def _resolve(root: Path, pipeline: str) -> list[Path]:
         listing = ", ".join(known) if known else "none"
         raise StoreError(
             f"No pipeline {pipeline!r} in the cache {root}. Pipelines there: {listing}. "
-            "Give a pipeline name, a folder name or a signature prefix."
+            "Give a pipeline name, a definition id or DEFINITION/RUN as `alambic runs list` "
+            "prints them, or a folder name."
         )
     return folders
 
@@ -285,6 +351,7 @@ def show_run(
     shown; give the folder name to choose another.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    pipeline, run_id = split_ref(pipeline, run_id)
     candidates: list[RunDetails] = []
     for folder in _resolve(root, pipeline):
         infos, yaml_text, definitions = _read_runs(folder, run_id)
@@ -296,7 +363,7 @@ def show_run(
         folders = ", ".join(c.run.path.name for c in candidates)
         raise StoreError(
             f"Run {run_id} exists for several definitions of pipeline {pipeline!r} ({folders}): "
-            "give the folder name instead of the pipeline name."
+            "give DEFINITION/RUN as `alambic runs list` prints it (or the folder name)."
         )
     return max(candidates, key=lambda c: (c.run.started_at or _EPOCH, c.run.run_id))
 
@@ -330,6 +397,7 @@ def delete_run(
     that is running.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    pipeline, run_id = split_ref(pipeline, run_id)
     folders = _resolve(root, pipeline)
     if run_id is None:
         deleted = 0
@@ -350,7 +418,7 @@ def delete_run(
         names = ", ".join(f.name for f in owners)
         raise StoreError(
             f"Run {run_id} exists for several definitions of pipeline {pipeline!r} ({names}): "
-            "give the folder name instead of the pipeline name."
+            "give DEFINITION/RUN as `alambic runs list` prints it (or the folder name)."
         )
     folder = owners[0]
     lock = _lock_or_fail(folder)
@@ -442,5 +510,7 @@ __all__ = [
     "clear_cache",
     "delete_run",
     "list_runs",
+    "row_failed",
     "show_run",
+    "split_ref",
 ]

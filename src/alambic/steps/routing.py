@@ -23,11 +23,24 @@ RouteFn = Callable[..., list[str]]
 class RoutingBatchFunction:
     """Chooses which successors get a batch: ``fn(successor_names[, batch_seq]) -> names``."""
 
-    def __init__(self, fn: RouteFn, *, description: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: RouteFn,
+        *,
+        description: str | None = None,
+        origin: tuple[str, dict[str, Any] | None] | None = None,
+    ) -> None:
         self._fn = fn
         self._takes_seq = len(inspect.signature(fn).parameters) >= 2
         self.description = description or getattr(fn, "__name__", "routing")
+        self.origin = origin
+        """How a saved pipeline rebuilds it: ``(import path of the routing function, None)`` or
+        ``(import path of a factory such as sample_n_steps, its keyword arguments)``."""
         self._step: _Step | None = None
+
+    def copy(self) -> RoutingBatchFunction:
+        """The same routing, not bound to any step (for another pipeline)."""
+        return RoutingBatchFunction(self._fn, description=self.description, origin=self.origin)
 
     def route(self, successors: list[str], batch_seq: int) -> list[str]:
         chosen = self._fn(successors, batch_seq) if self._takes_seq else self._fn(successors)
@@ -57,8 +70,13 @@ class RoutingBatchFunction:
 
 
 def routing_batch_function(fn: RouteFn) -> RoutingBatchFunction:
-    """Decorator: turn ``fn(successor_names) -> chosen_names`` into a routing function."""
-    return RoutingBatchFunction(fn)
+    """Decorator: turn ``fn(successor_names) -> chosen_names`` into a routing function.
+
+    A pipeline using it can be saved and loaded when ``fn`` is defined at module level."""
+    origin = None
+    if "<" not in fn.__qualname__:
+        origin = (f"{fn.__module__}.{fn.__qualname__}", None)
+    return RoutingBatchFunction(fn, origin=origin)
 
 
 def sample_n_steps(n: int, *, seed: int = 0) -> RoutingBatchFunction:
@@ -74,7 +92,11 @@ def sample_n_steps(n: int, *, seed: int = 0) -> RoutingBatchFunction:
             )
         return random.Random(f"{seed}:{batch_seq}").sample(successors, n)
 
-    return RoutingBatchFunction(sample, description=f"sample_n_steps({n})")
+    return RoutingBatchFunction(
+        sample,
+        description=f"sample_n_steps({n})",
+        origin=("alambic.steps.routing.sample_n_steps", {"n": n, "seed": seed}),
+    )
 
 
 __all__ = ["RoutingBatchFunction", "routing_batch_function", "sample_n_steps"]
