@@ -34,6 +34,10 @@ class LenientFormatOutput:
 
     def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
         """The output columns for no usable reply: ``None`` each (scorers: one per item)."""
+        # the columns the Task base fills for a failed row, so both paths agree
+        columns = getattr(self, "_output_columns", None)
+        if callable(columns):
+            return dict.fromkeys(columns())
         outputs = self.get_outputs()  # type: ignore[attr-defined]
         return dict.fromkeys(c for c in outputs if c != "model_name")
 
