@@ -29,6 +29,12 @@ def test_each_help_shows_its_own_options(alambic: Run, command: list[str], optio
     assert "python -m alambic.quickstart" not in out
 
 
+def test_version(alambic: Run) -> None:
+    from alambic import __version__
+
+    assert alambic("--version").stdout.strip() == f"alambic {__version__}"
+
+
 def test_no_arguments_prints_help(alambic: Run) -> None:
     for args in ([], ["runs"]):
         proc = alambic(*args, check=None)

@@ -72,6 +72,20 @@ def test_a_bad_progress_interval_is_named(alambic: Run) -> None:
     assert "ALAMBIC_PROGRESS_INTERVAL='soon'" in proc.stderr
 
 
+def test_retry_failed_reaches_the_executor(alambic: Run) -> None:
+    import inspect
+
+    from alambic.pipeline import Pipeline
+
+    alambic("run", "failing.py", "--allow-failures")
+    if "retry_failed" in inspect.signature(Pipeline.run).parameters:
+        proc = alambic("run", "failing.py", "--keep-failed", "--allow-failures")
+        assert "failed rows: 1" in proc.stderr
+    else:
+        proc = alambic("run", "failing.py", "--keep-failed", check=1)
+        assert "takes no retry_failed" in proc.stderr
+
+
 def test_dry_run_and_executor(alambic: Run) -> None:
     proc = alambic("run", "pipe.py", "--dry-run")
     assert "rows: default=1" in proc.stderr

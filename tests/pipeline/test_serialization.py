@@ -297,3 +297,19 @@ def test_a_file_cannot_reach_beyond_alambic_components(module: str, name: str) -
     )
     with pytest.raises(PipelineLoadError):
         Pipeline.from_yaml(text)
+
+
+_KEYED = [(p, c) for p, c in EXPORTS if "api_key" in c.model_fields]
+
+
+@pytest.mark.parametrize(("path", "cls"), _KEYED, ids=[p for p, _ in _KEYED])
+def test_no_api_key_is_ever_written(path: str, cls: type[BaseModel]) -> None:
+    llm = _build(cls)
+    llm.api_key = "sk-never-written-42"  # type: ignore[attr-defined]
+    with Pipeline(name="keys") as pipeline:
+        TextGeneration(name="gen", llm=llm)  # type: ignore[arg-type]
+    for text in (pipeline.to_yaml(), pipeline.to_json()):
+        assert "sk-never-written-42" not in text
+    written = pipeline.dump()["pipeline"]["steps"][0]["step"]["llm"]["api_key"]
+    env = getattr(cls, "api_key_env_var", None)
+    assert written == ({"from_env": env} if env else None)

@@ -35,7 +35,9 @@ def test_page_in_chromium(served: str) -> None:
         assert "question 42" in page.inner_text("#rows tbody")
         # failed rows, and the lineage of one shows its error
         page.fill("#value", "")
-        page.select_option("#failure", "any")
+        kinds = page.locator("#failure option[data-kind]").all_inner_texts()
+        assert kinds == ["bad_request (11)"]  # the kinds present, with counts
+        page.select_option("#failure", "bad_request")
         page.click("#apply")
         page.wait_for_function(
             "document.querySelector('#pager-info').textContent === 'rows 1–11 of 11'"

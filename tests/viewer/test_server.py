@@ -34,6 +34,10 @@ def test_endpoints(served: str) -> None:
         failed = client.get("/api/rows", params={"step": "gen", "failure": "any"}).json()
         assert failed["total"] == 11  # question 7 and 70-79
         assert [r["index"] for r in failed["rows"]] == [7, *range(70, 80)]
+        by_kind = client.get("/api/rows", params={"step": "gen", "failure": "bad_request"})
+        assert by_kind.json()["total"] == 11
+        other_kind = client.get("/api/rows", params={"step": "gen", "failure": "timeout"})
+        assert other_kind.json()["total"] == 0
         lineage = client.get("/api/row", params={"step": "gen", "index": 7}).json()
         assert [s["step"] for s in lineage["stages"]] == ["load_data_from_dicts_0", "gen"]
         assert "question 7" in lineage["errors"]["gen"]["message"]
@@ -103,3 +107,12 @@ def test_distiset_folder(tmp_path: Path) -> None:
     page = rows_page(source, "default", 25, 10)
     assert [r["values"]["instruction"] for r in page["rows"]] == [f"q{i}" for i in range(25, 30)]
     assert rows_page(source, "default", 0, 10, failure="any")["rows"][0]["index"] == 2
+
+
+def test_other_definitions_of_the_pipeline_are_offered_for_the_diff(two_runs: Any) -> None:
+    from alambic.viewer.sources import sibling_runs
+
+    source, other = two_runs
+    siblings = sibling_runs(source)
+    assert list(siblings) == [other.label]
+    assert sibling_runs(other).keys() == {source.label}

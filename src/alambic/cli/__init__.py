@@ -26,6 +26,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from alambic import __version__
+
+        print(f"alambic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """Build datasets with and for LLMs."""
+
+
 run.register(app)
 info.register(app)
 app.add_typer(runs.app, name="runs")

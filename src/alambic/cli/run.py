@@ -71,6 +71,14 @@ def run_command(
             help=f"Exit 0 even when rows failed (otherwise the exit status is {EXIT_FAILED_ROWS}).",
         ),
     ] = False,
+    retry_failed: Annotated[
+        bool | None,
+        typer.Option(
+            "--retry-failed/--keep-failed",
+            help="On resume, recompute rows that failed with a transient error (the "
+            "executor's default) or keep them as they are.",
+        ),
+    ] = None,
     allow_module: Annotated[
         list[str] | None,
         typer.Option(
@@ -93,6 +101,13 @@ def run_command(
     parameters = parse_params(pipe, list(param or []))
     pipe.apply_parameters(parameters)
     run_kwargs = _executor_kwargs(pipe, executor)
+    if retry_failed is not None:
+        if "retry_failed" not in inspect.signature(pipe.run).parameters:
+            raise CLIError(
+                "--retry-failed/--keep-failed: this version of alambic cannot choose (Pipeline.run "
+                "takes no retry_failed); leave the option out."
+            )
+        run_kwargs["retry_failed"] = retry_failed
     if dry_run:
         distiset = pipe.dry_run()
     else:

@@ -22,7 +22,11 @@ def view_command(
     ] = None,
     diff: Annotated[
         list[str] | None,
-        typer.Option("--diff", help="Another run or Distiset folder to compare with. Repeatable."),
+        typer.Option(
+            "--diff",
+            help="Another run or Distiset folder to compare with. Repeatable. Default: the "
+            "latest run of every other definition of the same pipeline.",
+        ),
     ] = None,
     port: Annotated[
         int, typer.Option("--port", help="Port on 127.0.0.1 (default: a free one).")
@@ -35,12 +39,15 @@ def view_command(
     ] = None,
 ) -> int:
     from alambic.viewer import open_target, serve
+    from alambic.viewer.sources import Source, sibling_runs
 
     source = open_target(target)
-    others = {}
+    others: dict[str, Source] = {}
     for ref in diff or []:
         other = open_target(ref)
         others[other.label] = other
+    if not diff:  # other definitions of the same pipeline can be compared without --diff
+        others = sibling_runs(source)
     if open_browser is None:
         import sys
 

@@ -276,3 +276,24 @@ def open_target(target: str | None, *, cache_dir: Path | None = None) -> Source:
         )
     latest = max(runs, key=lambda r: (r.started_at is not None, r.started_at, r.run_id))
     return RunSource(latest.path, latest.run_id)
+
+
+def sibling_runs(source: Source, *, cache_dir: Path | None = None) -> dict[str, Source]:
+    """The latest run of every other definition of ``source``'s pipeline (to diff with)."""
+    from alambic.pipeline.runs import list_runs
+
+    if not isinstance(source, RunSource):
+        return {}
+    latest: dict[Path, Any] = {}
+    for run in list_runs(cache_dir):
+        if run.pipeline_name != source.pipeline_name or run.path == source.folder:
+            continue
+        if run.status == "unreadable":
+            continue
+        if run.path not in latest or run.run_id > latest[run.path].run_id:
+            latest[run.path] = run
+    siblings: dict[str, Source] = {}
+    for run in latest.values():
+        other = RunSource(run.path, run.run_id)
+        siblings[other.label] = other
+    return siblings

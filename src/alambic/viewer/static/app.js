@@ -34,6 +34,20 @@ async function loadRows() {
   $("next").disabled = end >= data.total;
 }
 
+async function loadKinds() {
+  // failure kinds present in this step, offered as filters ("connection (3)")
+  const data = await get("/api/failures", { step: state.step });
+  const select = $("failure");
+  for (const o of [...select.options]) if (o.dataset.kind) o.remove();
+  const counts = {};
+  for (const g of data.groups) counts[g.kind] = (counts[g.kind] || 0) + g.count;
+  for (const [kind, n] of Object.entries(counts)) {
+    const option = new Option(`${kind} (${n})`, kind);
+    option.dataset.kind = "1";
+    select.add(option);
+  }
+}
+
 async function loadLineage(index) {
   const data = await get("/api/row", { step: state.step, index });
   const stages = data.stages.map((s) => `<div class="stage"><strong>${esc(s.step)}</strong>` +
@@ -95,10 +109,14 @@ async function start() {
   $("step").value = state.step;
   for (const o of state.info.others) $("other").add(new Option(o, o));
   await loadRows();
+  await loadKinds();
   document.body.dataset.ready = "1";
 }
 
-$("step").addEventListener("change", () => { state.step = $("step").value; state.offset = 0; $("lineage").innerHTML = ""; switchTab(tab); });
+$("step").addEventListener("change", () => {
+  state.step = $("step").value; state.offset = 0; $("lineage").innerHTML = ""; $("failure").value = "";
+  guard(loadKinds()); switchTab(tab);
+});
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); state.offset = 0; guard(loadRows()); });
 $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); guard(loadRows()); });
 $("next").addEventListener("click", () => { state.offset += state.limit; guard(loadRows()); });
