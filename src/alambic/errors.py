@@ -17,6 +17,7 @@ so code written against the builtins keeps working::
     ├── MissingAPIKeyError (ValueError)      no API key given and none in the environment
     ├── ModelNotAvailableError (OSError)     a model can neither be found locally nor downloaded
     ├── LLMRequestError (RuntimeError)       a request failed for good (after retries)
+    ├── LLMConfigurationError (RuntimeError) no request of an LLM can succeed: the step stops
     ├── StructuredOutputError (ValueError)   a reply never validated against its schema
     └── StoreError (RuntimeError)            the run store is corrupt, locked or incompatible
 """
@@ -26,6 +27,8 @@ from __future__ import annotations
 import builtins
 from enum import Enum
 from typing import Any, TypedDict, cast
+
+from alambic.redaction import redact
 
 METADATA_COLUMN = "alambic_metadata"
 """The row column holding per-row metadata: raw prompts and replies, token statistics, and the
@@ -163,14 +166,15 @@ def error_entry(
     """The one way to build an error entry for a row.
 
     ``type`` is the exception (its class name is used) or a short name such as
-    ``"EmptyReply"``; ``message`` is cut to :data:`MAX_ERROR_MESSAGE` characters::
+    ``"EmptyReply"``; ``message`` is redacted of API keys (:func:`alambic.redaction.redact`)
+    and cut to :data:`MAX_ERROR_MESSAGE` characters::
 
         error_entry(ErrorKind.STEP, exc, type=exc)
         error_entry("invalid_response", "the LLM returned no text", type="EmptyReply")
     """
     name = type if isinstance(type, str) else builtins.type(type).__name__
     value = kind.value if isinstance(kind, ErrorKind) else str(ErrorKind(kind).value)
-    return {"type": name, "kind": value, "message": str(message)[:MAX_ERROR_MESSAGE]}
+    return {"type": name, "kind": value, "message": redact(str(message))[:MAX_ERROR_MESSAGE]}
 
 
 def error_key(step_name: str) -> str:
@@ -218,6 +222,20 @@ class LLMRequestError(AlambicError, RuntimeError):
         self.kind = kind
         self.retry_after = retry_after
         self.attempts = attempts
+
+
+class LLMConfigurationError(AlambicError, RuntimeError):
+    """No request of an LLM can succeed (wrong key, unknown model, wrong URL, a server that
+    refuses every connection): the step stops at once instead of failing every row.
+
+    ``setting`` names the setting to fix (``api_key``, ``model``, ``base_url``); ``kind`` is
+    the error kind that tripped the check.
+    """
+
+    def __init__(self, message: str, *, kind: ErrorKind, setting: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.setting = setting
 
 
 class StructuredOutputError(AlambicError, ValueError):

@@ -137,3 +137,44 @@ def test_view_serves_a_distiset_folder_on_loopback(alambic: Run, workdir: Path) 
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def test_runs_list_on_a_terminal_is_a_table(alambic: Run, workdir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    alambic("run", "pipe.py")
+    src = Path(__file__).resolve().parents[2] / "src"
+    master, slave = os.openpty()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(src),
+        "ALAMBIC_CACHE_DIR": str(workdir / "cache"),
+        "COLUMNS": "160",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alambic", "runs", "list"],
+        cwd=workdir,
+        env=env,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    import re
+
+    out = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode(errors="replace"))
+    assert "┃ pipeline" in out  # rich's table header
+    assert "cli-demo" in out
+    assert "load_data_from_dicts_0=6, gen=6" in out

@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 client used under the openai SDK for http:// servers."""
+"""The lean HTTP/1.1 transport used under the openai SDK for http:// servers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 import openai
 import pytest
 
-from alambic.llms.openai import OpenAILLM, _sdk_http_module, sdk_http_client_kwargs
+from alambic.llms._http import sdk_http_module
+from alambic.llms.openai import OpenAILLM, sdk_http_client_kwargs
 
 CHAT = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
@@ -70,12 +71,16 @@ def _chunked(body: bytes, close: bool = False) -> bytes:
     )
 
 
-def test_the_lean_client_is_used_for_http_and_not_for_https() -> None:
+def test_the_lean_transport_is_used_for_http_and_not_for_https() -> None:
     kwargs = sdk_http_client_kwargs(openai, 10.0, "http://127.0.0.1:1/v1")
-    assert type(kwargs["http_client"]).__name__ == "LeanAsyncClient"
-    assert isinstance(kwargs["http_client"], _sdk_http_module().AsyncClient)
+    client = kwargs["http_client"]
+    # a plain client of the SDK's HTTP library: only its transport is ours
+    assert isinstance(client, sdk_http_module().AsyncClient)
+    assert type(client._transport).__name__ == "LeanTransport"
     https = sdk_http_client_kwargs(openai, 10.0, "https://api.openai.com/v1")
-    assert type(https.get("http_client")).__name__ != "LeanAsyncClient"
+    assert type(getattr(https.get("http_client"), "_transport", None)).__name__ != "LeanTransport"
+    off = sdk_http_client_kwargs(openai, 10.0, "http://127.0.0.1:1/v1", lean=False)
+    assert type(getattr(off.get("http_client"), "_transport", None)).__name__ != "LeanTransport"
 
 
 @pytest.mark.parametrize("close", [False, True])
@@ -124,7 +129,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
 def test_requests_the_sdk_finished_are_not_merged_again() -> None:
     from alambic.llms._http import lean_client_class
 
-    http = _sdk_http_module()
+    http = sdk_http_module()
     client = lean_client_class(http)(timeout=7.0, headers={"X-Client-Default": "1"})
     timeout = http.Timeout(3.0)
     request = client.build_request(

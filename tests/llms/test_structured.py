@@ -158,3 +158,22 @@ def test_native_mode_sends_the_wire_spec_and_reasks_with_the_prompt_too() -> Non
     assert first["messages"] == MESSAGES
     assert "previous answer was rejected" in second["messages"][-1]["content"]
     assert second["schema"] == first["schema"]
+
+
+def test_structured_generation_uses_the_same_validator_with_refs_and_any_of() -> None:
+    from alambic.steps.tasks.structured_generation import check_schema
+
+    schema = {
+        "$defs": {"Pet": {"type": "object", "required": ["name"]}},
+        "type": "object",
+        "properties": {
+            "pet": {"$ref": "#/$defs/Pet"},
+            "age": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        },
+    }
+    # the task's old checker ignored $ref and anyOf: both replies passed
+    assert check_schema({"pet": {}, "age": 1}, schema) == "$.pet lacks the required key(s) ['name']"
+    assert check_schema({"pet": {"name": "Rex"}, "age": "x"}, schema) == (
+        "$.age matches none of the anyOf alternatives"
+    )
+    assert check_schema({"pet": {"name": "Rex"}, "age": None}, schema) is None

@@ -116,3 +116,21 @@ def test_other_definitions_of_the_pipeline_are_offered_for_the_diff(two_runs: An
     siblings = sibling_runs(source)
     assert list(siblings) == [other.label]
     assert sibling_runs(other).keys() == {source.label}
+
+
+def test_lineage_skips_steps_that_are_not_one_row_per_row() -> None:
+    from alambic.pipeline import Pipeline
+    from alambic.steps import ExpandColumns, LoadDataFromDicts
+    from alambic.viewer import open_target
+    from alambic.viewer.queries import lineage
+
+    with Pipeline(name="expand") as pipeline:
+        load = LoadDataFromDicts(data=[{"xs": [1, 2, 3], "k": i} for i in range(4)])
+        load >> ExpandColumns(name="expand", columns=["xs"])
+    pipeline.run(show_progress=False)
+    source: Any = open_target("expand")
+    assert source.count("expand") == 12
+    result = lineage(source, "expand", 5)
+    assert [s["step"] for s in result["stages"]] == ["expand"]
+    assert result["stages"][0]["values"] == {"xs": 3, "k": 1}
+    assert result["not_aligned"] == ["load_data_from_dicts_0"]

@@ -1,14 +1,20 @@
-"""The two LLM base classes.
+"""The two LLM base classes, and the one path every request takes.
 
 - :class:`LLM` is for engines that run in this process (transformers, vLLM, llama.cpp): a
-  provider implements ``_generate`` on a batch of inputs.
-- :class:`AsyncLLM` is for API clients: a provider implements ``_agenerate`` for one request;
-  the base adds the request scheduler (concurrency, retries, timeouts), the request cache,
-  token statistics and the fan-out for servers that ignore ``n``.
+  provider implements ``_generate`` (and ``_complete`` for raw prompts) on a batch of inputs.
+- :class:`AsyncLLM` is for API clients: a provider implements ``_agenerate`` (and
+  ``_acomplete``) for one request; the base adds the request scheduler (concurrency, retries,
+  timeouts, the circuit breaker), the request cache, token statistics and the fan-out for
+  servers that ignore ``n``.
 
-Both expose ``generate(inputs, num_generations=1, **generation_kwargs)``, which returns one
-:class:`~alambic.llms.typing.GenerateOutput` per input and works from plain code and from inside
-a running event loop alike.
+Chat, raw completion (``complete``/``acomplete``), structured output and ``n`` all go through
+the same chain: the request cache, then (API clients) the scheduler, then one attempt. Both
+classes expose ``generate(inputs, num_generations=1, **generation_kwargs)`` and ``complete``,
+which return one :class:`~alambic.llms.typing.GenerateOutput` per input and work from plain
+code and from inside a running event loop alike.
+
+What an executor uses, so it needs no ``isinstance`` check: ``set_request_cache``,
+``concurrency_hint()``, ``answers_concurrently``, ``request_counters()`` and ``aclose()``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
 
-from alambic.errors import ErrorKind, LLMRequestError
+from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
@@ -29,20 +35,29 @@ from alambic.llms.cache import (
     request_base_key,
     request_key,
 )
-from alambic.llms.scheduler import RequestScheduler, SchedulerLimits, estimate_tokens
-from alambic.llms.structured import (
-    StructuredSpec,
-    resolve_spec,
-    validate_reply,
-    with_instructions,
+from alambic.llms.classify import unusable_error
+from alambic.llms.outputs import (
+    RAW_COMPLETION_UNSUPPORTED,
+    copy_slot,
+    engine_generation_kwargs,
+    error_info,
+    fail_slot,
+    failed_output,
+    fill_slots,
+    from_cache,
+    generate_structured,
+    split_input,
+    to_cache,
+    validate_slots,
 )
-from alambic.llms.typing import (
-    ChatType,
-    FormattedInput,
-    GenerateOutput,
-    GenerationError,
-    StructuredOutputSpec,
+from alambic.llms.scheduler import (
+    RequestScheduler,
+    SchedulerCounters,
+    SchedulerLimits,
+    estimate_tokens,
 )
+from alambic.llms.structured import StructuredSpec, resolve_spec, with_instructions
+from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput, GenerationError
 from alambic.runtime_parameters import (
     RuntimeParameter,
     runtime_parameter_names,
@@ -52,61 +67,6 @@ from alambic.utils.aio import run_sync
 from alambic.utils.serialization import dump_component
 
 logger = logging.getLogger("alambic")
-
-
-def split_input(input: FormattedInput) -> tuple[ChatType, StructuredOutputSpec | None]:
-    """Separate the conversation from its optional structured-output schema."""
-    if isinstance(input, tuple):
-        return input[0], input[1]
-    return input, None
-
-
-def engine_generation_kwargs(
-    generation_kwargs: dict[str, Any],
-    *,
-    engine: str,
-    renamed: dict[str, str],
-    allowed: set[str],
-) -> dict[str, Any]:
-    """A local engine's sampling arguments from alambic's generation settings.
-
-    Settings are renamed to the engine's names (``max_new_tokens`` -> ``max_tokens``, ...),
-    ``None`` values dropped, ``do_sample=False`` becomes greedy (``temperature=0``), a single
-    ``stop`` string a list, and ``max_tokens`` defaults to 128. A setting the engine does not
-    know is an error listing the known ones, rather than a silently ignored value.
-    """
-    kwargs = {renamed.get(k, k): v for k, v in generation_kwargs.items() if v is not None}
-    if kwargs.pop("do_sample", True) is False:
-        kwargs["temperature"] = 0.0
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise ValueError(
-            f"{engine} got unknown generation settings {sorted(unknown)}; known: "
-            f"{sorted(allowed | set(renamed) | {'do_sample'})}."
-        )
-    if isinstance(kwargs.get("stop"), str):
-        kwargs["stop"] = [kwargs["stop"]]
-    kwargs.setdefault("max_tokens", 128)
-    return kwargs
-
-
-def failed_output(num_generations: int, error: BaseException) -> GenerateOutput:
-    """A ``GenerateOutput`` whose every generation failed with ``error``."""
-    info = error_info(error)
-    return {
-        "generations": [None] * num_generations,
-        "statistics": {
-            "input_tokens": [None] * num_generations,
-            "output_tokens": [None] * num_generations,
-        },
-        "errors": [info] * num_generations,
-    }
-
-
-def error_info(error: BaseException) -> GenerationError:
-    kind = error.kind if isinstance(error, LLMRequestError) else ErrorKind.UNKNOWN
-    cause = error.__cause__ if isinstance(error, LLMRequestError) and error.__cause__ else error
-    return {"type": type(cause).__name__, "kind": kind.value, "message": str(error)[:2000]}
 
 
 class LLM(BaseModel, ABC):
@@ -231,10 +191,35 @@ class LLM(BaseModel, ABC):
             text = self._identity_cache = canonical_json(self.cache_identity())
         return text
 
-    def _base_key(self, input: FormattedInput, kwargs: dict[str, Any]) -> str:
-        messages, schema = split_input(input)
-        payload = {"messages": messages, "schema": schema, "generation_kwargs": kwargs}
+    def _base_key(self, input: FormattedInput, kwargs: dict[str, Any], raw: bool = False) -> str:
+        if raw:  # a raw prompt: its own key space, so it never answers a chat request
+            payload: dict[str, Any] = {"prompt": input, "raw": True, "generation_kwargs": kwargs}
+        else:
+            messages, schema = split_input(input)
+            payload = {"messages": messages, "schema": schema, "generation_kwargs": kwargs}
         return request_base_key(self._identity_text(), payload)
+
+    # -- what an executor needs from any LLM -----------------------------------------------
+
+    def concurrency_hint(self) -> int:
+        """How many requests this LLM serves at once: an executor sizes its work to it.
+
+        An engine in this process (this base) runs one batch at a time; API clients
+        (:class:`AsyncLLM`) return their ``max_concurrency``."""
+        return 1
+
+    @property
+    def answers_concurrently(self) -> bool:
+        """Whether requests are awaited one per row (``agenerate``) rather than in batches."""
+        return False
+
+    def request_counters(self) -> SchedulerCounters | None:
+        """What the request scheduler did (requests, retries, 429s...), where there is one."""
+        return None
+
+    async def aclose(self) -> None:
+        """Close clients bound to the running event loop (an executor calls it when a run
+        ends, on the loop the requests ran on). Engines in this process have none."""
 
     # -- synchronous engines ---------------------------------------------------------------
 
@@ -248,62 +233,40 @@ class LLM(BaseModel, ABC):
         kwargs = self.merged_generation_kwargs(generation_kwargs)
         specs = [self.structured_spec(i) for i in inputs]
         if any(spec is not None for spec in specs):
-            return self._generate_structured(list(inputs), specs, num_generations, kwargs)
+            return generate_structured(
+                self.structured_request,
+                lambda batch, n: self._generate_cached(batch, n, kwargs),
+                list(inputs),
+                specs,
+                num_generations,
+                self.structured_output_retries or 0,
+            )
         return self._generate_cached(inputs, num_generations, kwargs)
 
-    def _generate_structured(
+    def _generate_cached(
         self,
-        inputs: list[FormattedInput],
-        specs: list[StructuredSpec | None],
+        inputs: Sequence[Any],
         num_generations: int,
         kwargs: dict[str, Any],
+        raw: bool = False,
     ) -> list[GenerateOutput]:
-        """Batch generation with validation and batched re-asks of invalid replies."""
-        messages = [split_input(i)[0] for i in inputs]
-        requests = [
-            self.structured_request(m, s) if s is not None else m
-            for m, s in zip(messages, specs, strict=True)
-        ]
-        outputs = self._generate_cached(requests, num_generations, kwargs)
-        reasons: dict[tuple[int, int], str] = {}
-        for i, (out, spec) in enumerate(zip(outputs, specs, strict=True)):
-            if spec is not None:
-                _validate_slots(out, spec, range(len(out["generations"])), i, reasons)
-        for _ in range(self.structured_output_retries or 0):
-            if not reasons:
-                break
-            slots = list(reasons)
-            retry = [
-                self.structured_request(messages[i], specs[i], reasons[(i, j)])  # type: ignore[arg-type]
-                for i, j in slots
-            ]
-            again = self._generate_cached(retry, 1, kwargs)
-            reasons = {}
-            for (i, j), out in zip(slots, again, strict=True):
-                _copy_slot(out, 0, outputs[i], j)
-                _validate_slots(outputs[i], specs[i], [j], i, reasons)  # type: ignore[arg-type]
-        for (i, j), reason in reasons.items():
-            _fail_slot(outputs[i], j, reason)
-        return outputs
-
-    def _generate_cached(
-        self, inputs: Sequence[FormattedInput], num_generations: int, kwargs: dict[str, Any]
-    ) -> list[GenerateOutput]:
+        """The cache, then ``_generate`` (or ``_complete`` for raw prompts) for the misses."""
+        produce = self._complete if raw else self._generate
         cache = self._request_cache
         if cache is None:
-            return self._generate(list(inputs), num_generations, **kwargs)
-        base_keys = [self._base_key(i, kwargs) for i in inputs]
+            return produce(list(inputs), num_generations, **kwargs)
+        base_keys = [self._base_key(i, kwargs, raw) for i in inputs]
         results: list[GenerateOutput | None] = []
         for base in base_keys:
             found = cache.get_many([request_key(base, j) for j in range(num_generations)])
-            results.append(_from_cache(found) if all(f is not None for f in found) else None)
+            results.append(from_cache(found) if all(f is not None for f in found) else None)
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            fresh = self._generate([inputs[i] for i in todo], num_generations, **kwargs)
+            fresh = produce([inputs[i] for i in todo], num_generations, **kwargs)
             items: list[tuple[str, CachedGeneration]] = []
             for i, out in zip(todo, fresh, strict=True):
                 results[i] = out
-                items.extend(_to_cache(base_keys[i], out))
+                items.extend(to_cache(base_keys[i], out))
             if items:
                 cache.put_many(items)
         return [r for r in results if r is not None]
@@ -314,86 +277,23 @@ class LLM(BaseModel, ABC):
     def complete(
         self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
-        """Continue raw text prompts, with no chat template applied."""
-        raise NotImplementedError(
-            f"{type(self).__name__} only accepts chat messages, but raw completions were "
-            "asked for (Magpie needs them). Use TransformersLLM, vLLM, LlamaCppLLM, or "
-            "OpenAILLM against a server with a /v1/completions endpoint."
-        )
+        """Continue raw text prompts, with no chat template applied; answers come from the
+        request cache like ``generate``'s."""
+        if not self.supports_raw_completion:
+            raise NotImplementedError(RAW_COMPLETION_UNSUPPORTED.format(name=type(self).__name__))
+        kwargs = self.merged_generation_kwargs(generation_kwargs)
+        return self._generate_cached(list(prompts), num_generations, kwargs, raw=True)
+
+    def _complete(
+        self, prompts: list[str], num_generations: int, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Engines with ``supports_raw_completion`` implement this (no cache, no merging)."""
+        raise NotImplementedError(RAW_COMPLETION_UNSUPPORTED.format(name=type(self).__name__))
 
     def _generate(
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
         raise NotImplementedError(f"{type(self).__name__} does not implement _generate")
-
-
-def _validate_slots(
-    out: GenerateOutput,
-    spec: StructuredSpec,
-    slots: Sequence[int] | range,
-    index: int,
-    reasons: dict[tuple[int, int], str],
-) -> None:
-    """Validate generations ``slots`` of ``out`` in place: valid ones become their JSON text,
-    invalid ones are added to ``reasons`` under ``(index, slot)``. Failed requests stay failed."""
-    errors = out.get("errors")
-    for j in slots:
-        if errors is not None and errors[j] is not None:
-            continue
-        text, reason = validate_reply(out["generations"][j], spec)
-        if reason is None:
-            out["generations"][j] = text
-        else:
-            reasons[(index, j)] = reason + f" (reply: {str(out['generations'][j])[:300]!r})"
-
-
-def _copy_slot(src: GenerateOutput, k: int, dst: GenerateOutput, j: int) -> None:
-    dst["generations"][j] = src["generations"][k] if k < len(src["generations"]) else None
-    for key in ("input_tokens", "output_tokens"):
-        values = src["statistics"][key]  # type: ignore[literal-required]
-        dst["statistics"][key][j] = values[k] if k < len(values) else None  # type: ignore[literal-required]
-    src_errors = src.get("errors")
-    error = src_errors[k] if src_errors is not None and k < len(src_errors) else None
-    if error is not None or dst.get("errors") is not None:
-        dst.setdefault("errors", [None] * len(dst["generations"]))[j] = error
-
-
-def _fail_slot(out: GenerateOutput, j: int, reason: str) -> None:
-    out["generations"][j] = None
-    errors = out.setdefault("errors", [None] * len(out["generations"]))
-    errors[j] = {
-        "type": "StructuredOutputError",
-        "kind": "structured_output",
-        "message": reason[:2000],
-    }
-
-
-def _to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration]]:
-    errors = out.get("errors") or [None] * len(out["generations"])
-    stats = out["statistics"]
-    return [
-        (
-            request_key(base, j),
-            {
-                "text": text,
-                "input_tokens": stats["input_tokens"][j],
-                "output_tokens": stats["output_tokens"][j],
-            },
-        )
-        for j, text in enumerate(out["generations"])
-        if errors[j] is None
-    ]
-
-
-def _from_cache(found: Sequence[CachedGeneration | None]) -> GenerateOutput:
-    gens = [f for f in found if f is not None]
-    return {
-        "generations": [g["text"] for g in gens],
-        "statistics": {
-            "input_tokens": [g["input_tokens"] for g in gens],
-            "output_tokens": [g["output_tokens"] for g in gens],
-        },
-    }
 
 
 class AsyncLLM(LLM):
@@ -446,7 +346,9 @@ class AsyncLLM(LLM):
     @property
     def scheduler(self) -> RequestScheduler:
         if self._scheduler is None:
-            self._scheduler = RequestScheduler(self._scheduler_limits(), self.classify_error)
+            self._scheduler = RequestScheduler(
+                self._scheduler_limits(), self.classify_error, self.unusable_error
+            )
         return self._scheduler
 
     def _scheduler_limits(self) -> SchedulerLimits:
@@ -474,14 +376,49 @@ class AsyncLLM(LLM):
     ) -> GenerateOutput:
         """Send one request; may return fewer generations than asked (the base fans out)."""
 
-    async def aclose(self) -> None:
-        """Close clients bound to the running event loop (called when a run ends)."""
+    def concurrency_hint(self) -> int:
+        return self.max_concurrency or 64
+
+    @property
+    def answers_concurrently(self) -> bool:
+        return True
+
+    def request_counters(self) -> SchedulerCounters | None:
+        return self.scheduler.counters
+
+    def unusable_error(self, kind: ErrorKind, error: BaseException) -> LLMConfigurationError:
+        """The error that stops a step when no request can succeed (the scheduler's circuit
+        breaker); providers name their own settings."""
+        return unusable_error(f"{type(self).__name__}(model={self.model_name!r})", kind, error)
 
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **generation_kwargs: Any
     ) -> GenerateOutput:
         """Generate ``num_generations`` replies for one input; failures are kept, not raised."""
         kwargs = self.merged_generation_kwargs(generation_kwargs)
+        return await self._arequest(input, num_generations, kwargs, raw=False)
+
+    async def acomplete(
+        self, prompt: str, num_generations: int = 1, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        """Continue one raw prompt (no chat template); the same path as ``agenerate``:
+        cache, scheduler, fan-out. Failures are kept, not raised."""
+        if not self.supports_raw_completion:
+            raise NotImplementedError(RAW_COMPLETION_UNSUPPORTED.format(name=type(self).__name__))
+        kwargs = self.merged_generation_kwargs(generation_kwargs)
+        return await self._arequest(prompt, num_generations, kwargs, raw=True)
+
+    async def _acomplete(
+        self, prompt: str, num_generations: int, **generation_kwargs: Any
+    ) -> GenerateOutput:
+        """Send one raw-completion request (providers with ``supports_raw_completion``)."""
+        raise NotImplementedError(RAW_COMPLETION_UNSUPPORTED.format(name=type(self).__name__))
+
+    async def _arequest(
+        self, input: Any, num_generations: int, kwargs: dict[str, Any], raw: bool
+    ) -> GenerateOutput:
+        """The one request path: the cache, then requests through the scheduler, with the
+        fan-out for servers that ignore ``n``; new answers go back to the cache."""
         cache = self._request_cache
         texts: list[str | None] = [None] * num_generations
         in_tok: list[int | None] = [None] * num_generations
@@ -490,7 +427,7 @@ class AsyncLLM(LLM):
         todo = list(range(num_generations))
         base = ""
         if cache is not None:
-            base = self._base_key(input, kwargs)
+            base = self._base_key(input, kwargs, raw)
             found = cache.get_many([request_key(base, j) for j in todo])
             for j, hit in enumerate(found):
                 if hit is not None:
@@ -502,16 +439,17 @@ class AsyncLLM(LLM):
             todo = [j for j, hit in enumerate(found) if hit is None]
         while todo:
             if len(todo) == 1:
-                self._fill(todo, await self._one(input, 1, kwargs), texts, in_tok, out_tok, errors)
+                out = await self._one(input, 1, kwargs, raw)
+                fill_slots(todo, out, texts, in_tok, out_tok, errors)
                 break
             if self._n_ignored or not self.supports_n:
-                outs = await asyncio.gather(*(self._one(input, 1, kwargs) for _ in todo))
+                outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
-                    self._fill([slot], out, texts, in_tok, out_tok, errors)
+                    fill_slots([slot], out, texts, in_tok, out_tok, errors)
                 break
-            out = await self._one(input, len(todo), kwargs)
+            out = await self._one(input, len(todo), kwargs, raw)
             got = min(len(out["generations"]), len(todo))
-            self._fill(todo[:got], out, texts, in_tok, out_tok, errors)
+            fill_slots(todo[:got], out, texts, in_tok, out_tok, errors)
             if got == len(todo):
                 break
             self._n_ignored = True
@@ -543,32 +481,19 @@ class AsyncLLM(LLM):
             result["errors"] = errors
         return result
 
-    @staticmethod
-    def _fill(
-        slots: list[int],
-        out: GenerateOutput,
-        texts: list[str | None],
-        in_tok: list[int | None],
-        out_tok: list[int | None],
-        errors: list[GenerationError | None],
-    ) -> None:
-        errs = out.get("errors") or [None] * len(out["generations"])
-        stats = out["statistics"]
-        for k, slot in enumerate(slots):
-            texts[slot] = out["generations"][k]
-            in_tok[slot] = stats["input_tokens"][k]
-            out_tok[slot] = stats["output_tokens"][k]
-            errors[slot] = errs[k]
-
-    async def _one(self, input: FormattedInput, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
-        if self.structured_output is None and not isinstance(input, tuple):
-            return await self._send(input, n, kwargs)
+    async def _one(
+        self, input: Any, n: int, kwargs: dict[str, Any], raw: bool = False
+    ) -> GenerateOutput:
+        if raw or (self.structured_output is None and not isinstance(input, tuple)):
+            return await self._send(input, n, kwargs, raw)
         spec = self.structured_spec(input)
         if spec is None:
             return await self._send(input, n, kwargs)
         return await self._one_structured(split_input(input)[0], spec, n, kwargs)
 
-    async def _send(self, input: FormattedInput, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
+    async def _send(
+        self, input: Any, n: int, kwargs: dict[str, Any], raw: bool = False
+    ) -> GenerateOutput:
         """One request through the scheduler; a final failure becomes failed generations."""
         scheduler = self.scheduler
         estimated = 0
@@ -578,7 +503,7 @@ class AsyncLLM(LLM):
             estimated = n * estimate_tokens(messages, max_tokens)
         try:
             out = await scheduler.run(
-                lambda: self._attempt(input, n, kwargs), estimated_tokens=estimated
+                lambda: self._attempt(input, n, kwargs, raw), estimated_tokens=estimated
             )
         except LLMRequestError as exc:
             return failed_output(n, exc)
@@ -588,13 +513,15 @@ class AsyncLLM(LLM):
         return out
 
     def _attempt(
-        self, input: FormattedInput, n: int, kwargs: dict[str, Any]
+        self, input: Any, n: int, kwargs: dict[str, Any], raw: bool = False
     ) -> Awaitable[GenerateOutput]:
         # No request leaves while an answer already received is still uncommitted: a crash
         # then never repeats more requests than were in flight (the cache batches its writes).
         commit = getattr(self._request_cache, "commit_pending", None)
         if commit is not None:
             commit()
+        if raw:
+            return self._acomplete(input, n, **kwargs)
         return self._agenerate(input, n, **kwargs)
 
     async def _one_structured(
@@ -605,7 +532,7 @@ class AsyncLLM(LLM):
         if len(out["generations"]) < n:  # a server that ignores n: the base fans out the rest
             n = len(out["generations"])
         reasons: dict[tuple[int, int], str] = {}
-        _validate_slots(out, spec, range(n), 0, reasons)
+        validate_slots(out, spec, range(n), 0, reasons)
         for _ in range(self.structured_output_retries or 0):
             if not reasons:
                 break
@@ -618,10 +545,10 @@ class AsyncLLM(LLM):
             )
             reasons = {}
             for j, single in zip(slots, again, strict=True):
-                _copy_slot(single, 0, out, j)
-                _validate_slots(out, spec, [j], 0, reasons)
+                copy_slot(single, 0, out, j)
+                validate_slots(out, spec, [j], 0, reasons)
         for (_, j), reason in reasons.items():
-            _fail_slot(out, j, reason)
+            fail_slot(out, j, reason)
         return out
 
     def generate(
@@ -631,17 +558,29 @@ class AsyncLLM(LLM):
         **generation_kwargs: Any,
     ) -> list[GenerateOutput]:
         """Synchronous batch generation; runs the requests concurrently under the scheduler."""
-        return run_sync(self._agenerate_many(list(inputs), num_generations, generation_kwargs))
+        return run_sync(
+            self._amany(self.agenerate, list(inputs), num_generations, generation_kwargs)
+        )
 
-    async def _agenerate_many(
-        self, inputs: list[FormattedInput], num_generations: int, kwargs: dict[str, Any]
+    def complete(
+        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Continue raw prompts concurrently under the scheduler (see :meth:`acomplete`)."""
+        if not self.supports_raw_completion:
+            raise NotImplementedError(RAW_COMPLETION_UNSUPPORTED.format(name=type(self).__name__))
+        return run_sync(
+            self._amany(self.acomplete, list(prompts), num_generations, generation_kwargs)
+        )
+
+    async def _amany(
+        self,
+        one: Callable[..., Awaitable[GenerateOutput]],
+        inputs: list[Any],
+        num_generations: int,
+        kwargs: dict[str, Any],
     ) -> list[GenerateOutput]:
         try:
-            return list(
-                await asyncio.gather(
-                    *(self.agenerate(i, num_generations, **kwargs) for i in inputs)
-                )
-            )
+            return list(await asyncio.gather(*(one(i, num_generations, **kwargs) for i in inputs)))
         finally:
             await self.aclose()
 

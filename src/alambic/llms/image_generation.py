@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from alambic.errors import ErrorKind, MissingAPIKeyError, error_entry
 from alambic.llms.typing import GenerationError
+from alambic.redaction import register_secret
 from alambic.utils.imports import require
 
 __all__ = ["ImageGenerationModel", "ImageOutput", "OpenAIImageGeneration"]
@@ -79,12 +80,15 @@ class OpenAIImageGeneration(ImageGenerationModel):
         return self.model
 
     def _key(self) -> str:
-        from alambic.llms.openai import is_loopback_url
+        from alambic.llms.provider import is_loopback_url
 
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            key = self.api_key.get_secret_value()
+            register_secret(key)  # never in a stored or logged error text
+            return key
         env = os.environ.get("OPENAI_API_KEY")
         if env:
+            register_secret(env)
             return env
         if is_loopback_url(self.base_url):
             return "no-key-needed"

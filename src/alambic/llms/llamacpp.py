@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
@@ -151,12 +150,12 @@ class LlamaCppLLM(LLM):
                 results.append(_collect(replies, chat=True))
         return results
 
-    def complete(
-        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    def _complete(
+        self, prompts: list[str], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
         """Continue raw prompts, with no chat template applied."""
         self.load()
-        kwargs = llamacpp_kwargs(self.merged_generation_kwargs(generation_kwargs))
+        kwargs = llamacpp_kwargs(generation_kwargs)
         with self._lock:
             return [
                 _collect(

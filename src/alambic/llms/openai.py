@@ -4,27 +4,27 @@ llama.cpp server, Ollama, Together, Groq...): set ``base_url`` and, where needed
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import importlib
 import importlib.util
-import ipaddress
 import json
 import logging
-import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlparse
 
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, SecretStr
 
-from alambic.errors import ErrorKind, LLMRequestError, MissingAPIKeyError
-from alambic.llms.base import AsyncLLM, failed_output, split_input
+from alambic.errors import ErrorKind
+from alambic.llms._http import lean_http_client, sdk_http_module
+from alambic.llms.base import split_input
+from alambic.llms.classify import (
+    InvalidResponseError,
+    classify_status,
+    never_connected,
+    retry_after_from_headers,
+)
+from alambic.llms.provider import ProviderLLM, is_loopback_url
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
-from alambic.utils.aio import run_sync
-from alambic.utils.imports import require
 
 logger = logging.getLogger("alambic")
 
@@ -34,62 +34,25 @@ if TYPE_CHECKING:
 _RENAMED_KWARGS = {"max_new_tokens": "max_tokens"}
 
 
-def is_loopback_url(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (where servers usually need no key)."""
-    if not url:
-        return False
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def retry_after_from_headers(headers: Any) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds) headers."""
-    if headers is None:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return float(ms) / 1000
-        value = headers.get("retry-after")
-        if value is not None:
-            return float(value)
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
-def _sdk_http_module() -> Any:
-    """The HTTP library the installed SDK is built on (``httpx2`` in openai 3, ``httpx`` before)."""
-    base = importlib.import_module("openai._base_client")
-    return getattr(base, "httpx2", None) or base.httpx
-
-
 @functools.cache
 def sdk_response_type() -> Any:
     """The SDK's raw HTTP response class: passed as ``cast_to`` it returns the body unparsed."""
-    return _sdk_http_module().Response
+    return sdk_http_module().Response
 
 
-def sdk_http_client_kwargs(openai: Any, timeout: float, base_url: str = "") -> dict[str, Any]:
-    """``http_client=`` for the openai SDK: the lean HTTP/1.1 client for ``http://`` servers
-    (see ``alambic.llms._http``), else the SDK's aiohttp transport when aiohttp is installed.
+def sdk_http_client_kwargs(
+    openai: Any, timeout: float, base_url: str = "", *, lean: bool = True
+) -> dict[str, Any]:
+    """``http_client=`` for the openai SDK: the lean HTTP/1.1 transport for ``http://``
+    servers (see ``alambic.llms._http``), else the SDK's aiohttp transport when aiohttp is
+    installed.
 
     Measured against the local test server (64 in flight, 2-core machine): 584 requests/s with
-    the SDK's default httpx transport, 973-1,309 with aiohttp, 1,702 with the lean client.
+    the SDK's default httpx transport, 973-1,309 with aiohttp, 1,702 with the lean transport.
     Errors are the SDK's own in every case, so classification does not change.
     """
-    if base_url.startswith("http://"):
-        from alambic.llms._http import lean_client_class
-
-        # every request of this client goes to the plain-HTTP server: no TLS context is needed,
-        # and not loading the CA bundle saves ~20 ms before the first request
-        client = lean_client_class(_sdk_http_module())(timeout=timeout, verify=False)
-        return {"http_client": client}
+    if lean and base_url.startswith("http://"):
+        return {"http_client": lean_http_client(timeout)}
     if importlib.util.find_spec("aiohttp") is None or not hasattr(openai, "DefaultAioHttpClient"):
         return {}
     try:
@@ -98,7 +61,7 @@ def sdk_http_client_kwargs(openai: Any, timeout: float, base_url: str = "") -> d
         return {}
 
 
-class OpenAILLM(AsyncLLM):
+class OpenAILLM(ProviderLLM):
     """A chat model served through the OpenAI API or any OpenAI-compatible server.
 
     The key comes from ``api_key`` or the ``OPENAI_API_KEY`` variable (a server on this
@@ -111,83 +74,42 @@ class OpenAILLM(AsyncLLM):
         default=None, description="Server URL; default OPENAI_BASE_URL or OpenAI's API."
     )
     api_key: SecretStr | None = Field(default=None, exclude=False, repr=False)
+    lean_http: bool = Field(
+        default=True,
+        description="Use alambic's lean HTTP/1.1 transport for http:// servers (faster on "
+        "local servers); False uses the SDK's own transport.",
+    )
 
-    api_key_env_var: ClassVar[str] = "OPENAI_API_KEY"
-    base_url_env_var: ClassVar[str] = "OPENAI_BASE_URL"
-    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    sdk_module: ClassVar[str] = "openai"
     extra_name: ClassVar[str] = "openai"
+    api_key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+    base_url_env_var: ClassVar[str | None] = "OPENAI_BASE_URL"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    prebuilds_client: ClassVar[bool] = True
 
-    _cache_exclude: ClassVar[frozenset[str]] = AsyncLLM._cache_exclude | {"api_key"}
-    _clients: dict[int, Any] = PrivateAttr(default_factory=dict)
-    _spare: Any = PrivateAttr(default=None)
-    _schema_as_json_object: bool = PrivateAttr(default=False)
-
-    @property
-    def model_name(self) -> str:
-        return self.model
+    _cache_exclude: ClassVar[frozenset[str]] = ProviderLLM._cache_exclude | {"lean_http"}
+    _schema_as_json_object: bool = False
 
     def resolved_base_url(self) -> str:
-        return self.base_url or os.environ.get(self.base_url_env_var) or self.default_base_url
-
-    def resolved_api_key(self) -> str:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        env = os.environ.get(self.api_key_env_var)
-        if env:
-            return env
-        if is_loopback_url(self.resolved_base_url()):
-            return "no-key-needed"
-        raise MissingAPIKeyError(
-            f"{type(self).__name__}(model={self.model!r}) has no API key: set the "
-            f"{self.api_key_env_var} environment variable or pass api_key=... "
-            f"(server: {self.resolved_base_url()})."
-        )
-
-    def prefetch_modules(self) -> tuple[str, ...]:
-        return ("openai",)
-
-    def load(self) -> None:
-        require("openai", feature=type(self).__name__, extra=self.extra_name)
-        self.resolved_api_key()
-        super().load()
-        # Made here rather than on the first request: creating the client imports the HTTP
-        # stack, which would otherwise hold up the first request (and everything queued
-        # behind it) on the event loop. It binds to a loop only when its first connection opens.
-        self._spare = self._make_client()
+        return super().resolved_base_url() or ""
 
     def _make_client(self) -> Any:
         """Create the SDK's async client (retries off: the scheduler retries)."""
-        openai = require("openai", feature=type(self).__name__, extra=self.extra_name)
+        openai = self.sdk()
         timeout = self.timeout or 120.0
         return openai.AsyncOpenAI(
             api_key=self.resolved_api_key(),
             base_url=self.resolved_base_url(),
             max_retries=0,
             timeout=timeout,
-            **sdk_http_client_kwargs(openai, timeout, self.resolved_base_url()),
+            **sdk_http_client_kwargs(
+                openai, timeout, self.resolved_base_url(), lean=self.lean_http
+            ),
         )
 
     def _client(self) -> AsyncOpenAI:
-        """The async client of the running event loop (an SDK client is bound to one loop)."""
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            client, self._spare = self._spare, None
-            if client is None:
-                client = self._make_client()
-            self._clients[loop_id] = client
-        typed: AsyncOpenAI = client
-        return typed
-
-    async def aclose(self) -> None:
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.close()
-
-    def unload(self) -> None:
-        self._clients.clear()
-        self._spare = None
-        super().unload()
+        client: AsyncOpenAI = super()._client()
+        return client
 
     def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
         return classify_openai_error(error)
@@ -244,61 +166,16 @@ class OpenAILLM(AsyncLLM):
 
     supports_raw_completion: ClassVar[bool] = True
 
-    def complete(
-        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
-    ) -> list[GenerateOutput]:
-        """Continue raw prompts through the legacy ``/v1/completions`` endpoint: no chat
-        template is applied (Magpie needs this). vLLM serve, llama.cpp server, TGI and
-        ``transformers serve`` have that endpoint; OpenAI itself only for a few models."""
-        return run_sync(self._acomplete_many(list(prompts), num_generations, generation_kwargs))
-
-    async def _acomplete_many(
-        self, prompts: list[str], num_generations: int, kwargs: dict[str, Any]
-    ) -> list[GenerateOutput]:
-        try:
-            return list(
-                await asyncio.gather(
-                    *(self.acomplete(p, num_generations, **kwargs) for p in prompts)
-                )
-            )
-        finally:
-            await self.aclose()
-
-    async def acomplete(
-        self, prompt: str, num_generations: int = 1, **generation_kwargs: Any
+    async def _acomplete(
+        self, prompt: str, num_generations: int, **generation_kwargs: Any
     ) -> GenerateOutput:
-        """Continue one raw prompt under the scheduler; failures are kept, not raised."""
-        kwargs = self.request_kwargs(self.merged_generation_kwargs(generation_kwargs))
-        out = await self._complete_once(prompt, num_generations, kwargs)
-        missing = num_generations - len(out["generations"])
-        if missing > 0:  # the server ignored n: ask for the rest one request each
-            rest = await asyncio.gather(
-                *(self._complete_once(prompt, 1, kwargs) for _ in range(missing))
-            )
-            for extra in rest:
-                out["generations"].extend(extra["generations"])
-                out["statistics"]["input_tokens"].extend(extra["statistics"]["input_tokens"])
-                out["statistics"]["output_tokens"].extend(extra["statistics"]["output_tokens"])
-                if "errors" in extra or "errors" in out:
-                    out.setdefault("errors", [None] * (len(out["generations"]) - 1))
-                    out["errors"].extend(extra.get("errors") or [None])
-        return out
-
-    async def _complete_once(self, prompt: str, n: int, kwargs: dict[str, Any]) -> GenerateOutput:
-        async def attempt() -> GenerateOutput:
-            raw = await self._client().completions.with_raw_response.create(
-                model=self.model, prompt=prompt, **({**kwargs, "n": n} if n > 1 else kwargs)
-            )
-            return parse_text_completion(raw.http_response.content, n)
-
-        try:
-            out = await self.scheduler.run(attempt)
-        except LLMRequestError as exc:
-            return failed_output(n, exc)
-        stats = out["statistics"]
-        for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
-            self.scheduler.record_tokens(i, o)
-        return out
+        kwargs = self.request_kwargs(generation_kwargs)
+        if num_generations > 1:
+            kwargs["n"] = num_generations
+        raw = await self._client().completions.with_raw_response.create(
+            model=self.model, prompt=prompt, **kwargs
+        )
+        return parse_text_completion(raw.http_response.content, num_generations)
 
 
 def parse_text_completion(body: bytes, num_generations: int) -> GenerateOutput:
@@ -309,6 +186,8 @@ def parse_text_completion(body: bytes, num_generations: int) -> GenerateOutput:
         texts: list[str | None] = [c.get("text") for c in choices][: max(num_generations, 1)]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidResponseError(f"not a text completion: {body[:200]!r}") from exc
+    if not texts:
+        raise InvalidResponseError(f"a text completion with no choices: {body[:200]!r}")
     usage = data.get("usage") or {}
     completion = usage.get("completion_tokens")
     n = len(texts)
@@ -349,10 +228,6 @@ def _rejects_json_schema(error: BaseException) -> bool:
     return "response_format" in text and "json_schema" in text
 
 
-class InvalidResponseError(ValueError):
-    """A reply that is not a chat completion (bad JSON, missing fields)."""
-
-
 def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
     """Read texts and token counts from a chat-completion JSON body."""
     try:
@@ -361,6 +236,8 @@ def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
         texts: list[str | None] = [(c.get("message") or {}).get("content") for c in choices]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidResponseError(f"not a chat completion: {body[:200]!r}") from exc
+    if not texts:
+        raise InvalidResponseError(f"a chat completion with no choices: {body[:200]!r}")
     usage = data.get("usage") or {}
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
@@ -384,7 +261,8 @@ def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None
         return ErrorKind.UNKNOWN, None
     if isinstance(error, openai.APITimeoutError):
         # the aiohttp transport reports a dropped connection as a (connect) timeout
-        return (ErrorKind.CONNECTION if _dropped(error) else ErrorKind.TIMEOUT), None
+        refused = _dropped(error) or never_connected(error)
+        return (ErrorKind.CONNECTION if refused else ErrorKind.TIMEOUT), None
     if isinstance(error, openai.APIConnectionError):
         return ErrorKind.CONNECTION, None
     if isinstance(error, openai.APIResponseValidationError):
@@ -407,25 +285,10 @@ def _dropped(error: BaseException) -> bool:
     return False
 
 
-def classify_status(
-    status: int, message: str, headers: Any = None
-) -> tuple[ErrorKind, float | None]:
-    """Error kind for an HTTP status (shared by every HTTP client)."""
-    retry_after = retry_after_from_headers(headers)
-    if status == 429:
-        return ErrorKind.RATE_LIMIT, retry_after
-    if status in (401, 403):
-        return ErrorKind.AUTHENTICATION, None
-    if status == 404:
-        return ErrorKind.NOT_FOUND, None
-    if status in (400, 413, 422):
-        lowered = message.lower()
-        if "context" in lowered and ("length" in lowered or "window" in lowered):
-            return ErrorKind.CONTEXT_LENGTH, None
-        return ErrorKind.BAD_REQUEST, None
-    if status in (408, 409) or status >= 500:
-        return ErrorKind.SERVER, retry_after
-    return ErrorKind.UNKNOWN, None
-
-
-__all__ = ["OpenAILLM", "classify_openai_error", "classify_status", "is_loopback_url"]
+__all__ = [
+    "OpenAILLM",
+    "classify_openai_error",
+    "classify_status",
+    "is_loopback_url",
+    "retry_after_from_headers",
+]

@@ -11,78 +11,49 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import os
 from types import ModuleType
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 from pydantic import Field, PrivateAttr, SecretStr
 
-from alambic.errors import ErrorKind, MissingAPIKeyError
+from alambic.errors import (
+    AlambicUserError,
+    ErrorKind,
+    LLMConfigurationError,
+    MissingAPIKeyError,
+)
 from alambic.llms.base import AsyncLLM
-from alambic.llms.openai import classify_status, is_loopback_url
+from alambic.llms.classify import InvalidResponseError, classify_sdk_error, status_and_headers
 from alambic.llms.typing import GenerateOutput
+from alambic.redaction import register_secret
 from alambic.utils.imports import require
 
-_TIMEOUT_NAMES = frozenset(
-    {"TimeoutException", "APITimeoutError", "InferenceTimeoutError", "ReadTimeout", "Timeout"}
-)
-_CONNECTION_NAMES = frozenset(
-    {
-        "TransportError",
-        "NetworkError",
-        "ConnectError",
-        "RemoteProtocolError",
-        "APIConnectionError",
-        "ServerDisconnectedError",
-        "ClientConnectionError",
-        "ConnectionError",
-    }
-)
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (where servers usually need no key)."""
+    if not url:
+        return False
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def status_and_headers(error: BaseException) -> tuple[int | None, Any]:
-    """The HTTP status and response headers an SDK exception carries, wherever it keeps them.
-
-    SDKs differ: ``status_code`` (openai, anthropic, groq, cohere, mistral, ollama),
-    ``code`` (google-genai), ``response.status_code`` (huggingface_hub).
-    """
-    response = getattr(error, "response", None)
-    if response is None:
-        response = getattr(error, "raw_response", None)
-    status = getattr(error, "status_code", None)
-    if not isinstance(status, int) or status < 100:
-        status = getattr(error, "code", None)
-    if (not isinstance(status, int) or status < 100) and response is not None:
-        status = getattr(response, "status_code", None)
-    if not isinstance(status, int) or status < 100:
-        status = None
-    headers = getattr(error, "headers", None)
-    if headers is None and response is not None:
-        headers = getattr(response, "headers", None)
-    return status, headers
-
-
-def classify_sdk_error(error: BaseException) -> tuple[ErrorKind, float | None]:
-    """Error kind and ``Retry-After`` for an exception from any provider SDK.
-
-    An HTTP status wins (429 with its ``Retry-After``, 401, 5xx...); otherwise timeouts and
-    dropped connections are recognised by their class names, which every httpx-based SDK
-    shares (``httpx`` and ``httpx2``), so no SDK needs importing here.
-    """
-    status, headers = status_and_headers(error)
-    if status is not None:
-        return classify_status(status, str(error), headers)
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & _TIMEOUT_NAMES or isinstance(error, TimeoutError):
-        return ErrorKind.TIMEOUT, None
-    if names & _CONNECTION_NAMES or isinstance(error, ConnectionError):
-        return ErrorKind.CONNECTION, None
-    if (
-        isinstance(error, (ValueError, KeyError, TypeError))
-        and "response" in type(error).__name__.lower()
-    ):
-        return ErrorKind.INVALID_RESPONSE, None
-    return ErrorKind.UNKNOWN, None
+def check_url(url: str, owner: str) -> None:
+    """Raise a clear error when ``url`` is not an ``http(s)://host...`` URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and parsed.hostname and " " not in url:
+        return
+    raise AlambicUserError(
+        f"{owner} has base_url={url!r}, which is not an http:// or https:// URL: pass the "
+        "server's address, e.g. base_url='http://localhost:8000/v1'."
+    )
 
 
 class ProviderLLM(AsyncLLM):
@@ -106,9 +77,15 @@ class ProviderLLM(AsyncLLM):
     base_url_env_var: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None
     requires_api_key: ClassVar[bool] = True
+    validates_base_url: ClassVar[bool] = True
+    """Whether ``base_url`` must be an ``http(s)://`` URL (Ollama also takes ``host:port``)."""
+    prebuilds_client: ClassVar[bool] = False
+    """Whether ``load()`` creates the first client ahead (its imports then do not hold up the
+    first request on the event loop)."""
 
     _cache_exclude: ClassVar[frozenset[str]] = AsyncLLM._cache_exclude | {"api_key"}
     _clients: dict[int, Any] = PrivateAttr(default_factory=dict)
+    _spare: Any = PrivateAttr(default=None)
 
     @property
     def model_name(self) -> str:
@@ -133,11 +110,14 @@ class ProviderLLM(AsyncLLM):
     def resolved_api_key(self) -> str | None:
         """The key to send; ``None`` where the provider needs none."""
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            key = self.api_key.get_secret_value()
+            register_secret(key)
+            return key
         names = ((self.api_key_env_var,) if self.api_key_env_var else ()) + self.api_key_env_aliases
         for name in names:
             env = os.environ.get(name)
             if env:
+                register_secret(env)
                 return env
         if not self.requires_api_key:
             return None
@@ -149,13 +129,23 @@ class ProviderLLM(AsyncLLM):
             f"(server: {self.resolved_base_url() or 'the default endpoint'})."
         )
 
+    def owner(self) -> str:
+        """How errors name this LLM: ``OpenAILLM(model='gpt-4o')``."""
+        return f"{type(self).__name__}(model={self.model!r})"
+
     def load(self) -> None:
         self.sdk()
+        url = self.resolved_base_url()
+        if url and self.validates_base_url:
+            check_url(url, self.owner())
         self.resolved_api_key()
         super().load()
+        if self.prebuilds_client and self._spare is None:
+            self._spare = self._make_client()
 
     def unload(self) -> None:
         self._clients.clear()
+        self._spare = None
         super().unload()
 
     def _make_client(self) -> Any:
@@ -167,7 +157,9 @@ class ProviderLLM(AsyncLLM):
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
-            client = self._make_client()
+            client, self._spare = self._spare, None
+            if client is None:
+                client = self._make_client()
             self._clients[loop_id] = client
         return client
 
@@ -178,6 +170,29 @@ class ProviderLLM(AsyncLLM):
 
     def classify_error(self, error: BaseException) -> tuple[ErrorKind, float | None]:
         return classify_sdk_error(error)
+
+    def unusable_error(self, kind: ErrorKind, error: BaseException) -> LLMConfigurationError:
+        url = self.resolved_base_url() or "the provider's default endpoint"
+        if kind is ErrorKind.AUTHENTICATION:
+            setting = "api_key"
+            where = f" or set {self.api_key_env_var}" if self.api_key_env_var else ""
+            fix = f"the server at {url} refused the key: pass a valid api_key=...{where}"
+        elif kind is ErrorKind.NOT_FOUND:
+            setting = "model"
+            fix = (
+                f"the server at {url} knows no model {self.model!r} (or the URL's path is "
+                "wrong): check model= and base_url="
+            )
+        else:
+            setting = "base_url"
+            env = f" (or {self.base_url_env_var})" if self.base_url_env_var else ""
+            fix = f"nothing accepts connections at {url}: start the server or fix base_url={env}"
+        return LLMConfigurationError(
+            f"{self.owner()}: no request can succeed ({kind.value}: {error}). Fix {setting!r}: "
+            f"{fix}. The step was stopped before sending the remaining requests.",
+            kind=kind,
+            setting=setting,
+        )
 
 
 async def close_client(client: Any) -> None:
@@ -217,6 +232,8 @@ def openai_like_output(response: Any) -> GenerateOutput:
     (groq, mistralai, huggingface_hub, litellm): ``choices[].message.content`` and
     ``usage.prompt_tokens``/``completion_tokens`` (split evenly across choices)."""
     choices = sorted(response.choices or [], key=lambda c: getattr(c, "index", 0) or 0)
+    if not choices:
+        raise InvalidResponseError(f"a chat completion with no choices: {str(response)[:200]!r}")
     texts: list[str | None] = []
     for choice in choices:
         content = getattr(choice.message, "content", None) if choice.message else None
@@ -262,9 +279,11 @@ def json_schema_of(spec: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ProviderLLM",
+    "check_url",
     "classify_sdk_error",
     "close_client",
     "drop_none",
+    "is_loopback_url",
     "json_schema_of",
     "openai_like_output",
     "openai_response_format",

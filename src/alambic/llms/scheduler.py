@@ -4,8 +4,11 @@ One :class:`RequestScheduler` per LLM decides when each request attempt may star
 do when it fails:
 
 - **Concurrency.** At most ``max_concurrency`` attempts in flight. The effective limit adapts
-  (AIMD): a 429 halves it (never below 1), and every run of as many successes as the current
-  limit raises it by one, back up to ``max_concurrency``.
+  to overload only (AIMD): when the last four answers were all 429s and 429s are 15% of the
+  recent ones, it halves (never below 1, once per wave), and every run of as many successes
+  as the current limit raises it by one, back up to ``max_concurrency``. Scattered 429s (a
+  provider rejecting a few requests at random, 5-10%) are retried and practically never lower
+  the limit: cutting concurrency for them would cost throughput and fix nothing.
 - **Budgets.** Requests per minute (``rpm``) and tokens per minute (``tpm``) are token buckets
   that refill continuously at ``rpm / 60`` per second and hold only a small burst, so the rate
   stays under the provider's limit over any window. A request reserves its estimated tokens
@@ -21,6 +24,15 @@ do when it fails:
   Every attempt has its own ``timeout``. A request that finally fails raises
   :class:`~alambic.errors.LLMRequestError`, which the LLM turns into a failed generation and the
   task into a failed row: it never crashes the run.
+- **Circuit breaker.** Errors that no row can get past stop everything at once: a 401/403 (the
+  key), a 404 (the model or the URL path), or a server that refused every connection before
+  any request succeeded (three attempts in a row). The request that met it fails with its
+  reason; every later request raises the LLM's :class:`~alambic.errors.LLMConfigurationError`
+  without being sent, so the step stops with one clear error instead of one failed row per
+  request.
+- **Not a request error.** A :class:`~alambic.errors.StoreError` raised during an attempt (the
+  request cache could not write: disk full) is not retried or turned into a failed row: it
+  propagates, and the run stops.
 
 The per-request cost is a few microseconds: no task is created per request, and asyncio
 futures are only made when a request actually has to wait for a concurrency slot.
@@ -33,29 +45,40 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
-from alambic.errors import ErrorKind, LLMRequestError
+from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError, StoreError
+from alambic.llms.classify import never_connected
+from alambic.llms.limits import (
+    OVERLOAD_RUN,
+    OVERLOAD_SHARE,
+    PRESSURE_WEIGHT,
+    REQUEST_PACE,
+    SETTLE_S,
+    STALL_CREDIT_S,
+    AdaptiveLimit,
+    TokenBucket,
+)
+from alambic.llms.rate_limit_headers import (
+    RateLimitHeaders,
+    parse_reset,
+    read_rate_limit_headers,
+)
+from alambic.redaction import redact
 
 T = TypeVar("T")
 
 _timeout: Any = getattr(asyncio, "timeout", None)
 
-#: Share of a requests-per-minute budget the scheduler uses (see :class:`TokenBucket`).
-REQUEST_PACE = 0.99
-#: The longest stall of the event loop whose held-back requests a budget catches up (0.25 s
-#: measured the same throughput on W6 with more 429s).
-STALL_CREDIT_S = 0.1
-#: After a 429 lowers a budget's pace, further 429s within this many seconds do not.
-SETTLE_S = 1.0
+#: Attempts in a row that could not even connect, before any success, that stop the LLM.
+REFUSED_ATTEMPTS_TO_STOP = 3
 
 Classifier = Callable[[BaseException], tuple[ErrorKind, "float | None"]]
+Unusable = Callable[[ErrorKind, BaseException], LLMConfigurationError]
+_FATAL_KINDS = frozenset({ErrorKind.AUTHENTICATION, ErrorKind.NOT_FOUND})
 
 
 @dataclass
@@ -114,271 +137,6 @@ class SchedulerLimits:
     learn_from_headers: bool = True
 
 
-class TokenBucket:
-    """A budget of ``per_minute`` units that refills continuously and holds ``burst`` at most.
-
-    :meth:`reserve` never blocks: it takes the units at once (the level may go negative) and
-    returns how long the caller must wait before starting, so reservations queue up in order
-    without a lock and the long-run rate is exactly ``per_minute * pace``. It starts with a
-    small burst rather than a full one, so a run does not open with a spike of requests. Idle
-    time fills it up to ``burst`` only; time that requests spent queued past their turn (a
-    stalled event loop) is caught up to :data:`STALL_CREDIT_S` worth, since the requests it
-    held back left a gap of the same size in every window that contains it.
-
-    ``pace`` is the share of the budget actually used. A provider counts a request when it
-    arrives, not when it leaves, and enforces its per-minute limit over short windows too
-    (6,000 a minute is 100 in any second): at exactly the limit, any request delayed on the way
-    puts the next second's count one over, so request budgets keep 1% in hand
-    (:data:`REQUEST_PACE`), which absorbs ~10 ms of jitter at 100 requests/s.
-
-    A provider's window and clock never line up exactly with ours, so a 429 despite the budget
-    lowers the rate by 3% (at most once per wave of rejections, see :meth:`slow_down`; never
-    below half the budget),
-    and every 25 successes raise it again by 1% of the budget, up to the paced budget.
-    """
-
-    __slots__ = (
-        "_credit_until",
-        "_last_cut",
-        "_queued",
-        "_successes",
-        "capacity",
-        "ceiling",
-        "level",
-        "pace",
-        "rate",
-        "stamp",
-    )
-
-    def __init__(self, per_minute: float, burst: float | None = None, pace: float = 1.0) -> None:
-        if per_minute <= 0:
-            raise ValueError(f"a budget must be positive, got {per_minute} per minute")
-        if not 0 < pace <= 1:
-            raise ValueError(f"pace is the share of the budget to use, in (0, 1]; got {pace}")
-        self.pace = pace
-        self.rate = self.ceiling = per_minute * pace / 60.0
-        self.capacity = burst if burst is not None else max(1.0, self.rate / 20.0)
-        self.level = min(self.capacity, 1.0) if burst is None else self.capacity
-        self.stamp = time.monotonic()
-        self._successes = 0
-        self._last_cut = -1.0
-        self._queued = False  # the last reservation had to wait its turn
-        self._credit_until = 0.0  # a stall's catch-up may be taken until then
-
-    @property
-    def per_minute(self) -> float:
-        """The budget as given (the rate before ``pace`` and any slow-down)."""
-        return self.ceiling * 60.0 / self.pace
-
-    def set_rate(self, per_minute: float) -> None:
-        self._refill(time.monotonic())
-        self.rate = self.ceiling = per_minute * self.pace / 60.0
-
-    def slow_down(self, started: float, now: float) -> None:
-        """A request started at ``started`` was rejected: lower the rate (once per wave).
-
-        A wave is every rejection of a request sent before the last cut or within
-        :data:`SETTLE_S` of it: a provider's window holds the arrivals that drew the first 429
-        for about that long, and one hiccup (the provider pausing, then counting a backlog of
-        arrivals at once) would otherwise cut the pace again for each request it rejects.
-        """
-        if started < self._last_cut or now - self._last_cut < SETTLE_S:
-            return
-        self._refill(now)
-        self._last_cut = now
-        self._successes = 0
-        self.rate = max(self.ceiling * 0.5, self.rate * 0.97)
-
-    def speed_up(self) -> None:
-        """One more success: creep back towards the budget."""
-        self._successes += 1
-        if self._successes >= 25:
-            self._successes = 0
-            self._refill(time.monotonic())
-            self.rate = min(self.ceiling, self.rate + self.ceiling * 0.01)
-
-    def _refill(self, now: float) -> None:
-        level = self.level + (now - self.stamp) * self.rate
-        cap = self.capacity
-        if level > cap:
-            if self._queued:
-                # A request was waiting its turn, so the time past that turn was a stall (the
-                # event loop busy elsewhere), not idleness: its share of the budget is owed to
-                # the requests queued behind, which may catch it up, up to STALL_CREDIT_S
-                # worth, within STALL_CREDIT_S. Safe in any window: the catch-up replaces
-                # requests the stall held back. (A debt from a provider's hold or a token
-                # estimate that fell short is not a queue and earns no credit.)
-                self._credit_until = now + STALL_CREDIT_S
-            if now < self._credit_until:
-                cap = max(cap, self.rate * STALL_CREDIT_S)
-        self.level = level if level < cap else cap
-        self.stamp = now
-
-    def reserve(self, amount: float, now: float) -> float:
-        """Take ``amount`` units; return the seconds to wait before using them."""
-        self._refill(now)
-        self.level -= amount
-        self._queued = self.level < 0
-        return 0.0 if self.level >= 0 else -self.level / self.rate
-
-    def refund(self, amount: float) -> None:
-        """Give back (or, negative, take more of) units once the true cost is known."""
-        self.level = min(self.capacity, self.level + amount)
-
-
-class AdaptiveLimit:
-    """A concurrency limit that can shrink and grow while requests wait on it.
-
-    ``acquire`` takes a slot without awaiting when one is free (the common case); otherwise it
-    parks a future in a FIFO queue that ``release`` wakes.
-
-    Not every 429 means overload (some providers reject a few requests at random), so the
-    limit is cut only when the share of 429s among recent answers (a moving average,
-    ``pressure``) passes 15%: a run of four 429s does it, 5% scattered 429s do not.
-    """
-
-    __slots__ = (
-        "_last_decrease",
-        "_successes",
-        "_waiters",
-        "in_flight",
-        "limit",
-        "maximum",
-        "pressure",
-    )
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = maximum
-        self.in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._successes = 0
-        self._last_decrease = -1.0
-        self.pressure = 0.0
-
-    async def acquire(self) -> None:
-        if self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot was handed over just as we were cancelled
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters = self._waiters
-        while waiters and self.in_flight < self.limit:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
-
-    def on_success(self) -> None:
-        self.pressure *= 0.95
-        if self.limit >= self.maximum:
-            return
-        self._successes += 1
-        if self._successes >= self.limit:
-            self._successes = 0
-            self.limit = min(self.maximum, self.limit + 1)
-            self._wake()
-
-    def on_rate_limited(self, started: float, now: float) -> None:
-        """Halve the limit, once per wave: 429s of attempts started before the last cut
-        belong to the same overload and do not cut again."""
-        self.pressure = self.pressure * 0.95 + 0.05
-        if self.pressure < 0.15 or started < self._last_decrease:
-            return
-        self._last_decrease = now
-        self._successes = 0
-        self.limit = max(1, self.limit // 2)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_reset(value: str | None, now_epoch: float | None = None) -> float | None:
-    """Seconds until a budget resets, from ``"20ms"``, ``"1.5s"``, ``"6m0s"``, a bare number of
-    seconds, or an RFC 3339 timestamp (Anthropic); ``None`` when unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    now = time.time() if now_epoch is None else now_epoch
-    return max(0.0, moment.timestamp() - now)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitHeaders:
-    """The rate-limit state a provider reported with one reply."""
-
-    limit_requests: int | None = None
-    remaining_requests: int | None = None
-    reset_requests_s: float | None = None
-    limit_tokens: int | None = None
-    remaining_tokens: int | None = None
-    reset_tokens_s: float | None = None
-
-
-def _int(value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def read_rate_limit_headers(headers: Mapping[str, str] | Any) -> RateLimitHeaders | None:
-    """Rate-limit headers in OpenAI (``x-ratelimit-*``) or Anthropic
-    (``anthropic-ratelimit-*``) style; ``None`` when the reply carries none."""
-    get = headers.get
-    limit = get("x-ratelimit-limit-requests")
-    if limit is not None or get("x-ratelimit-limit-tokens") is not None:
-        return RateLimitHeaders(
-            limit_requests=_int(limit),
-            remaining_requests=_int(get("x-ratelimit-remaining-requests")),
-            reset_requests_s=parse_reset(get("x-ratelimit-reset-requests")),
-            limit_tokens=_int(get("x-ratelimit-limit-tokens")),
-            remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
-            reset_tokens_s=parse_reset(get("x-ratelimit-reset-tokens")),
-        )
-    limit = get("anthropic-ratelimit-requests-limit")
-    if limit is not None or get("anthropic-ratelimit-tokens-limit") is not None:
-        return RateLimitHeaders(
-            limit_requests=_int(limit),
-            remaining_requests=_int(get("anthropic-ratelimit-requests-remaining")),
-            reset_requests_s=parse_reset(get("anthropic-ratelimit-requests-reset")),
-            limit_tokens=_int(get("anthropic-ratelimit-tokens-limit")),
-            remaining_tokens=_int(get("anthropic-ratelimit-tokens-remaining")),
-            reset_tokens_s=parse_reset(get("anthropic-ratelimit-tokens-reset")),
-        )
-    return None
-
-
 def estimate_tokens(messages: Any, max_tokens: Any = None) -> int:
     """A cheap upper-ish estimate of a request's tokens: characters / 4 plus ``max_tokens``."""
     chars = 0
@@ -395,9 +153,15 @@ def estimate_tokens(messages: Any, max_tokens: Any = None) -> int:
 class RequestScheduler:
     """Runs request attempts under the limits of one LLM (see the module docstring)."""
 
-    def __init__(self, limits: SchedulerLimits, classify: Classifier) -> None:
+    def __init__(
+        self, limits: SchedulerLimits, classify: Classifier, unusable: Unusable | None = None
+    ) -> None:
         self.limits = limits
         self.classify = classify
+        self.unusable = unusable
+        self.stopped: LLMConfigurationError | None = None
+        self._succeeded = False
+        self._refused_in_a_row = 0
         self.counters = SchedulerCounters(
             concurrency_limit=limits.max_concurrency,
             requests_per_minute=round(limits.rpm * REQUEST_PACE, 1) if limits.rpm else None,
@@ -484,6 +248,8 @@ class RequestScheduler:
         tries = 0
         while True:
             tries += 1
+            if self.stopped is not None:
+                raise self._stopped_error()
             await slots.acquire()
             try:
                 if (
@@ -503,11 +269,13 @@ class RequestScheduler:
                             result = await attempt()
                     else:
                         result = await asyncio.wait_for(attempt(), limits.timeout)
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, StoreError):
                     raise
                 except Exception as exc:
                     error: BaseException = exc
                 else:
+                    self._succeeded = True
+                    self._refused_in_a_row = 0
                     if limits.adaptive_concurrency:
                         slots.on_success()
                         counters.concurrency_limit = slots.limit
@@ -532,17 +300,49 @@ class RequestScheduler:
                 elif limits.adaptive_concurrency:
                     slots.on_rate_limited(started, time.monotonic())
                     counters.concurrency_limit = slots.limit
-            if not kind.retryable or tries > limits.max_retries:
+            tripped = self._check_usable(kind, error)
+            if tripped or not kind.retryable or tries > limits.max_retries:
                 counters.failures += 1
                 given_up = f" (gave up after {tries} attempts)" if kind.retryable else ""
                 raise LLMRequestError(
-                    f"{type(error).__name__}: {error}{given_up}",
+                    f"{self._describe(kind, error)}{given_up}",
                     kind=kind,
                     retry_after=retry_after,
                     attempts=tries,
                 ) from error
             counters.retries += 1
             await asyncio.sleep(self._backoff(tries, retry_after))
+
+    def _describe(self, kind: ErrorKind, error: BaseException) -> str:
+        """The reason a user reads: the error, redacted of keys; for a timeout, which one."""
+        text = redact(str(error)).strip()
+        if kind is ErrorKind.TIMEOUT:
+            detail = f" ({type(error).__name__}: {text})" if text else ""
+            return (
+                f"no reply within {self.limits.timeout:g} s (the LLM's `timeout` setting, per "
+                f"attempt; raise it for slow servers or long generations){detail}"
+            )
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+    def _check_usable(self, kind: ErrorKind, error: BaseException) -> bool:
+        """The circuit breaker (see the module docstring). Returns whether this error just
+        tripped it: that request fails as a row with its own reason, and every request after
+        it raises the LLM's :class:`LLMConfigurationError` instead of being sent."""
+        if self.unusable is None or self.stopped is not None:
+            return False
+        if kind is ErrorKind.CONNECTION and not self._succeeded and never_connected(error):
+            self._refused_in_a_row += 1
+            if self._refused_in_a_row < REFUSED_ATTEMPTS_TO_STOP:
+                return False
+        elif kind not in _FATAL_KINDS:
+            return False
+        self.stopped = self.unusable(kind, _Redacted(self._describe(kind, error)))
+        return True
+
+    def _stopped_error(self) -> LLMConfigurationError:
+        stopped = self.stopped
+        assert stopped is not None
+        return LLMConfigurationError(str(stopped), kind=stopped.kind, setting=stopped.setting)
 
     def _classify(self, error: BaseException) -> tuple[ErrorKind, float | None]:
         if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
@@ -610,11 +410,19 @@ class RequestScheduler:
             self._hold_until = max(self._hold_until, now + seconds)
 
 
+class _Redacted(Exception):
+    """An error's redacted text, for messages built from it."""
+
+
 def monotonic() -> float:
     return time.monotonic()
 
 
 __all__ = [
+    "OVERLOAD_RUN",
+    "OVERLOAD_SHARE",
+    "PRESSURE_WEIGHT",
+    "REFUSED_ATTEMPTS_TO_STOP",
     "REQUEST_PACE",
     "SETTLE_S",
     "STALL_CREDIT_S",

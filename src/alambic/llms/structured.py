@@ -133,7 +133,7 @@ def schema_error(value: Any, schema: dict[str, Any]) -> str | None:
     try:
         import jsonschema  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
-        return _minimal_error(value, schema, schema, "$")
+        return schema_problem(value, schema)
     validator_cls = jsonschema.validators.validator_for(schema)
     error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(value))
     if error is None:
@@ -152,28 +152,65 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
 }
 
+#: Wording of :func:`schema_problem`'s reasons: the LLM's re-ask prompts and rows read
+#: ``"$['age']: expected integer, got str 'x'"``; StructuredGeneration's rows read
+#: ``"$.age should be integer, got str"`` (the wording its users and tests know).
+_WORDING: dict[str, dict[str, str]] = {
+    "llm": {
+        "type": "{where}: expected {kinds}, got {got} {value!r:.80}",
+        "enum": "{where}: {value!r:.80} is not one of {allowed!r}",
+        "const": "{where}: expected {allowed!r}, got {value!r:.80}",
+        "required": "{where}: missing required property {missing[0]!r}",
+        "additional": "{where}: unexpected property {extra[0]!r}",
+        "min_items": "{where}: fewer than {limit} items",
+        "max_items": "{where}: more than {limit} items",
+        "any_of": "{where}: {value!r:.80} matches none of the {key} alternatives",
+    },
+    "task": {
+        "type": "{where} should be {names}, got {got}",
+        "enum": "{where} is {value!r}, not one of {allowed}",
+        "const": "{where} is {value!r}, not {allowed!r}",
+        "required": "{where} lacks the required key(s) {missing}",
+        "additional": "{where} has keys not in the schema: {extra}",
+        "min_items": "{where} has {count} items, fewer than {limit}",
+        "max_items": "{where} has {count} items, more than {limit}",
+        "any_of": "{where} matches none of the {key} alternatives",
+    },
+}
 
-def _minimal_error(value: Any, schema: Any, root: dict[str, Any], where: str) -> str | None:
-    """The common JSON-schema keywords, for when ``jsonschema`` is not installed."""
+
+def schema_problem(
+    value: Any, schema: Any, root: Any = None, where: str = "$", *, wording: str = "llm"
+) -> str | None:
+    """The first way ``value`` breaks ``schema``, or ``None``: the one JSON-schema check of
+    alambic (``$ref``, ``anyOf``/``oneOf``/``allOf``, ``type``, ``enum``, ``const``,
+    ``required``, ``properties``, ``additionalProperties: false``, ``items``, item counts,
+    bounds and lengths). ``wording`` picks how the reason reads (see :data:`_WORDING`)."""
     if not isinstance(schema, dict):
         return None
+    root = schema if root is None else root
+    say = _WORDING[wording]
+
+    def child(key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{where}[{key}]"
+        return f"{where}.{key}" if wording == "task" else f"{where}[{key!r}]"
+
     if "$ref" in schema:
         node: Any = root
         for part in str(schema["$ref"]).lstrip("#").split("/"):
             if part:
                 node = node.get(part, {}) if isinstance(node, dict) else {}
-        return _minimal_error(value, node, root, where)
+        return schema_problem(value, node, root, where, wording=wording)
     for key in ("anyOf", "oneOf"):
-        if key in schema and all(_minimal_error(value, s, root, where) for s in schema[key]):
-            return f"{where}: {value!r:.80} matches none of the {key} alternatives"
+        if key in schema and all(
+            schema_problem(value, s, root, where, wording=wording) for s in schema[key]
+        ):
+            return say["any_of"].format(where=where, value=value, key=key)
     for sub in schema.get("allOf", []):
-        problem = _minimal_error(value, sub, root, where)
+        problem = schema_problem(value, sub, root, where, wording=wording)
         if problem:
             return problem
-    if "const" in schema and value != schema["const"]:
-        return f"{where}: expected {schema['const']!r}, got {value!r:.80}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where}: {value!r:.80} is not one of {schema['enum']!r}"
     kinds = schema.get("type")
     if kinds is not None:
         names = kinds if isinstance(kinds, list) else [kinds]
@@ -185,26 +222,38 @@ def _minimal_error(value: Any, schema: Any, root: dict[str, Any], where: str) ->
         if isinstance(value, float) and "integer" in names and value.is_integer():
             ok = True
         if not ok:
-            return f"{where}: expected {kinds}, got {type(value).__name__} {value!r:.80}"
+            return say["type"].format(
+                where=where,
+                kinds=kinds,
+                names=" or ".join(names),
+                got=type(value).__name__,
+                value=value,
+            )
+    if "enum" in schema and value not in schema["enum"]:
+        return say["enum"].format(where=where, value=value, allowed=schema["enum"])
+    if "const" in schema and value != schema["const"]:
+        return say["const"].format(where=where, value=value, allowed=schema["const"])
     if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                return f"{where}: missing required property {key!r}"
+        missing = [key for key in schema.get("required", []) if key not in value]
+        if missing:
+            return say["required"].format(where=where, missing=missing)
         props = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            extra = sorted(k for k in value if k not in props)
+            if extra:
+                return say["additional"].format(where=where, extra=extra)
         for key, item in value.items():
             if key in props:
-                problem = _minimal_error(item, props[key], root, f"{where}[{key!r}]")
+                problem = schema_problem(item, props[key], root, child(key), wording=wording)
                 if problem:
                     return problem
-            elif schema.get("additionalProperties") is False:
-                return f"{where}: unexpected property {key!r}"
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
-            return f"{where}: fewer than {schema['minItems']} items"
+            return say["min_items"].format(where=where, count=len(value), limit=schema["minItems"])
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return f"{where}: more than {schema['maxItems']} items"
+            return say["max_items"].format(where=where, count=len(value), limit=schema["maxItems"])
         for i, item in enumerate(value):
-            problem = _minimal_error(item, schema.get("items"), root, f"{where}[{i}]")
+            problem = schema_problem(item, schema.get("items"), root, child(i), wording=wording)
             if problem:
                 return problem
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -218,6 +267,11 @@ def _minimal_error(value: Any, schema: Any, root: dict[str, Any], where: str) ->
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             return f"{where}: longer than {schema['maxLength']} characters"
     return None
+
+
+def _minimal_error(value: Any, schema: Any, root: dict[str, Any], where: str) -> str | None:
+    """:func:`schema_problem` in the LLM's wording (kept for existing callers)."""
+    return schema_problem(value, schema, root, where)
 
 
 def instructions(spec: StructuredSpec, previous_error: str | None = None) -> str:
@@ -251,6 +305,7 @@ __all__ = [
     "instructions",
     "resolve_spec",
     "schema_error",
+    "schema_problem",
     "validate_reply",
     "with_instructions",
 ]

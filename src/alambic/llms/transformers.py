@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -222,14 +221,14 @@ class TransformersLLM(LLM):
 
     supports_raw_completion: ClassVar[bool] = True
 
-    def complete(
-        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    def _complete(
+        self, prompts: list[str], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
         """Continue raw prompts (no chat template), batched like ``generate``."""
         if self._model is None:
             self.load()
-        kwargs = {**_DEFAULTS, **self.merged_generation_kwargs(generation_kwargs)}
-        return self._generate_batches(list(prompts), num_generations, kwargs)
+        kwargs = {**_DEFAULTS, **generation_kwargs}
+        return self._generate_batches(prompts, num_generations, kwargs)
 
     def _generate(
         self, inputs: list[FormattedInput], num_generations: int, **generation_kwargs: Any

@@ -27,7 +27,9 @@ class TokenStatistics(TypedDict):
 
 
 class GenerationError(TypedDict):
-    """Why one generation failed: kept in the row's metadata."""
+    """Why one generation failed, kept in the row's metadata: the same keys as
+    :class:`alambic.errors.ErrorEntry` (build one with :func:`alambic.errors.error_entry`).
+    Declared with ``typing_extensions`` so pydantic can validate it on Python < 3.12."""
 
     type: str
     kind: str

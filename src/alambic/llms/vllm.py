@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PositiveInt, PrivateAttr
@@ -150,13 +149,12 @@ class vLLM(LLM):
         schemas = [split_input(i)[1] for i in inputs]
         return self._run(prompts, schemas, num_generations, generation_kwargs)
 
-    def complete(
-        self, prompts: Sequence[str], num_generations: int = 1, **generation_kwargs: Any
+    def _complete(
+        self, prompts: list[str], num_generations: int, **generation_kwargs: Any
     ) -> list[GenerateOutput]:
         """Continue raw prompts, with no chat template applied."""
         self.load()
-        kwargs = self.merged_generation_kwargs(generation_kwargs)
-        return self._run(list(prompts), [None] * len(prompts), num_generations, kwargs)
+        return self._run(prompts, [None] * len(prompts), num_generations, generation_kwargs)
 
     def _run(
         self,

@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alambic import settings
-from alambic.errors import METADATA_COLUMN, AlambicUserError, ErrorKind, error_entry, set_row_error
+from alambic.errors import (
+    METADATA_COLUMN,
+    AlambicUserError,
+    ErrorKind,
+    LLMConfigurationError,
+    StoreError,
+    error_entry,
+    set_row_error,
+)
 from alambic.llms.base import AsyncLLM
 from alambic.pipeline.progress import ProgressReporter, StepProgress
 from alambic.steps.base import GeneratorStep, Step, _Step, normalize_generator_item
@@ -55,6 +63,8 @@ logger = logging.getLogger("alambic")
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 _END = None
+#: Errors no row can get past: they stop the run instead of failing the batch's rows.
+_STOPS_THE_RUN = (LLMConfigurationError, StoreError)
 QUEUE_SIZE = 8
 DATASET_SOURCE = "dataset"
 
@@ -838,11 +848,15 @@ class LocalExecutor:
             # requests are bounded by the LLM's scheduler, not by copies of the step
             try:
                 return await self._call_step(node, node.step, inputs)
+            except _STOPS_THE_RUN:
+                raise
             except Exception as exc:
                 return self._failed_unit(node, inputs, exc)
         step = await replicas.get()
         try:
             return await self._call_step(node, step, inputs)
+        except _STOPS_THE_RUN:
+            raise
         except Exception as exc:
             return self._failed_unit(node, inputs, exc)
         finally:

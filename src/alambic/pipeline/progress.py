@@ -168,7 +168,7 @@ class ProgressReporter:
             "rows in",
             "rows out",
             "rows/s",
-            "in flight",
+            "in flight/limit",
             "requests",
             "retries",
             "429s",
@@ -183,7 +183,7 @@ class ProgressReporter:
                 str(s.rows_in),
                 str(s.rows_out),
                 f"{s.rate(now):.0f}",
-                str(c.get("in_flight", "")),
+                _in_flight(c),
                 str(c.get("requests", "")),
                 str(c.get("retries", "")),
                 str(c.get("rate_limited", "")),
@@ -208,6 +208,15 @@ class ProgressReporter:
                 for s in self.steps
             },
         }
+
+
+def _in_flight(counters: dict[str, Any]) -> str:
+    """``"12/64"``: requests in flight and the concurrency limit allowed now (lower than
+    ``max_concurrency`` only while a provider is overloaded)."""
+    if "in_flight" not in counters:
+        return ""
+    limit = counters.get("concurrency_limit")
+    return f"{counters['in_flight']}/{limit}" if limit else str(counters["in_flight"])
 
 
 def _emit(text: str) -> None:

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from alambic.testing import openai_server
+from alambic.testing.openai_server.app import _App
 
 __all__ = ["VendorOpenAITestServer", "to_openai_path"]
 
@@ -34,7 +35,7 @@ def to_openai_path(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-class _VendorApp(openai_server._App):
+class _VendorApp(_App):
     deployments: list[str]
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:

@@ -22,6 +22,7 @@ pyarrow is imported only when rows are written or read.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -229,6 +230,20 @@ def consolidate_parts(
     return out
 
 
+def disk_error(exc: OSError, target: Path) -> Exception:
+    """pyarrow's ``OSError`` for a full disk as the documented ``StoreError``; other errors
+    unchanged."""
+    if exc.errno != errno.ENOSPC and "No space left" not in str(exc):
+        return exc
+    from alambic.errors import StoreError
+
+    return StoreError(
+        f"Disk full while writing the dataset file {target} ({exc}). Nothing committed before "
+        "this point is lost: free some space (or set ALAMBIC_CACHE_DIR to a folder on a "
+        "larger disk) and run again; the run resumes from the committed batches."
+    )
+
+
 class ParquetRowWriter:
     """Appends batches of rows to numbered parquet parts in ``directory``.
 
@@ -300,8 +315,11 @@ class ParquetRowWriter:
         table = pa.concat_tables(unify_tables(self._buffer))
         target = self.directory / part_name(self._next_part)
         tmp = target.with_name(f".{target.name}.tmp")
-        pq.write_table(table, tmp, compression=self.compression)
-        os.replace(tmp, target)
+        try:
+            pq.write_table(table, tmp, compression=self.compression)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise disk_error(exc, target) from exc
         self._next_part += 1
         self.rows_flushed += table.num_rows
         self._buffer = []

@@ -87,14 +87,21 @@ def rows_page(
 
 
 def lineage(source: Source, step: str, index: int) -> dict[str, Any]:
-    """The row ``index`` of ``step`` and, at the same position, of every step upstream; plus
-    each LLM call recorded in its metadata (prompt, raw output, tokens, error...)."""
+    """The row ``index`` of ``step`` and, at the same position, of every step upstream with as
+    many rows (a filter or an expansion upstream breaks the alignment: those steps are listed
+    in ``not_aligned``); plus each LLM call recorded in the row's metadata (prompt, raw
+    output, tokens, error...), which the row carries from every task it went through."""
     rows = source.page(step, index, 1)
     if not rows:
         return {"step": step, "index": index, "stages": [], "calls": []}
     row = rows[0]
     stages = []
+    skipped = []
+    count = source.count(step)
     for name in source.ancestors(step):
+        if name != step and source.count(name) != count:
+            skipped.append(name)  # not one row per row: a position would name another row
+            continue
         at = row if name == step else next(iter(source.page(name, index, 1)), None)
         if at is None:
             continue
@@ -121,6 +128,7 @@ def lineage(source: Source, step: str, index: int) -> dict[str, Any]:
         "step": step,
         "index": index,
         "aligned_by_position": len(stages) > 1,
+        "not_aligned": skipped,
         "stages": stages,
         "calls": [{"name": k, **v} for k, v in calls.items()],
         "errors": jsonable(row_errors(row)),

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from alambic.errors import ColumnTypeError
+from alambic.llms.structured import schema_problem
 from alambic.llms.typing import FormattedInput
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json, preview
@@ -109,61 +110,11 @@ class StructuredGeneration(LenientFormatOutput, Task):
         return {"generation": json.dumps(value, ensure_ascii=False), "parsed_generation": value}
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
-
-
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> str | None:
-    """The first way ``value`` breaks ``schema`` (a common JSON-schema subset), or ``None``.
-
-    Checked: ``type`` (one or a list), ``enum``, ``const``, ``required``, ``properties``,
-    ``additionalProperties: false``, ``items``, ``minItems``/``maxItems``. Other keywords
-    (``$ref``, ``anyOf``, formats, patterns...) are not checked.
-    """
-    expected = schema.get("type")
-    if expected is not None:
-        names = expected if isinstance(expected, list) else [expected]
-        allowed = tuple(t for name in names for t in _TYPES.get(name, (object,)))
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, allowed) or (is_bool and bool not in allowed):
-            return f"{path} should be {' or '.join(names)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{path} is {value!r}, not one of {schema['enum']}"
-    if "const" in schema and value != schema["const"]:
-        return f"{path} is {value!r}, not {schema['const']!r}"
-    if isinstance(value, dict):
-        missing = [key for key in schema.get("required", []) if key not in value]
-        if missing:
-            return f"{path} lacks the required key(s) {missing}"
-        properties = schema.get("properties", {})
-        if schema.get("additionalProperties") is False:
-            extra = sorted(set(value) - set(properties))
-            if extra:
-                return f"{path} has keys not in the schema: {extra}"
-        for key, sub in properties.items():
-            if key in value and isinstance(sub, dict):
-                problem = check_schema(value[key], sub, f"{path}.{key}")
-                if problem is not None:
-                    return problem
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            return f"{path} has {len(value)} items, fewer than {schema['minItems']}"
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return f"{path} has {len(value)} items, more than {schema['maxItems']}"
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for i, item in enumerate(value):
-                problem = check_schema(item, items, f"{path}[{i}]")
-                if problem is not None:
-                    return problem
-    return None
+    """The first way ``value`` breaks ``schema``, or ``None``: alambic's one JSON-schema check
+    (:func:`alambic.llms.structured.schema_problem`, so ``$ref`` and ``anyOf`` count too), in
+    this task's wording (``"$.age should be integer, got str"``)."""
+    return schema_problem(value, schema, schema, path, wording="task")
 
 
 __all__ = ["StructuredGeneration", "check_schema"]

@@ -62,7 +62,8 @@ async function loadLineage(index) {
     Object.entries(c).filter(([k]) => !["name", "error", "raw_input", "raw_output", "statistics", "latency", "retries"].includes(k))
       .map(([k, v]) => `<div><em>${esc(k)}</em>: ${esc(short(v))}</div>`).join("") + "</div>").join("");
   $("lineage").innerHTML = `<h3>Row ${data.index} of ${esc(data.step)}: lineage</h3>` +
-    (data.aligned_by_position ? "<p>(upstream rows at the same position)</p>" : "") + stages +
+    (data.aligned_by_position ? "<p>(upstream rows at the same position)</p>" : "") +
+    (data.not_aligned && data.not_aligned.length ? `<p>(${esc(data.not_aligned.join(", "))}: another number of rows, not shown)</p>` : "") + stages +
     (calls ? "<h4>LLM calls and metadata</h4>" + calls : "");
 }
 
