@@ -313,14 +313,14 @@ def test_dry_run_default_is_one_row() -> None:
 
 
 def _executor_with_recorded_warm_up(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[int]]:
-    from alambic.pipeline import local
+    from alambic.pipeline.executor import lifecycle, local
 
     started: list[int] = []
-    monkeypatch.setattr(local, "_warm_up_outputs", lambda: started.append(1))
-    monkeypatch.setattr(local, "_outputs_imported", lambda: False)
+    monkeypatch.setattr(lifecycle, "_warm_up_outputs", lambda: started.append(1))
+    monkeypatch.setattr(lifecycle, "_outputs_imported", lambda: False)
     with Pipeline(name="warm-up") as pipeline:
         LoadDataFromDicts(data=[{"a": 1}])
-    return local.LocalExecutor(pipeline, storage=False), started
+    return local.LocalRun(pipeline, storage=False), started
 
 
 def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,11 +3,11 @@ cheap and a missing SDK only matters for the backend that needs it."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alambic.llms.base import LLM, AsyncLLM
 from alambic.llms.typing import ChatItem, ChatType, FormattedInput, GenerateOutput
+from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.llms.anthropic import AnthropicLLM
@@ -45,15 +45,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'alambic.llms' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

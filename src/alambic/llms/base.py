@@ -97,6 +97,23 @@ class LLM(BaseModel, ABC):
     )
     """Fields that do not change an answer, left out of the request-cache key."""
 
+    signature_exclude: ClassVar[frozenset[str]] = frozenset(
+        {
+            "api_key",
+            "max_concurrency",
+            "timeout",
+            "max_retries",
+            "rpm",
+            "tpm",
+            "batch_size",
+            "device",
+            "device_map",
+            "tensor_parallel_size",
+        }
+    )
+    """Settings that do not change results, left out of the pipeline's signature (the step
+    contract's ``signature_exclude``; row data is never left out)."""
+
     _request_cache: RequestCache | None = PrivateAttr(default=None)
     _identity_cache: str | None = PrivateAttr(default=None)
     _loaded: bool = PrivateAttr(default=False)

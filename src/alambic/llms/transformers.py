@@ -83,8 +83,10 @@ class TransformersLLM(LLM):
     device_map: str | dict[str, Any] | None = None
     trust_remote_code: bool = False
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    batch_size: RuntimeParameter[PositiveInt] = Field(
-        default=8, description="Prompts generated together in one forward pass."
+    batch_size: RuntimeParameter[PositiveInt | None] = Field(
+        default=None,
+        description="Prompts generated together in one forward pass; None: every prompt of "
+        "the call at once (in a pipeline: the task's input_batch_size).",
     )
     sort_by_length: bool = Field(
         default=True, description="Batch prompts of similar length together (less padding)."
@@ -297,7 +299,7 @@ class TransformersLLM(LLM):
         order = list(range(len(prompts)))
         if self.sort_by_length:
             order.sort(key=lambda i: len(prompts[i]))
-        size = self.batch_size or 8
+        size = self.batch_size or max(len(order), 1)
         results: list[GenerateOutput | None] = [None] * len(prompts)
         with self._lock:
             for start in range(0, len(order), size):

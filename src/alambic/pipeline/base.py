@@ -25,36 +25,14 @@ from alambic.steps.base import _CURRENT_PIPELINE, _Step
 from alambic.utils.naming import validate_name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from contextvars import Token
 
     from alambic.distiset import Distiset
+    from alambic.pipeline.executor import Executor
     from alambic.steps.routing import RoutingBatchFunction
 
 logger = logging.getLogger("alambic")
-
-_SIGNATURE_EXCLUDE = frozenset({"input_batch_size", "resources", "use_cache", "batch_size"})
-_LLM_SIGNATURE_EXCLUDE = frozenset(
-    {
-        "api_key",
-        "max_concurrency",
-        "timeout",
-        "max_retries",
-        "rpm",
-        "tpm",
-        "batch_size",
-        "device",
-        "device_map",
-        "tensor_parallel_size",
-    }
-)
-
-
-def _strip(data: Any, exclude: frozenset[str]) -> Any:
-    if isinstance(data, dict):
-        return {k: _strip(v, _LLM_SIGNATURE_EXCLUDE) for k, v in data.items() if k not in exclude}
-    if isinstance(data, list):
-        return [_strip(v, _LLM_SIGNATURE_EXCLUDE) for v in data]
-    return data
 
 
 class Pipeline(PipelineCompatMixin):
@@ -201,13 +179,13 @@ class Pipeline(PipelineCompatMixin):
         signatures: dict[str, str] = {}
         for name in order:
             step = self.dag.steps[name]
-            definition = _strip(step.dump(), _SIGNATURE_EXCLUDE)
+            definition = step.signature_data()
             payload = {
                 "definition": definition,
                 "predecessors": [signatures[p] for p in self.dag.predecessors.get(name, [])],
                 "routing": self.dag.routing[name].description if name in self.dag.routing else None,
             }
-            if step._is_generator:
+            if step.is_generator:
                 payload["batch_size"] = getattr(step, "batch_size", None)
             preds = self.dag.predecessors.get(name, [])
             if len(preds) > 1 or any(p in self.dag.routing for p in preds):
@@ -242,26 +220,32 @@ class Pipeline(PipelineCompatMixin):
         *,
         show_progress: bool | None = None,
         storage: bool = True,
+        executor: Executor | str = "local",
+        retry_failed: bool | Iterable[str] = True,
     ) -> Distiset:
         """Run the pipeline and return its :class:`Distiset`.
 
         ``parameters`` sets runtime parameters per step name. ``use_cache=False`` ignores what
         earlier runs committed (the request cache still answers repeated requests unless
         ``ALAMBIC_REQUEST_CACHE=0``). ``dataset`` (a list of dicts or a Hugging Face dataset)
-        feeds the root step when the pipeline has no generator.
+        feeds the root step when the pipeline has no generator. ``executor`` is an
+        :class:`~alambic.pipeline.executor.Executor` or its name (``"local"``).
+        ``retry_failed`` decides which rows that failed in an earlier run are computed
+        again: ``True`` (the transient kinds: connection, timeout, server errors, rate
+        limits, authentication, a step's exception), ``False`` (none) or a list of kinds.
         """
-        from alambic.pipeline.local import LocalExecutor
+        from alambic.pipeline.executor import resolve_executor
 
         self.check_requirements()
-        executor = LocalExecutor(
+        distiset = resolve_executor(executor).run(
             self,
             parameters=parameters,
             use_cache=use_cache,
             dataset=dataset,
             show_progress=show_progress,
             storage=storage,
+            retry_failed=retry_failed,
         )
-        distiset = executor.run()
         if self.artifacts_directory.is_dir():
             distiset.artifacts_path = self.artifacts_directory
         return distiset
@@ -277,18 +261,16 @@ class Pipeline(PipelineCompatMixin):
         self, parameters: dict[str, dict[str, Any]] | None = None, batch_size: int = 1
     ) -> Distiset:
         """Run the whole pipeline on one batch of ``batch_size`` rows, without any caching."""
-        from alambic.pipeline.local import LocalExecutor
+        from alambic.pipeline.executor import resolve_executor
 
-        executor = LocalExecutor(
+        return resolve_executor("local").run(
             self,
             parameters=parameters,
             use_cache=False,
-            dataset=None,
             show_progress=False,
             storage=False,
             dry_run_rows=batch_size,
         )
-        return executor.run()
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self.dag.steps)})"

@@ -88,7 +88,7 @@ class DAG:
                     )
         for name in self.roots():
             step = self.steps[name]
-            if not step._is_generator and not has_dataset:
+            if not step.is_generator and not has_dataset:
                 raise PipelineValidationError(
                     f"Step {name!r} ({type(step).__name__}) has no predecessor but is not a "
                     "generator step, so nothing feeds it. Start the pipeline with a generator "
@@ -96,7 +96,7 @@ class DAG:
                 )
         for name in self.steps:
             step = self.steps[name]
-            if step._is_generator and self.predecessors.get(name):
+            if step.is_generator and self.predecessors.get(name):
                 raise PipelineValidationError(
                     f"Step {name!r} is a generator step and cannot receive input from "
                     f"{self.predecessors[name]}."
@@ -145,7 +145,7 @@ class DAG:
                             f"existing column with input_mappings={{{column!r}: '<column>'}}."
                         )
             produced = set(step.mapped_outputs())
-            if step._is_generator and not produced:
+            if step.is_generator and not produced:
                 produced = {_ANY}
             available[name] = incoming | produced | ({_ANY} if _passes_unknown(step) else set())
 
@@ -159,4 +159,4 @@ def _passes_unknown_columns(columns: set[str]) -> bool:
 
 def _passes_unknown(step: _Step) -> bool:
     """Steps whose output columns are only known at run time (e.g. a loader before load())."""
-    return bool(getattr(step, "_dynamic_outputs", False))
+    return step.passes_unknown_columns

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alambic import settings
-from alambic.llms.base import AsyncLLM
 
 logger = logging.getLogger("alambic")
 
@@ -26,7 +25,7 @@ logger = logging.getLogger("alambic")
 @dataclass
 class StepProgress:
     name: str
-    llm: AsyncLLM | None = None
+    llm: Any = None
     rows_in: int = 0
     rows_out: int = 0
     failures: int = 0
@@ -56,7 +55,8 @@ class StepProgress:
     def llm_counters(self) -> dict[str, Any]:
         if self.llm is None:
             return {}
-        return self.llm.scheduler.counters.snapshot()
+        counters: dict[str, Any] = self.llm.scheduler.counters.snapshot()
+        return counters
 
 
 class ProgressReporter:
@@ -77,9 +77,7 @@ class ProgressReporter:
         # read here, so a bad value fails before the run starts rather than in the thread
         self._piped_interval = settings.progress_interval() if not self.quiet else 0.0
 
-    def add_step(
-        self, name: str, llm: AsyncLLM | None, tasks: list[Any] | None = None
-    ) -> StepProgress:
+    def add_step(self, name: str, llm: Any, tasks: list[Any] | None = None) -> StepProgress:
         progress = StepProgress(name=name, llm=llm, tasks=list(tasks or []))
         self.steps.append(progress)
         return progress

@@ -3,9 +3,6 @@ data steps (imported on first use)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from alambic.steps.base import (
     GeneratorStep,
     GlobalStep,
@@ -15,6 +12,7 @@ from alambic.steps.base import (
 )
 from alambic.steps.routing import RoutingBatchFunction, routing_batch_function, sample_n_steps
 from alambic.steps.typing import GeneratorOutput, StepColumns, StepInput, StepOutput
+from alambic.utils.lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "LoadDataFromDicts": "alambic.steps.generators",
@@ -47,15 +45,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'alambic.steps' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

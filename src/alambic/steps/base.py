@@ -17,6 +17,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
@@ -72,6 +73,17 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
 _SHADOWED = "__alambic_shadowed__"
 """Row key carrying columns an input mapping hid from ``process``; restored afterwards (it is
 only present when a row already had a column named like the step's mapped input)."""
+
+
+class StepKind(str, Enum):
+    """How the executor feeds a step (see "The step contract" in docs/architecture.md)."""
+
+    GENERATOR = "generator"
+    """No predecessor: ``process(offset)`` produces the rows."""
+    NORMAL = "normal"
+    """Receives batches of ``input_batch_size`` rows, one list per predecessor."""
+    GLOBAL = "global"
+    """Receives every row at once, in one call."""
 
 
 class StepResources(BaseModel):
@@ -235,6 +247,93 @@ class _Step(StepCompatMixin, BaseModel, ABC):
         """Release what ``load`` took."""
         self._loaded = False
 
+    # -- the step/executor contract --------------------------------------------------------
+    # Everything an executor needs to know about a step, so it never inspects step classes
+    # (Task, LLMs...) or private flags. Subclasses override what differs from the defaults.
+
+    @property
+    def kind(self) -> StepKind:
+        """Generator, normal or global (decides how the executor feeds the step)."""
+        if self._is_generator:
+            return StepKind.GENERATOR
+        if self._is_global:
+            return StepKind.GLOBAL
+        return StepKind.NORMAL
+
+    @property
+    def is_generator(self) -> bool:
+        return self.kind is StepKind.GENERATOR
+
+    @property
+    def is_global(self) -> bool:
+        return self.kind is StepKind.GLOBAL
+
+    @property
+    def is_normal(self) -> bool:
+        return self.kind is StepKind.NORMAL
+
+    @property
+    def runs_inline(self) -> bool:
+        """Pure and cheap: the executor may call it on its event loop instead of a thread."""
+        return type(self)._runs_inline
+
+    @property
+    def passes_unknown_columns(self) -> bool:
+        """Outputs known only at run time: the pipeline cannot check columns after it."""
+        return False
+
+    @property
+    def processes_rows_async(self) -> bool:
+        """Whether the executor should send rows one by one to :meth:`aprocess_row` (on its
+        event loop, many at once) instead of whole batches to ``process``. Tasks whose LLM is
+        an API client say yes: then a slow request holds only its own row."""
+        return False
+
+    @property
+    def concurrency_hint(self) -> int:
+        """How many rows (when :attr:`processes_rows_async`) or batches (otherwise) the
+        executor should have in flight for this step at once."""
+        return max(1, self.resources.replicas)
+
+    @property
+    def replicable(self) -> bool:
+        """Whether ``resources.replicas`` copies of the step may run side by side (a step
+        that is already concurrent inside, such as an API-client task, says no)."""
+        return True
+
+    @property
+    def exclusive_engine(self) -> bool:
+        """Whether the step drives a local engine that uses the whole machine (a model on
+        the CPU or a GPU): the executor then never runs two of its batches at once."""
+        return False
+
+    def prefetch_modules(self) -> tuple[str, ...]:
+        """Modules ``load`` will import, which the executor may import early in a thread."""
+        return ()
+
+    def attach_request_cache(self, cache: Any) -> None:
+        """Hook: the executor hands the run's request cache (or ``None`` to detach it)."""
+
+    async def aclose(self) -> None:
+        """Hook: close what was opened on the executor's event loop (API clients)."""
+
+    def progress_source(self) -> Any:
+        """What the progress display reads request counts from (an async LLM), or ``None``."""
+        return None
+
+    #: Names of this component's fields that do not change its results (sizes, resources,
+    #: caching switches): they are left out of the pipeline's signature. Row data is never
+    #: left out. Subclasses extend it: ``signature_exclude = _Step.signature_exclude | {...}``.
+    signature_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"input_batch_size", "resources", "use_cache", "batch_size"}
+    )
+
+    def signature_data(self) -> dict[str, Any]:
+        """What identifies this step's results: its dump without :attr:`signature_exclude`,
+        nested components (an LLM) reduced the same way by their own exclusions."""
+        view: dict[str, Any] = _signature_view(self, self.dump())
+        return view
+
     # -- runtime parameters ----------------------------------------------------------------
 
     @property
@@ -363,6 +462,24 @@ class Step(_Step):
                 new[self.output_mappings.get(column, column)] = row[column]
         return new
 
+    def process_batch(self, *inputs: list[Row]) -> list[Row]:
+        """The batch entry point the executor calls: one list of rows per predecessor (merged
+        into one list when ``process`` takes one), mappings applied here and only here."""
+        arity = self.process_arity()
+        args = inputs if arity is None or arity == len(inputs) else (merge_rows(list(inputs)),)
+        rows: list[Row] = []
+        for batch in self.process_applying_mappings(*args):
+            if isinstance(batch, dict):
+                rows.append(batch)
+            else:
+                rows.extend(batch)
+        return rows
+
+    async def aprocess_row(self, row: Row) -> list[Row]:
+        """One row (already merged), mappings applied, on the executor's event loop; only
+        called when :attr:`processes_rows_async` is true."""
+        raise NotImplementedError(f"{type(self).__name__} does not process rows one by one.")
+
     def process_arity(self) -> int | None:
         """How many input lists ``process`` takes (``None``: any number)."""
         params = list(inspect.signature(self.process).parameters.values())
@@ -396,9 +513,24 @@ class GeneratorStep(_Step):
 
     _is_generator: ClassVar[bool] = True
 
+    applies_output_mappings: ClassVar[bool] = False
+    """True when ``process`` itself yields rows already renamed by ``output_mappings`` (the
+    built-in loaders do, so they can be used alone); the entry point then leaves them as
+    they are, so rows are never renamed twice."""
+
     @abstractmethod
     def process(self, offset: int = 0) -> GeneratorOutput:
         """Yield batches of rows, starting after ``offset`` rows."""
+
+    def process_applying_mappings(self, offset: int = 0) -> Iterator[tuple[list[Row], bool | None]]:
+        """The entry point the executor calls: ``(rows, is_last)`` pairs, output mappings
+        applied exactly once."""
+        mappings = None if self.applies_output_mappings else self.output_mappings
+        for item in self.process(offset):
+            rows, last = normalize_generator_item(item, step_name=self.step_name)
+            if mappings:
+                rows = [{mappings.get(k, k): v for k, v in row.items()} for row in rows]
+            yield rows, last
 
 
 def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], bool | None]:
@@ -418,6 +550,47 @@ def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], b
     )
 
 
+def merge_rows(inputs: list[list[Row]]) -> list[Row]:
+    """Row i of the result holds the columns of row i of every input (later inputs win; the
+    metadata dicts are merged)."""
+    from alambic.errors import METADATA_COLUMN
+
+    if len(inputs) == 1:
+        return inputs[0]
+    length = max((len(rows) for rows in inputs), default=0)
+    merged: list[Row] = []
+    for i in range(length):
+        row: Row = {}
+        metadata: dict[str, Any] = {}
+        for rows in inputs:
+            if i < len(rows):
+                row.update(rows[i])
+                meta = rows[i].get(METADATA_COLUMN)
+                if isinstance(meta, dict):
+                    metadata.update(meta)
+        if metadata:
+            row[METADATA_COLUMN] = metadata
+        merged.append(row)
+    return merged
+
+
+def _signature_view(component: Any, dumped: Any) -> Any:
+    """``dumped`` without the fields ``component`` (and its nested components) exclude."""
+    if not isinstance(dumped, dict):
+        return dumped
+    exclude: frozenset[str] = getattr(component, "signature_exclude", frozenset())
+    view: dict[str, Any] = {}
+    for key, value in dumped.items():
+        if key in exclude:
+            continue
+        child = getattr(component, key, None) if isinstance(key, str) else None
+        if isinstance(value, dict) and hasattr(child, "signature_exclude"):
+            view[key] = _signature_view(child, value)
+        else:
+            view[key] = value  # data (rows, templates, settings): kept whole
+    return view
+
+
 StepType = Step | GlobalStep | GeneratorStep
 
 __all__ = [
@@ -425,9 +598,11 @@ __all__ = [
     "GlobalStep",
     "Step",
     "StepInput",
+    "StepKind",
     "StepOutput",
     "StepResources",
     "UnknownArgumentWarning",
+    "merge_rows",
     "normalize_columns",
     "normalize_generator_item",
 ]

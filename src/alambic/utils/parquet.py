@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from alambic.utils.imports import require
+
+logger = logging.getLogger("alambic")
 
 PART_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
 """Names of the part files, in the order their rows were produced."""
@@ -72,9 +75,30 @@ def list_parts(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
+    """A value of a column that mixes types, as text: a string stays exactly as it is (so the
+    strings of a column never change with the other rows of their batch), anything else is
+    written as JSON (``5``, ``[1, 2]``, ``{"a": 1}``)."""
+    if value is None or isinstance(value, str):
+        return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+_WARNED: set[str] = set()
+"""Columns already reported as mixed since the last writer was created."""
+
+
+def _warn_mixed(name: str, values: Iterable[Any]) -> None:
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    kinds = sorted({type(v).__name__ for v in values if v is not None})
+    logger.warning(
+        "Column %r mixes values of types %s, which parquet cannot store in one column: its "
+        "strings are kept as they are and its other values are stored as JSON text (5 -> "
+        "'5'). Give the column one type (e.g. str(value)) to avoid this.",
+        name,
+        ", ".join(kinds),
+    )
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> Any:
@@ -112,6 +136,7 @@ def _by_column(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> Any:
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            _warn_mixed(name, values)
             array = pa.array([_json_text(v) for v in values], type=pa.string())
         arrays.append(array)
         names.append(name)
@@ -177,6 +202,7 @@ def _stringify_conflicts(tables: Sequence[Any]) -> list[Any]:
             if name in table.column_names and table.schema.field(name).type != pa.string():
                 index = table.column_names.index(name)
                 values = [_json_text(v) for v in table.column(name).to_pylist()]
+                _warn_mixed(name, table.column(name).to_pylist())
                 table = table.set_column(index, name, pa.array(values, type=pa.string()))
         out.append(table)
     return out
@@ -266,6 +292,7 @@ class ParquetRowWriter:
     ) -> None:
         if rows_per_part < 1:
             raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
+        _WARNED.clear()  # a new output: warn again about its mixed columns (once each)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         if overwrite:

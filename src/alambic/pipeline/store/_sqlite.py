@@ -14,6 +14,7 @@ transactions (never corrupt the file). ``ALAMBIC_STORE_SYNC=FULL`` fsyncs every 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import sqlite3
 import threading
@@ -28,6 +29,8 @@ from typing_extensions import Self
 
 from alambic.errors import StoreError
 from alambic.settings import store_sync
+
+logger = logging.getLogger("alambic")
 
 T = TypeVar("T")
 
@@ -112,6 +115,14 @@ def translate_error(exc: BaseException, file: StoreFile) -> StoreError:
 
 def connect(file: StoreFile) -> sqlite3.Connection:
     """A connection in WAL mode, usable from any thread (callers serialise its use)."""
+    path = Path(file.path)
+    if path.is_file() and path.stat().st_size == 0:
+        logger.warning(
+            "The %s %s is an empty (0-byte) file, as a crash while creating it or a full disk "
+            "can leave: alambic creates a new one in its place (it held nothing to lose).",
+            file.what,
+            path,
+        )
     try:
         conn = sqlite3.connect(
             file.path,

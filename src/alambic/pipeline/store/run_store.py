@@ -314,8 +314,11 @@ class RunStore(StoreHandle):
         self._run_steps = set()
         return self._run_id
 
-    def finish_run(self, status: str) -> None:
-        """Set the current run's final status and flush everything to the file."""
+    def finish_run(self, status: str, *, failed_rows: int | None = None) -> None:
+        """Set the current run's final status and flush everything to the file.
+
+        ``failed_rows``: rows of the run's output that carry an error (kept in the ``meta``
+        table as ``failed_rows:<run id>``; ``list_runs`` shows ``finished with N failed``)."""
         if status not in RUN_STATUSES[1:]:
             raise ValueError(
                 f"Unknown run status {status!r}; use one of {', '.join(RUN_STATUSES[1:])}."
@@ -324,12 +327,29 @@ class RunStore(StoreHandle):
         if run_id is None:
             raise StoreError("finish_run() was called without begin_run().")
         at = now()
-        self._submit(
-            lambda conn: conn.execute(
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, at, run_id)
             )
-        )
+            if failed_rows is not None:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    [
+                        (f"failed_rows:{run_id}", str(failed_rows)),
+                        ("failed_rows:last", str(failed_rows)),
+                    ],
+                )
+
+        self._submit(op)
         self.flush()
+
+    def failed_rows(self, run_id: int | None = None) -> int | None:
+        """Failed rows recorded by run ``run_id`` (default: the last run that recorded any
+        count); ``None`` when none was recorded."""
+        key = "failed_rows:last" if run_id is None else f"failed_rows:{run_id}"
+        row = self._reader.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else int(row[0])
 
     # -- steps and units -------------------------------------------------------------------
 

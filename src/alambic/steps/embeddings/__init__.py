@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.steps.embeddings.embedding_generation import EmbeddingGeneration
@@ -15,15 +16,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'alambic.steps.embeddings' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = ["EmbeddingGeneration", "FaissNearestNeighbour"]

@@ -38,6 +38,7 @@ class LoadDataFromDicts(GeneratorStep):
     )
 
     _runs_inline: ClassVar[bool] = True
+    applies_output_mappings: ClassVar[bool] = True
 
     @field_validator("data", mode="before")
     @classmethod

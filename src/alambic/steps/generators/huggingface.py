@@ -38,6 +38,7 @@ class _DatasetLoader(GeneratorStep):
     )
 
     _runs_inline: ClassVar[bool] = False
+    applies_output_mappings: ClassVar[bool] = True
     _dataset: Any = PrivateAttr(default=None)
     _columns: list[str] | None = PrivateAttr(default=None)
 

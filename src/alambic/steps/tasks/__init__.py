@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.tasks.typing import ChatItem, ChatType
+from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.steps.tasks.text_generation import ChatGeneration, TextGeneration
@@ -57,15 +57,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'alambic.steps.tasks' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry
 from alambic.llms.base import LLM, AsyncLLM, error_info
 from alambic.llms.typing import FormattedInput, GenerateOutput, GenerationError
 from alambic.runtime_parameters import RuntimeParameter
-from alambic.steps.base import GeneratorStep, Step, _Step, normalize_columns
+from alambic.steps.base import GeneratorStep, Step, _Step, merge_rows, normalize_columns
 from alambic.steps.typing import Row, StepInput, StepOutput
 
 logger = logging.getLogger("alambic")
@@ -58,6 +58,31 @@ class _Task(_Step):
     def unload(self) -> None:
         self.llm.unload()
         super().unload()
+
+    # -- the step/executor contract (see _Step) -------------------------------------------
+
+    @property
+    def replicable(self) -> bool:
+        # an API client is concurrent inside: copies would only split its concurrency
+        return not isinstance(self.llm, AsyncLLM)
+
+    @property
+    def exclusive_engine(self) -> bool:
+        # a local engine (transformers, vLLM, llama.cpp) computes in this process
+        return not isinstance(self.llm, AsyncLLM)
+
+    def prefetch_modules(self) -> tuple[str, ...]:
+        return tuple(self.llm.prefetch_modules())
+
+    def attach_request_cache(self, cache: Any) -> None:
+        self.llm.set_request_cache(cache)
+
+    async def aclose(self) -> None:
+        if isinstance(self.llm, AsyncLLM):
+            await self.llm.aclose()
+
+    def progress_source(self) -> Any:
+        return self.llm if isinstance(self.llm, AsyncLLM) else None
 
     def get_outputs(self) -> dict[str, bool]:
         outputs = normalize_columns(self.outputs)
@@ -222,6 +247,75 @@ class Task(_Task, Step):
         """Whether ``process`` is the base one, so the executor may use the async path."""
         return type(self).process is Task.process
 
+    @property
+    def processes_rows_async(self) -> bool:
+        return self.uses_default_process() and isinstance(self.llm, AsyncLLM)
+
+    @property
+    def concurrency_hint(self) -> int:
+        if self.processes_rows_async:
+            assert isinstance(self.llm, AsyncLLM)
+            return max(1, self.llm.max_concurrency or 64)
+        return super().concurrency_hint
+
+    def process_batch(self, *inputs: list[Row]) -> list[Row]:
+        if type(self).process is not Task.process:
+            return super().process_batch(*inputs)
+        rows = [self.rename_input_row(r) for r in merge_rows(list(inputs))]
+        formatted, format_errors = self._format_inputs_safely(rows)
+        valid = [i for i, f in enumerate(formatted) if f is not None]
+        n = self.num_generations or 1
+        batch = [formatted[i] for i in valid]
+        results = self.llm.generate(batch, num_generations=n) if batch else []  # type: ignore[arg-type]
+        return [
+            self.rename_output_row(r)
+            for r in self._rows_for(rows, formatted, format_errors, valid, results)
+        ]
+
+    async def aprocess_row(self, row: Row) -> list[Row]:
+        renamed = self.rename_input_row(row)
+        llm = self.llm
+        assert isinstance(llm, AsyncLLM)
+        if type(self).aprocess_rows is not Task.aprocess_rows:  # a task's own batch logic
+            rows = await self.aprocess_rows([renamed])
+        else:
+            rows = await self._aprocess_one(renamed, llm)
+        if not self.input_mappings and not self.output_mappings:
+            return rows
+        return [self.rename_output_row(r) for r in rows]
+
+    async def _aprocess_one(self, renamed: Row, llm: AsyncLLM) -> list[Row]:
+        try:
+            formatted = self.format_input(renamed)
+        except Exception as exc:  # becomes a failed row with this reason
+            rows = self.failed_rows_for_inputs([renamed], [None], exc)
+        else:
+            out = await llm.agenerate(formatted, self.num_generations or 1)
+            rows = self.build_rows([renamed], [formatted], [out])
+        return rows
+
+    def _rows_for(
+        self,
+        inputs: Sequence[Row],
+        formatted: list[FormattedInput | None],
+        format_errors: list[BaseException | None],
+        valid: list[int],
+        results: Sequence[GenerateOutput],
+    ) -> list[Row]:
+        outputs: list[GenerateOutput | None] = [None] * len(inputs)
+        for i, out in zip(valid, results, strict=True):
+            outputs[i] = out
+        rows: list[Row] = []
+        for i, row in enumerate(inputs):
+            error = format_errors[i]
+            if error is not None:
+                rows.extend(self.failed_rows_for_inputs([row], [None], error))
+            else:
+                result = outputs[i]
+                assert result is not None
+                rows.extend(self.build_rows([row], [formatted[i]], [result]))
+        return rows
+
     def _format_inputs_safely(
         self, inputs: Sequence[Row]
     ) -> tuple[list[FormattedInput | None], list[BaseException | None]]:
@@ -241,7 +335,6 @@ class Task(_Task, Step):
         formatted, format_errors = self._format_inputs_safely(inputs)
         n = self.num_generations or 1
         llm = self.llm
-        outputs: list[GenerateOutput | None] = [None] * len(inputs)
         valid = [i for i, f in enumerate(formatted) if f is not None]
         if isinstance(llm, AsyncLLM):
             results = await asyncio.gather(
@@ -250,18 +343,7 @@ class Task(_Task, Step):
         else:
             batch = [formatted[i] for i in valid]
             results = await asyncio.to_thread(llm.generate, batch, n) if batch else []  # type: ignore[arg-type]
-        for i, out in zip(valid, results, strict=True):
-            outputs[i] = out
-        rows: list[Row] = []
-        for i, row in enumerate(inputs):
-            error = format_errors[i]
-            if error is not None:
-                rows.extend(self.failed_rows_for_inputs([row], [None], error))
-            else:
-                result = outputs[i]
-                assert result is not None
-                rows.extend(self.build_rows([row], [formatted[i]], [result]))
-        return rows
+        return self._rows_for(inputs, formatted, format_errors, valid, results)
 
 
 class GeneratorTask(_Task, GeneratorStep):
