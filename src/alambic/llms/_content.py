@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
+from alambic.llms.typing import GenerateOutput
+
 __all__ = [
     "ImagePart",
     "ImageURL",
@@ -29,7 +31,9 @@ __all__ = [
     "content_text",
     "image_part",
     "image_to_data_url",
+    "reasoning_of",
     "to_anthropic_content",
+    "with_reasonings",
 ]
 
 
@@ -151,3 +155,28 @@ def to_anthropic_content(content: Any) -> Any:
         else:
             blocks.append(part)
     return blocks
+
+
+_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
+
+
+def reasoning_of(message: Any) -> str | None:
+    """The reasoning an OpenAI-compatible server returned beside a message's content.
+
+    vLLM's reasoning parsers, DeepSeek and SGLang send ``reasoning_content``; newer vLLM,
+    OpenRouter and Ollama's compatible endpoint send ``reasoning``. Empty values are ``None``.
+    """
+    if not isinstance(message, dict):
+        return None
+    for key in _REASONING_KEYS:
+        value = message.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def with_reasonings(out: GenerateOutput, reasonings: list[str | None]) -> GenerateOutput:
+    """``out`` (a ``GenerateOutput``) with ``reasonings`` added when any is not ``None``."""
+    if any(r is not None for r in reasonings):
+        out["reasonings"] = reasonings
+    return out

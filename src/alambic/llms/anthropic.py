@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from alambic.llms._content import to_anthropic_content
+from alambic.llms._content import to_anthropic_content, with_reasonings
 from alambic.llms.base import split_input
 from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of, split_known_kwargs
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
@@ -92,22 +92,27 @@ class AnthropicLLM(ProviderLLM):
         known, extra = split_known_kwargs(create, self.request_kwargs(input, generation_kwargs))
         message = await create(**known, **({"extra_body": extra} if extra else {}))
         texts: list[str] = []
+        thinking: list[str] = []  # extended-thinking blocks: kept apart from the reply
         for block in message.content:
             if block.type == "tool_use":
-                return _single(json.dumps(block.input), message.usage)
+                return _single(json.dumps(block.input), message.usage, thinking)
             if block.type == "text":
                 texts.append(block.text)
-        return _single("".join(texts), message.usage)
+            elif block.type == "thinking":
+                thinking.append(getattr(block, "thinking", "") or "")
+        return _single("".join(texts), message.usage, thinking)
 
 
-def _single(text: str, usage: Any) -> GenerateOutput:
-    return {
+def _single(text: str, usage: Any, thinking: list[str] | None = None) -> GenerateOutput:
+    out: GenerateOutput = {
         "generations": [text],
         "statistics": {
             "input_tokens": [getattr(usage, "input_tokens", None)],
             "output_tokens": [getattr(usage, "output_tokens", None)],
         },
     }
+    reasoning = "\n\n".join(t for t in thinking or [] if t.strip()) or None
+    return with_reasonings(out, [reasoning])
 
 
 __all__ = ["AnthropicLLM", "to_anthropic_messages"]

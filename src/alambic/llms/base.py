@@ -441,6 +441,7 @@ class AsyncLLM(LLM):
         in_tok: list[int | None] = [None] * num_generations
         out_tok: list[int | None] = [None] * num_generations
         errors: list[GenerationError | None] = [None] * num_generations
+        reasonings: list[str | None] = [None] * num_generations
         todo = list(range(num_generations))
         base = ""
         if cache is not None:
@@ -457,16 +458,16 @@ class AsyncLLM(LLM):
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
-                fill_slots(todo, out, texts, in_tok, out_tok, errors)
+                fill_slots(todo, out, texts, in_tok, out_tok, errors, reasonings)
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
-                    fill_slots([slot], out, texts, in_tok, out_tok, errors)
+                    fill_slots([slot], out, texts, in_tok, out_tok, errors, reasonings)
                 break
             out = await self._one(input, len(todo), kwargs, raw)
             got = min(len(out["generations"]), len(todo))
-            fill_slots(todo[:got], out, texts, in_tok, out_tok, errors)
+            fill_slots(todo[:got], out, texts, in_tok, out_tok, errors, reasonings)
             if got == len(todo):
                 break
             self._n_ignored = True
@@ -496,6 +497,8 @@ class AsyncLLM(LLM):
         }
         if any(e is not None for e in errors):
             result["errors"] = errors
+        if any(r is not None for r in reasonings):
+            result["reasonings"] = reasonings
         return result
 
     async def _one(

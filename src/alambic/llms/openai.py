@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, SecretStr
 
 from alambic.errors import ErrorKind
+from alambic.llms._content import reasoning_of, with_reasonings
 from alambic.llms._http import lean_http_client, sdk_http_module
 from alambic.llms.base import split_input
 from alambic.llms.classify import (
@@ -245,10 +246,12 @@ def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
     per_output: list[int | None] = [completion] if n == 1 else [None] * n
     if n > 1 and completion is not None:
         per_output = [completion // n] * n
-    return {
+    out: GenerateOutput = {
         "generations": texts[: max(num_generations, 1)],
         "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
     }
+    reasonings = [reasoning_of(c.get("message")) for c in choices]
+    return with_reasonings(out, reasonings[: max(num_generations, 1)])
 
 
 def classify_openai_error(error: BaseException) -> tuple[ErrorKind, float | None]:

@@ -126,10 +126,13 @@ def fill_slots(
     in_tok: list[int | None],
     out_tok: list[int | None],
     errors: list[GenerationError | None],
+    reasonings: list[str | None] | None = None,
 ) -> None:
     """Copy the generations of ``out`` into ``slots`` of the lists; slots ``out`` has no
-    generation for fail as ``invalid_response``."""
+    generation for fail as ``invalid_response``. ``reasonings`` (optional) gets the
+    backend's reasoning per generation, when it returned one."""
     errs = out.get("errors") or [None] * len(out["generations"])
+    thoughts = out.get("reasonings") or []
     stats = out["statistics"]
     missing = error_entry(
         ErrorKind.INVALID_RESPONSE,
@@ -144,6 +147,8 @@ def fill_slots(
         in_tok[slot] = stats["input_tokens"][k]
         out_tok[slot] = stats["output_tokens"][k]
         errors[slot] = errs[k]
+        if reasonings is not None and k < len(thoughts):
+            reasonings[slot] = thoughts[k]
 
 
 def generate_structured(

@@ -46,6 +46,8 @@ class GenerateOutput(TypedDict):
     generations: list[str | None]
     statistics: TokenStatistics
     errors: NotRequired[list[GenerationError | None]]
+    reasonings: NotRequired[list[str | None]]
+    """The reasoning (thinking) the backend returned apart from each generation, if any."""
 
 
 StructuredOutputSpec = dict[str, Any]

@@ -154,6 +154,9 @@ def test_clusters_named_by_the_tiny_local_model(minilm_path: str, tiny_model_pat
         model=str(tiny_model_path),
         generation_kwargs={"max_new_tokens": 8, "min_new_tokens": 2, "seed": 0},
     )
+    # torch models must not load concurrently ("Cannot copy out of meta tensor"): load the LLM
+    # first, so the pipeline only loads the embedding model (load() is a no-op once loaded)
+    llm.load()
     pipeline = clustering_pipeline(minilm_path, llm, "clustering-tiny")
     rows = pipeline.run(use_cache=False, show_progress=False)["default"]["train"].to_list()
     assert len(rows) == 12

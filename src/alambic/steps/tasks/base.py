@@ -46,6 +46,11 @@ class _Task(_Step):
     num_generations: RuntimeParameter[PositiveInt] = Field(
         default=1, description="Generations per input row."
     )
+    add_reasoning_column: bool = Field(
+        default=False,
+        description="Also write the backend's reasoning (thinking) to a 'reasoning' column; it "
+        "is always kept in alambic_metadata['reasoning_<name>'] when the backend returns it.",
+    )
 
     _failures: int = PrivateAttr(default=0)
     _failure_logged: bool = PrivateAttr(default=False)
@@ -86,6 +91,8 @@ class _Task(_Step):
 
     def get_outputs(self) -> dict[str, bool]:
         outputs = normalize_columns(self.outputs)
+        if self.add_reasoning_column:
+            outputs.setdefault("reasoning", False)
         outputs.setdefault("model_name", True)
         if list(outputs)[-1] != "model_name":
             outputs["model_name"] = outputs.pop("model_name")
@@ -157,6 +164,7 @@ class _Task(_Step):
         rows: list[Row] = []
         for row, prompt, out in zip(inputs, formatted, outputs, strict=True):
             errors = out.get("errors") or [None] * len(out["generations"])
+            reasonings = out.get("reasonings") or [None] * len(out["generations"])
             stats = out["statistics"]
             values: list[dict[str, Any]] = []
             metas: list[dict[str, Any]] = []
@@ -174,6 +182,10 @@ class _Task(_Step):
                 if error is not None:
                     meta[f"error_{name}"] = dict(error)
                     self._record_failure(error)
+                if reasonings[j] is not None:  # kept apart, never mixed into the generation
+                    meta[f"reasoning_{name}"] = reasonings[j]
+                if self.add_reasoning_column:
+                    columns["reasoning"] = reasonings[j]
                 values.append(columns)
                 metas.append(meta)
             existing = row.get(METADATA_COLUMN)
