@@ -54,10 +54,8 @@ class StepCompatMixin(RuntimeParameterDefaults):
         self._verify_mapping("output_mappings", mapping, self._declared("outputs"))
 
     def _declared(self, which: str) -> list[str]:
-        from alambic.steps.base import normalize_columns
-
         getter = "get_inputs" if which == "inputs" else "get_outputs"
-        return list(normalize_columns(getattr(self, getter)()))
+        return list(getattr(self, getter)())  # a dict of column -> required
 
     def _verify_mapping(self, label: str, mapping: dict[str, str], columns: list[str]) -> None:
         unknown = [key for key in mapping if key not in columns]
