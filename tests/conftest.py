@@ -37,6 +37,7 @@ _MARKERS = {
     "slow": "takes more than a few seconds (runs in CI)",
     "gpu": "needs a CUDA GPU (skipped with a reason elsewhere)",
     "llamacpp": "needs llama-cpp-python installed",
+    "ray": "runs a real local Ray instance or cluster (alambic[ray])",
 }
 
 # Provider credentials and endpoints that must never leak from the developer's shell

@@ -77,6 +77,9 @@ class TemplateError(AlambicUserError):
 class MissingDependencyError(AlambicError, ImportError):
     """An optional package needed by a feature is not installed."""
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled between processes (Ray actors)
+        return (type(self), (self.feature, self.package, self.extra))
+
     def __init__(self, feature: str, package: str, extra: str) -> None:
         self.feature = feature
         self.package = package
@@ -207,6 +210,11 @@ def row_errors(row: dict[str, Any]) -> dict[str, ErrorEntry]:
     }
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """Unpickle an exception whose constructor takes keyword-only options."""
+    return cls(*args, **options)
+
+
 class LLMRequestError(AlambicError, RuntimeError):
     """A request to an LLM failed for good; the row that needed it becomes a failed row."""
 
@@ -223,6 +231,16 @@ class LLMRequestError(AlambicError, RuntimeError):
         self.retry_after = retry_after
         self.attempts = attempts
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled between processes (Ray actors)
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.args,
+                {"kind": self.kind, "retry_after": self.retry_after, "attempts": self.attempts},
+            ),
+        )
+
 
 class LLMConfigurationError(AlambicError, RuntimeError):
     """No request of an LLM can succeed (wrong key, unknown model, wrong URL, a server that
@@ -236,6 +254,9 @@ class LLMConfigurationError(AlambicError, RuntimeError):
         super().__init__(message)
         self.kind = kind
         self.setting = setting
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled between processes (Ray actors)
+        return (_rebuild, (type(self), self.args, {"kind": self.kind, "setting": self.setting}))
 
 
 class StructuredOutputError(AlambicError, ValueError):

@@ -5,6 +5,9 @@ layering of ``alambic.pipeline`` (no import of tasks or LLM modules, no import c
 from __future__ import annotations
 
 import ast
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +101,13 @@ def test_executor_by_name_instance_and_clear_errors(tmp_path: Path) -> None:
     assert isinstance(resolve_executor("local"), LocalExecutor)
     mine = LocalExecutor()
     assert resolve_executor(mine) is mine
-    with pytest.raises(AlambicUserError, match=r"'ray' executor .*not available.*local"):
-        resolve_executor("ray")
+    # the Ray executor (issue 12) is found by name; running on it is tested in tests/pipeline/ray
+    assert type(resolve_executor("ray")).__name__ == "RayExecutor"
     with pytest.raises(AlambicUserError, match=r"no executor is named 'lokal'.*local"):
         resolve_executor("lokal")
     with Pipeline(name="by-instance", cache_dir=tmp_path) as p:
         LoadDataFromDicts(data=[{"a": 1}]) >> Seen(name="seen")
     assert p.run(executor=LocalExecutor(), show_progress=False)["default"]["train"]["a"] == [1]
-    with pytest.raises(AlambicUserError, match="ray"):
-        p.run(executor="ray", show_progress=False)
 
 
 def test_a_second_executor_needs_only_a_subclass(tmp_path: Path) -> None:
@@ -170,10 +171,24 @@ def test_process_batch_applies_mappings_once() -> None:
 # -- layering ------------------------------------------------------------------------------
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse``, in a fresh interpreter when this one hits CPython 3.11's spurious
+    "AST constructor recursion depth mismatch" (seen once in a long test session)."""
+    try:
+        return ast.parse(path.read_text())
+    except SystemError:
+        code = "import ast, pickle, sys; sys.stdout.buffer.write(pickle.dumps(ast.parse(open(sys.argv[1]).read())))"
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, check=True
+        )
+        tree: ast.Module = pickle.loads(out.stdout)
+        return tree
+
+
 def _imports(path: Path) -> list[str]:
     """Every module ``path`` imports, deferred (inside functions) included, except imports
     only for type checkers (``if TYPE_CHECKING:``)."""
-    tree = ast.parse(path.read_text())
+    tree = _parse(path)
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):

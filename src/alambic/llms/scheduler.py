@@ -48,7 +48,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError, StoreError
 from alambic.llms.classify import never_connected
@@ -150,6 +150,20 @@ def estimate_tokens(messages: Any, max_tokens: Any = None) -> int:
     return chars // 4 + 4 + extra
 
 
+class SharedBudget(Protocol):
+    """A rate budget shared by several processes (see ``attach_shared_budget``)."""
+
+    async def acquire(self, tokens: int) -> float: ...
+
+    def rate_limited(self, started: float) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+    def refund(self, tokens: int) -> None: ...
+
+    def learn(self, limit_requests: int | None, limit_tokens: int | None) -> None: ...
+
+
 class RequestScheduler:
     """Runs request attempts under the limits of one LLM (see the module docstring)."""
 
@@ -178,6 +192,13 @@ class RequestScheduler:
         self._probe: asyncio.Event | None = None
         self._warm = False
         self._pace_lock: asyncio.Lock | None = None
+        self.shared_budget: SharedBudget | None = None
+
+    def attach_shared_budget(self, budget: SharedBudget | None) -> None:
+        """Pace requests by a budget shared with other processes (a distributed run) instead
+        of this scheduler's own buckets; 429s, successes, token counts and learned limits are
+        reported to it, so every process sharing it slows down and speeds up together."""
+        self.shared_budget = budget
 
     def _bind(self) -> AdaptiveLimit:
         loop = asyncio.get_running_loop()
@@ -252,7 +273,10 @@ class RequestScheduler:
                 raise self._stopped_error()
             await slots.acquire()
             try:
-                if (
+                shared = self.shared_budget
+                if shared is not None:
+                    counters.budget_wait_s += await shared.acquire(estimated_tokens)
+                elif (
                     self.request_budget is not None
                     or self.token_budget is not None
                     or self._hold_until
@@ -279,6 +303,8 @@ class RequestScheduler:
                     if limits.adaptive_concurrency:
                         slots.on_success()
                         counters.concurrency_limit = slots.limit
+                    if shared is not None:
+                        shared.succeeded()
                     budget = self.request_budget
                     if budget is not None and budget.rate < budget.ceiling:
                         budget.speed_up()
@@ -292,7 +318,9 @@ class RequestScheduler:
             counters.errors_by_kind[kind.value] = counters.errors_by_kind.get(kind.value, 0) + 1
             if kind is ErrorKind.RATE_LIMIT:
                 counters.rate_limited += 1
-                if self.request_budget is not None:
+                if self.shared_budget is not None:
+                    self.shared_budget.rate_limited(started)
+                elif self.request_budget is not None:
                     # under a request budget, 429s mean the pace is a little too fast, not
                     # that too many requests are in flight: slow the pace instead
                     self.request_budget.slow_down(started, time.monotonic())
@@ -369,6 +397,8 @@ class RequestScheduler:
         self.counters.output_tokens += output_tokens or 0
         if self.token_budget is not None and estimated and used:
             self.token_budget.refund(estimated - used)
+        if self.shared_budget is not None and estimated and used:
+            self.shared_budget.refund(estimated - used)
 
     def observe_headers(self, headers: Mapping[str, str] | Any) -> None:
         """Learn from a reply's rate-limit headers (see the module docstring)."""
@@ -378,6 +408,11 @@ class RequestScheduler:
         if info is None:
             return
         limits = self.limits
+        if self.shared_budget is not None:
+            self.shared_budget.learn(
+                info.limit_requests if limits.rpm is None else None,
+                info.limit_tokens if limits.tpm is None else None,
+            )
         if info.limit_requests and limits.rpm is None:
             if self.request_budget is None:
                 self.request_budget = TokenBucket(info.limit_requests, pace=REQUEST_PACE)
@@ -431,6 +466,7 @@ __all__ = [
     "RequestScheduler",
     "SchedulerCounters",
     "SchedulerLimits",
+    "SharedBudget",
     "TokenBucket",
     "estimate_tokens",
     "parse_reset",

@@ -94,6 +94,10 @@ class StepResources(BaseModel):
     replicas: PositiveInt = 1
     cpus: float | None = Field(default=None, gt=0)
     gpus: int | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0, description="Bytes of memory per copy.")
+    resources: dict[str, float] | None = Field(
+        default=None, description="Custom resources per copy (Ray's ``resources=``)."
+    )
 
 
 class _Step(StepCompatMixin, BaseModel, ABC):
@@ -313,6 +317,13 @@ class _Step(StepCompatMixin, BaseModel, ABC):
 
     def attach_request_cache(self, cache: Any) -> None:
         """Hook: the executor hands the run's request cache (or ``None`` to detach it)."""
+
+    def attach_shared_budget(self, ledger: Any) -> None:
+        """Hook: a distributed executor shares one rate budget among every copy of the step.
+
+        ``ledger`` is the executor's host of the run's budget ledger (see
+        :func:`shared_budget_ledger`); API clients pace their requests by it.
+        """
 
     async def aclose(self) -> None:
         """Hook: close what was opened on the executor's event loop (API clients)."""
@@ -548,6 +559,14 @@ def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], b
         f"Generator step {step_name!r} yielded {type(item).__name__} {item!r:.200}: yield a "
         "list of rows (dicts), a single row, or a (rows, is_last) pair."
     )
+
+
+def shared_budget_ledger() -> Any:
+    """A new ledger of API rate budgets, for a distributed executor to host once per run and
+    hand to every copy of every step (:meth:`_Step.attach_shared_budget`)."""
+    from alambic.llms.shared_budget import BudgetLedger
+
+    return BudgetLedger()
 
 
 def merge_rows(inputs: list[list[Row]]) -> list[Row]:

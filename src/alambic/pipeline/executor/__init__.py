@@ -17,9 +17,13 @@ from alambic.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alambic.pipeline.executor.local import LocalExecutor
+    from alambic.pipeline.executor.ray_executor import RayExecutor
 
 
-_LAZY = {"LocalExecutor": "alambic.pipeline.executor.local"}
+_LAZY = {
+    "LocalExecutor": "alambic.pipeline.executor.local",
+    "RayExecutor": "alambic.pipeline.executor.ray_executor",
+}
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
@@ -27,6 +31,7 @@ __all__ = [
     "EXECUTORS",
     "Executor",
     "LocalExecutor",
+    "RayExecutor",
     "RunPlan",
     "prepare_run",
     "resolve_executor",

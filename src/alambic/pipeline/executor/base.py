@@ -55,12 +55,13 @@ class Executor(ABC):
         """Run ``pipeline`` (see :meth:`Pipeline.run` for the arguments)."""
 
 
-EXECUTORS: dict[str, str] = {"local": "alambic.pipeline.executor.local:LocalExecutor"}
+EXECUTORS: dict[str, str] = {
+    "local": "alambic.pipeline.executor.local:LocalExecutor",
+    "ray": "alambic.pipeline.executor.ray_executor:RayExecutor",
+}
 """Executor names ``Pipeline.run(executor=...)`` accepts, and where each class lives."""
 
-PLANNED: dict[str, str] = {
-    "ray": "runs steps on a Ray cluster; it is planned but not available in this version",
-}
+PLANNED: dict[str, str] = {}
 
 
 def resolve_executor(executor: Executor | str) -> Executor:

@@ -82,6 +82,12 @@ class _Task(_Step):
     def attach_request_cache(self, cache: Any) -> None:
         self.llm.set_request_cache(cache)
 
+    def attach_shared_budget(self, ledger: Any) -> None:
+        if isinstance(self.llm, AsyncLLM):
+            from alambic.llms.shared_budget import remote_budget_for
+
+            self.llm.scheduler.attach_shared_budget(remote_budget_for(self.llm, ledger))
+
     async def aclose(self) -> None:
         if isinstance(self.llm, AsyncLLM):
             await self.llm.aclose()

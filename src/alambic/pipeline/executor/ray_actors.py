@@ -1,0 +1,157 @@
+"""What runs inside the Ray actors of a Ray run: one loaded copy of a step per actor.
+
+The driver sends each actor whole units (batches of rows) as object references and gets
+their output rows back; it never sends single rows, which would cost one actor call each. A
+step that processes rows asynchronously (a task on an API client) runs every row of every
+unit it holds as its own request on the actor's event loop, so many units share the LLM's
+concurrency there; any other step processes one unit at a time.
+
+Each actor opens the run's request cache at the driver's path (one machine, or nodes that
+share the cache directory), so a unit re-sent after its actor died is answered from the
+cache for every request the dead actor had stored. Rate budgets are shared through the
+budget actor (:class:`LedgerHost`, see :mod:`alambic.llms.shared_budget`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from alambic.steps.base import shared_budget_ledger
+from alambic.steps.typing import Row
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build a fresh copy of a pydantic component in another process: its class and
+    field values. A live component cannot be pickled as it is (its private state holds
+    locks, clients, loaded models); a copy built from its fields is the component as
+    configured, which is what an actor must load."""
+
+    cls: type[BaseModel]
+    fields: dict[str, Any]
+    fields_set: frozenset[str]
+
+
+def to_recipe(value: Any) -> Any:
+    """``value`` with every pydantic model in it replaced by its :class:`Recipe`."""
+    if isinstance(value, BaseModel):
+        fields = {k: to_recipe(v) for k, v in value.__dict__.items() if k != "pipeline"}
+        return Recipe(type(value), fields, frozenset(value.model_fields_set))
+    if isinstance(value, list):
+        return [to_recipe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_recipe(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_recipe(v) for k, v in value.items()}
+    return value
+
+
+def from_recipe(value: Any) -> Any:
+    """The component a :func:`to_recipe` result describes, with fresh private state."""
+    if isinstance(value, Recipe):
+        fields = {k: from_recipe(v) for k, v in value.fields.items()}
+        return value.cls.model_construct(_fields_set=set(value.fields_set), **fields)
+    if isinstance(value, list):
+        return [from_recipe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(from_recipe(v) for v in value)
+    if isinstance(value, dict):
+        return {k: from_recipe(v) for k, v in value.items()}
+    return value
+
+
+RowResult = tuple[bool, Any]
+"""Per row: ``(True, output rows)`` or ``(False, the exception it raised)``."""
+
+
+class StepWorker:
+    """The body of a step's actor (made a Ray actor class by :func:`actor_classes`)."""
+
+    def __init__(self, step_blob: bytes, cache_path: str | None, ledger: Any) -> None:
+        from ray import cloudpickle
+
+        self.step = from_recipe(cloudpickle.loads(step_blob))
+        self.cache: Any = None
+        self.step.load()
+        if cache_path is not None:
+            from alambic.pipeline.store import RequestCacheStore
+
+            self.cache = RequestCacheStore.open(Path(cache_path))
+            self.step.attach_request_cache(self.cache)
+        if ledger is not None:
+            self.step.attach_shared_budget(ledger)
+
+    def ready(self) -> str:
+        """The id of the node this actor runs on (once the step is loaded)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+    async def process_batch(self, inputs: list[list[Row]]) -> tuple[list[Row], dict[str, Any]]:
+        # off the actor's event loop: the step may be synchronous code or a local engine
+        rows = list(await asyncio.to_thread(self.step.process_batch, *inputs))
+        return rows, self.progress()
+
+    async def process_rows(self, rows: list[Row]) -> tuple[list[RowResult], dict[str, Any]]:
+        step = self.step
+
+        async def one(row: Row) -> RowResult:
+            try:
+                return True, await step.aprocess_row(row)
+            except Exception as exc:  # the driver turns it into this row's failure
+                return False, exc
+
+        results = list(await asyncio.gather(*(one(row) for row in rows)))
+        return results, self.progress()
+
+    def progress(self) -> dict[str, Any]:
+        """The step's LLM counters and failed generations, for the driver's display."""
+        source = self.step.progress_source()
+        counters: dict[str, Any] = {}
+        if source is not None:
+            counters = dict(source.scheduler.counters.snapshot())
+        return {"counters": counters, "failures": int(getattr(self.step, "failures", 0))}
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing clients is best effort at the end
+            await self.step.aclose()
+        with contextlib.suppress(Exception):
+            self.step.attach_request_cache(None)
+            self.step.unload()
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+
+class LedgerHost:
+    """The body of the run's budget actor: hosts the one ledger of API rate budgets."""
+
+    def __init__(self) -> None:
+        self._ledger = shared_budget_ledger()
+
+    def call(self, method: str, *args: Any) -> Any:
+        return self._ledger.call(method, *args)
+
+
+def actor_classes() -> tuple[Any, Any]:
+    """The Ray actor classes (``ray`` is imported only when a Ray run starts)."""
+    import ray
+
+    return ray.remote(StepWorker), ray.remote(LedgerHost)
+
+
+__all__ = [
+    "LedgerHost",
+    "Recipe",
+    "RowResult",
+    "StepWorker",
+    "actor_classes",
+    "from_recipe",
+    "to_recipe",
+]

@@ -1,0 +1,218 @@
+"""Faults on Ray, as faults: a worker node of a real two-node loopback cluster removed mid-run,
+the driver SIGKILLed mid-run and the run finished by a local rerun, and one rate budget for
+every replica against a server that rejects anything over its limit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alambic.testing.openai_server import OpenAITestServer
+
+pytest.importorskip("ray", reason='the Ray executor needs Ray: pip install "alambic[ray]"')
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.xdist_group("ray")]
+
+SCRIPT = Path(__file__).with_name("ray_script.py")
+SRC = Path(__file__).resolve().parents[3] / "src"
+
+
+def _kill_leftovers(folder: str) -> None:
+    """SIGKILL every process whose command line names Ray's private folder of this test."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if folder in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def ray_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    folder = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # short: Ray's socket paths must fit
+    (Path(folder) / "ray").mkdir()
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": folder,
+        "RAY_AUTH_MODE": "disabled",
+        "ALAMBIC_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
+    }
+    env.pop("RAY_ADDRESS", None)
+    yield env
+    _kill_leftovers(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start(env: dict[str, str], out: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, str(SCRIPT), "--url", url, "--out", str(out), *extra]
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _check_rows(report: dict[str, Any], n: int) -> None:
+    rows = report["rows"]
+    assert [r["instruction"] for r in rows] == [f"question {i}" for i in range(n)]
+    assert all(isinstance(r["generation"], str) and r["generation"] for r in rows)
+
+
+def test_losing_a_worker_node_mid_run_loses_and_duplicates_nothing(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = openai_server_factory(latency_s=0.05)
+    n, concurrency = 300, 4
+    out = tmp_path / "out.json"
+    proc = _start(
+        ray_env, out, server.base_url,
+        "--n", str(n), "--cluster", "--kill-node-at", "100",
+        "--replicas", "2", "--max-concurrency", str(concurrency),
+    )  # fmt: skip
+    assert proc.wait(timeout=480) == 0
+    report = json.loads(out.read_text())
+    assert report["killed"] is True
+    # one of the two replicas was on the node that was lost
+    assert report["killed_node"] in report["actor_nodes"]
+    assert len(report["actor_nodes"]) == 2
+    _check_rows(report, n)
+    stats = server.stats
+    repeats = stats["total_requests"] - stats["unique_requests"]
+    assert stats["unique_requests"] == n
+    # only what the lost actor had in flight (its answers not yet stored) is asked again
+    assert repeats <= concurrency
+
+
+def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = openai_server_factory(latency_s=0.05)
+    n, replicas, concurrency = 400, 2, 4
+    out = tmp_path / "out.json"
+    args = ["--n", str(n), "--replicas", str(replicas), "--max-concurrency", str(concurrency)]
+    proc = _start(ray_env, out, server.base_url, *args)
+    _wait_for(lambda: server.stats["total_requests"] >= 150, 300, "150 requests")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    _kill_leftovers(ray_env["RAY_TMPDIR"])  # the actors die with their cluster
+    _wait_for(lambda: server.stats["in_flight"] == 0, 30, "the server to settle")
+    assert not out.exists()
+    before = server.stats["total_requests"]
+    assert before < n
+
+    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
+    assert rerun.wait(timeout=300) == 0
+    _check_rows(json.loads(out.read_text()), n)
+    stats = server.stats
+    assert stats["unique_requests"] == n
+    # repeats: at most what both actors had in flight when the driver died
+    assert stats["total_requests"] - stats["unique_requests"] <= replicas * concurrency
+
+
+def test_replicas_on_ray_share_one_rate_budget(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Two replicas, each configured with the provider's limit, together stay under it."""
+    limit_per_second, window = 10, 3.0
+    server = openai_server_factory(rpm_limit=int(limit_per_second * window), rate_window_s=window)
+    n = 60
+    out = tmp_path / "out.json"
+    script = tmp_path / "budget.py"
+    script.write_text(
+        BUDGET_SCRIPT.format(url=server.base_url, n=n, rpm=limit_per_second * 60, out=str(out))
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], env=ray_env, start_new_session=True)
+    assert proc.wait(timeout=300) == 0
+    report = json.loads(out.read_text())
+    assert report["generated"] == n
+    stats = server.stats
+    # paced at 99% of the limit, jitter may put one request over a strict window; two
+    # replicas pacing apart would send at twice the limit and be rejected by the dozen
+    assert stats["statuses"].get(429, 0) <= 2
+    arrivals = sorted(stats["arrivals"])
+    # the two replicas together sent at the one shared pace (99% of 10/s), not twice it
+    span = arrivals[-1] - arrivals[0]
+    assert span >= (n - 2) / limit_per_second
+    busiest = max(sum(1 for t in arrivals if start <= t < start + window) for start in arrivals)
+    assert busiest <= limit_per_second * window + 2
+
+
+BUDGET_SCRIPT = """
+import json, os
+import ray
+from alambic.llms.openai import OpenAILLM
+from alambic.pipeline import Pipeline
+from alambic.steps import LoadDataFromDicts
+from alambic.steps.base import StepResources
+from alambic.steps.tasks.text_generation import TextGeneration
+
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+with Pipeline(name="ray-budget") as p:
+    load = LoadDataFromDicts(name="load", data=[{{"instruction": f"q{{i}}"}} for i in range({n})])
+    llm = OpenAILLM(model="test-model", base_url="{url}", api_key="x", rpm={rpm})
+    gen = TextGeneration(
+        name="gen", llm=llm, input_batch_size=5, resources=StepResources(replicas=2, cpus=1)
+    )
+    load >> gen
+rows = p.run(use_cache=False, show_progress=False, executor="ray")["default"]["train"]
+generated = sum(1 for g in rows["generation"] if g)
+with open("{out}", "w") as f:
+    json.dump({{"generated": generated}}, f)
+ray.shutdown()
+"""
+
+
+def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = openai_server_factory(latency_s=0.05)
+    n, replicas, concurrency = 600, 2, 4
+    out = tmp_path / "out.json"
+    args = ["--n", str(n), "--replicas", str(replicas), "--max-concurrency", str(concurrency)]
+    proc = _start(ray_env, out, server.base_url, *args)
+    _wait_for(lambda: server.stats["total_requests"] >= 100, 300, "100 requests")
+    proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it
+    proc.wait(timeout=120)
+    _kill_leftovers(ray_env["RAY_TMPDIR"])
+    stopped_at = server.stats["total_requests"]
+    # units already with the actors finish; nothing new is sent: well short of the whole run
+    assert stopped_at < n
+    time.sleep(0.5)
+    assert server.stats["total_requests"] == stopped_at
+
+    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
+    assert rerun.wait(timeout=300) == 0
+    _check_rows(json.loads(out.read_text()), n)
+    stats = server.stats
+    assert stats["unique_requests"] == n
+    # a graceful stop stores every answer it received: nothing is asked twice
+    assert stats["total_requests"] - stats["unique_requests"] == 0
