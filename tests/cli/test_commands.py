@@ -76,6 +76,7 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
     assert first[0] == second[0] == "cli-demo"
     assert first[1] != second[1]  # two definitions of one pipeline name, told apart
     assert first[2:4] == ["1", "finished"]
+    assert second[3] == "finished with 1 failed"
     assert first[5] == "load_data_from_dicts_0=6, gen=6"
     assert (first[6], second[6]) == ("0", "1")
     ref = f"{second[1]}/{second[2]}"

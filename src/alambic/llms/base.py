@@ -25,7 +25,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    model_validator,
+)
 
 from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
 from alambic.llms.cache import (
@@ -56,7 +64,8 @@ from alambic.llms.scheduler import (
     SchedulerLimits,
     estimate_tokens,
 )
-from alambic.llms.structured import StructuredSpec, resolve_spec, with_instructions
+from alambic.llms.structured import StructuredSpec
+from alambic.llms.structured_requests import StructuredRequests
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput, GenerationError
 from alambic.runtime_parameters import (
     RuntimeParameter,
@@ -64,12 +73,13 @@ from alambic.runtime_parameters import (
     set_runtime_parameters,
 )
 from alambic.utils.aio import run_sync
+from alambic.utils.arguments import unknown_arguments
 from alambic.utils.serialization import dump_component
 
 logger = logging.getLogger("alambic")
 
 
-class LLM(BaseModel, ABC):
+class LLM(StructuredRequests, BaseModel, ABC):
     """Base of every LLM: a model name, ``load``/``unload`` and ``generate``."""
 
     model_config = ConfigDict(
@@ -77,7 +87,19 @@ class LLM(BaseModel, ABC):
         validate_assignment=True,
         extra="forbid",
         protected_namespaces=(),
+        hide_input_in_errors=True,  # an invalid setting's error never echoes an api_key
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_arguments(cls, data: Any) -> Any:
+        """A misspelt setting is an error naming the closest real one (never ignored: it
+        may be a limit or a key)."""
+        if isinstance(data, dict):
+            hints, known = unknown_arguments(data, cls.model_fields)
+            if hints:
+                raise ValueError(f"{cls.__name__} has no argument {', '.join(hints)}. {known}")
+        return data
 
     generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
         default_factory=dict,
@@ -159,48 +181,6 @@ class LLM(BaseModel, ABC):
 
     def merged_generation_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         return {**(self.generation_kwargs or {}), **overrides}
-
-    def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
-        """Whether this backend enforces ``spec`` itself (override in providers).
-
-        When it does, the provider receives ``(messages, spec.wire())``, that is
-        ``(messages, {"name": str, "schema": <JSON schema>})``, and must constrain the reply
-        (OpenAI ``response_format``, Anthropic tool use, guided decoding...). When it does
-        not, the base writes the schema into the last user message and the provider sees plain
-        messages. Replies are validated either way.
-        """
-        return False
-
-    def structured_spec(self, input: FormattedInput) -> StructuredSpec | None:
-        """The schema a reply to ``input`` must match: the row's own, else the LLM's."""
-        if isinstance(input, tuple):
-            return resolve_spec(input[1]) if input[1] is not None else self._llm_spec()
-        if self.structured_output is None:
-            return None
-        return self._llm_spec()
-
-    def _llm_spec(self) -> StructuredSpec | None:
-        if self.structured_output is None:
-            return None
-        cached = self._spec_cache
-        if cached is None or cached[0] is not self.structured_output:
-            cached = (self.structured_output, resolve_spec(self.structured_output))
-            self._spec_cache = cached
-        return cached[1]
-
-    def structured_request(
-        self, messages: ChatType, spec: StructuredSpec, previous_error: str | None = None
-    ) -> FormattedInput:
-        """What to send for a structured request: native, or with the schema in the prompt.
-
-        A re-ask (``previous_error`` set) always carries the schema and the rejection reason in
-        the prompt too, which rescues servers that silently ignore a native schema.
-        """
-        native = self.supports_native_structured_output(spec)
-        if native and previous_error is None:
-            return (messages, spec.wire())
-        prompted = with_instructions(messages, spec, previous_error)
-        return (prompted, spec.wire()) if native else prompted
 
     def _identity_text(self) -> str:
         text = self._identity_cache

@@ -200,7 +200,9 @@ def _read_runs(
             run_steps.setdefault(rid, []).append((sig, step_name))
         leaves = _leaf_names(meta.get("pipeline_yaml", ""))
         failed = {
-            rid: _count_failed(conn, rid, [s for s, n in pairs if n in leaves])
+            rid: _stored_count(meta, rid)
+            if _stored_count(meta, rid) is not None
+            else _count_failed(conn, rid, [s for s, n in pairs if n in leaves])
             for rid, pairs in run_steps.items()
             if leaves is not None and (run_id is None or rid == run_id)
         }
@@ -226,7 +228,7 @@ def _read_runs(
                 pipeline_name=name,
                 pipeline_signature=signature,
                 run_id=rid,
-                status=_status(status, pid, holder),
+                status=_with_failures(_status(status, pid, holder), failed.get(rid)),
                 started_at=_when(started),
                 finished_at=_when(finished),
                 pid=pid,
@@ -240,6 +242,19 @@ def _read_runs(
         if definition is not None:
             definitions[step_name] = json.loads(definition)
     return infos, meta.get("pipeline_yaml", ""), definitions
+
+
+def _stored_count(meta: dict[str, Any], run_id: int) -> int | None:
+    """The failed-row count the run recorded when it finished (``None`` for older runs)."""
+    value = meta.get(f"failed_rows:{run_id}")
+    return None if value is None else int(value)
+
+
+def _with_failures(status: str, failed: int | None) -> str:
+    """A finished run with failed rows never reads as plain ``finished``."""
+    if status == "finished" and failed:
+        return f"finished with {failed} failed"
+    return status
 
 
 def _leaf_names(pipeline_yaml: str) -> set[str] | None:

@@ -11,7 +11,6 @@ checked before anything runs, and implements ``process`` as a generator of batch
 from __future__ import annotations
 
 import contextvars
-import difflib
 import inspect
 import logging
 import warnings
@@ -31,6 +30,7 @@ from alambic.runtime_parameters import (
 )
 from alambic.steps._compat import StepCompatMixin
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
+from alambic.utils.arguments import unknown_arguments
 from alambic.utils.naming import snake_case, validate_name
 from alambic.utils.serialization import dump_component
 
@@ -139,16 +139,10 @@ class _Step(StepCompatMixin, BaseModel, ABC):
     def _drop_unknown_arguments(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        unknown = [k for k in data if k not in cls.model_fields]
-        if unknown:
-            known = sorted(cls.model_fields)
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints, known = unknown_arguments(data, cls.model_fields)
+        if hints:
             warnings.warn(
-                f"{cls.__name__} has no argument {', '.join(hints)}; ignored. "
-                f"Its arguments are: {', '.join(known)}.",
+                f"{cls.__name__} has no argument {', '.join(hints)}; ignored. {known}",
                 UnknownArgumentWarning,
                 stacklevel=4,
             )
