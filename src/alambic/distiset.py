@@ -7,7 +7,14 @@ produced it, saves to and loads from disk, and pushes to the Hub as one dataset 
 with a generated dataset card and ``pipeline.yaml``.
 
 The ``alambic_metadata`` column (raw prompts and replies, token counts, errors of each task) is
-kept by default; ``keep_metadata=False`` / ``include_metadata=False`` drops it.
+kept by default; ``keep_metadata=False`` / ``include_metadata=False`` drops it, and
+``with_metadata_column("distilabel_metadata")`` renames it for tools that read distilabel's name.
+
+distilabel's layout is understood too: a leaf may be a plain ``datasets.Dataset`` (a split
+called ``train`` wherever a split is needed), ``train_test_split`` turns each leaf into
+``train``/``test``, and ``save_to_disk`` also writes the ``distiset_configs/`` folder
+(``pipeline.yaml``, ``pipeline.log``) and ``artifacts/`` that distilabel writes, so either
+tool's ``load_from_disk`` reads the other's folders.
 
 ``datasets`` is imported only when a ``Distiset`` is built.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +38,13 @@ PIPELINE_FILENAME = "pipeline.yaml"
 CARD_FILENAME = "README.md"
 ARROW_FILENAME = "dataset.arrow"
 """What ``from_parquet`` writes beside the parts of a leaf, to memory-map it."""
+DISTISET_CONFIG_FOLDER = "distiset_configs"
+"""distilabel's folder for the pipeline's YAML and log, beside the leaves."""
+DISTISET_ARTIFACTS_FOLDER = "artifacts"
+"""Where steps' artifacts are saved: ``artifacts/<step name>/<artifact name>/``."""
+PIPELINE_CONFIG_FILENAME = PIPELINE_FILENAME
+PIPELINE_LOG_FILENAME = "pipeline.log"
+_NOT_LEAVES = frozenset({DISTISET_CONFIG_FOLDER, DISTISET_ARTIFACTS_FOLDER})
 
 
 def _datasets() -> Any:
@@ -50,6 +65,62 @@ class Distiset(dict[str, Any]):
         """The pipeline's YAML definition (secrets masked), or ``None`` if unknown."""
         self.spend: dict[str, dict[str, Any]] | None = None
         """Per ``"step (model)"``: requests, tokens and USD the run spent (see docs/cost.md)."""
+        self.pipeline_path: Path | None = None
+        """The saved ``pipeline.yaml`` this Distiset was loaded with, if any (distilabel's name)."""
+        self.log_filename_path: Path | None = None
+        """The run's log file, copied by ``save_to_disk(save_pipeline_log=True)``."""
+        self.artifacts_path: Path | None = None
+        """The folder of steps' artifacts (``<step>/<artifact>/``), copied by ``save_to_disk``."""
+
+    def _copy_paths(self, other: Distiset) -> Distiset:
+        other.pipeline_path = self.pipeline_path
+        other.log_filename_path = self.log_filename_path
+        other.artifacts_path = self.artifacts_path
+        other.spend = self.spend
+        return other
+
+    def splits(self, leaf: str) -> dict[str, Any]:
+        """``{split: Dataset}`` of a leaf; a plain ``Dataset`` leaf is the split ``train``."""
+        value = self[leaf]
+        if hasattr(value, "column_names") and not isinstance(value, dict):
+            return {DEFAULT_SPLIT: value}
+        return dict(value)
+
+    def train_test_split(
+        self,
+        train_size: float,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> Distiset:
+        """Each leaf split into ``train`` (``train_size``, a fraction) and ``test``.
+
+        The ``train`` split of a leaf (or the leaf itself, if it is a plain ``Dataset``) is
+        split with ``datasets.Dataset.train_test_split``; pass ``seed`` for the same split
+        every time.
+        """
+        datasets = _datasets()
+        data = {}
+        for leaf in self:
+            splits = self.splits(leaf)
+            source = splits.get(DEFAULT_SPLIT)
+            if source is None:
+                source = next(iter(splits.values()))
+            data[leaf] = datasets.DatasetDict(
+                source.train_test_split(train_size=train_size, shuffle=shuffle, seed=seed)
+            )
+        return self._copy_paths(Distiset(data, pipeline_yaml=self.pipeline_yaml))
+
+    def with_metadata_column(self, name: str) -> Distiset:
+        """A copy whose ``alambic_metadata`` column is called ``name`` (e.g.
+        ``"distilabel_metadata"``, for downstream tools that read distilabel's column)."""
+        data = {}
+        for leaf, value in self.items():
+            if hasattr(value, "column_names") and not isinstance(value, dict):
+                data[leaf] = _rename(value, name)
+            else:
+                datasets = _datasets()
+                data[leaf] = datasets.DatasetDict({s: _rename(d, name) for s, d in value.items()})
+        return self._copy_paths(Distiset(data, pipeline_yaml=self.pipeline_yaml))
 
     # -- building ----------------------------------------------------------------------------
 
@@ -122,16 +193,16 @@ class Distiset(dict[str, Any]):
         """A copy without the ``alambic_metadata`` column."""
         datasets = _datasets()
         data = {}
-        for leaf, dataset_dict in self.items():
+        for leaf in self:
             data[leaf] = datasets.DatasetDict(
                 {
                     split: ds.remove_columns([METADATA_COLUMN])
                     if METADATA_COLUMN in ds.column_names
                     else ds
-                    for split, ds in dataset_dict.items()
+                    for split, ds in self.splits(leaf).items()
                 }
             )
-        return Distiset(data, pipeline_yaml=self.pipeline_yaml)
+        return self._copy_paths(Distiset(data, pipeline_yaml=self.pipeline_yaml))
 
     # -- disk --------------------------------------------------------------------------------
 
@@ -141,28 +212,64 @@ class Distiset(dict[str, Any]):
         *,
         save_card: bool = True,
         save_pipeline_config: bool = True,
+        save_pipeline_log: bool = True,
         max_shard_size: str | int | None = None,
         num_proc: int | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> Path:
-        """Write each leaf as ``<path>/<leaf>/`` (``DatasetDict.save_to_disk``), plus the card and
-        ``pipeline.yaml``. ``Distiset.load_from_disk(path)`` reads it back."""
+        """Write each leaf as ``<path>/<leaf>/`` (``save_to_disk`` of its ``DatasetDict``, or of
+        a plain ``Dataset``), the card (``README.md``) and ``pipeline.yaml``; with a pipeline
+        or a log, also distilabel's ``distiset_configs/`` (``pipeline.yaml``, ``pipeline.log``),
+        and the ``artifacts/`` folder when there are artifacts. ``Distiset.load_from_disk``
+        (alambic's or distilabel's) reads it back. ``storage_options`` is accepted for
+        distilabel's signature; only local folders are supported.
+        """
+        if storage_options:
+            raise ValueError(
+                f"Distiset.save_to_disk writes to local folders only; storage_options="
+                f"{sorted(storage_options)} is not supported. Save locally, then upload."
+            )
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        for leaf, dataset_dict in self.items():
-            dataset_dict.save_to_disk(
-                str(root / leaf), max_shard_size=max_shard_size, num_proc=num_proc
-            )
+        for leaf, dataset in self.items():
+            dataset.save_to_disk(str(root / leaf), max_shard_size=max_shard_size, num_proc=num_proc)
+        configs = root / DISTISET_CONFIG_FOLDER
         if save_pipeline_config and self.pipeline_yaml is not None:
             (root / PIPELINE_FILENAME).write_text(self.pipeline_yaml, encoding="utf-8")
+            configs.mkdir(exist_ok=True)
+            (configs / PIPELINE_CONFIG_FILENAME).write_text(self.pipeline_yaml, encoding="utf-8")
+        log = self.log_filename_path
+        if save_pipeline_log and log is not None and Path(log).is_file():
+            configs.mkdir(exist_ok=True)
+            shutil.copyfile(log, configs / PIPELINE_LOG_FILENAME)
+        if self.artifacts_path is not None and Path(self.artifacts_path).is_dir():
+            target = root / DISTISET_ARTIFACTS_FOLDER
+            if Path(self.artifacts_path).resolve() != target.resolve():
+                shutil.copytree(self.artifacts_path, target, dirs_exist_ok=True)
         if save_card:
             (root / CARD_FILENAME).write_text(self.dataset_card(), encoding="utf-8")
         return root
 
     @classmethod
     def load_from_disk(
-        cls, path: str | os.PathLike[str], *, keep_in_memory: bool | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        keep_in_memory: bool | None = None,
+        storage_options: dict[str, Any] | None = None,
+        download_dir: str | os.PathLike[str] | None = None,
     ) -> Distiset:
-        """Read what ``save_to_disk`` wrote (every ``<path>/<leaf>/`` folder is a leaf)."""
+        """Read what ``save_to_disk`` wrote (every ``<path>/<leaf>/`` folder is a leaf), or a
+        folder distilabel saved (its ``distiset_configs/`` and ``artifacts/`` included).
+
+        A leaf saved as a ``DatasetDict`` loads as one; a leaf saved as a plain ``Dataset``
+        loads as a plain ``Dataset``, as distilabel does.
+        """
+        if storage_options:
+            raise ValueError(
+                f"Distiset.load_from_disk reads local folders only; storage_options="
+                f"{sorted(storage_options)} is not supported. Download the folder first."
+            )
         datasets = _datasets()
         root = Path(path)
         if not root.is_dir():
@@ -170,7 +277,12 @@ class Distiset(dict[str, Any]):
                 f"No Distiset at {str(root)!r}: the folder does not exist. Pass the folder given "
                 "to Distiset.save_to_disk()."
             )
-        leaves = sorted(p for p in root.iterdir() if (p / "dataset_dict.json").is_file())
+        leaves = sorted(
+            p
+            for p in root.iterdir()
+            if p.name not in _NOT_LEAVES
+            and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
+        )
         if not leaves:
             raise FileNotFoundError(
                 f"{str(root)!r} holds no saved Distiset: none of its folders "
@@ -182,11 +294,23 @@ class Distiset(dict[str, Any]):
             leaf.name: datasets.load_from_disk(str(leaf), keep_in_memory=keep_in_memory)
             for leaf in leaves
         }
-        pipeline_file = root / PIPELINE_FILENAME
-        pipeline_yaml = (
-            pipeline_file.read_text(encoding="utf-8") if pipeline_file.is_file() else None
+        configs = root / DISTISET_CONFIG_FOLDER
+        pipeline_file = next(
+            (
+                f
+                for f in (root / PIPELINE_FILENAME, configs / PIPELINE_CONFIG_FILENAME)
+                if f.is_file()
+            ),
+            None,
         )
-        return cls(data, pipeline_yaml=pipeline_yaml)
+        pipeline_yaml = pipeline_file.read_text(encoding="utf-8") if pipeline_file else None
+        distiset = cls(data, pipeline_yaml=pipeline_yaml)
+        distiset.pipeline_path = pipeline_file
+        if (configs / PIPELINE_LOG_FILENAME).is_file():
+            distiset.log_filename_path = configs / PIPELINE_LOG_FILENAME
+        if (root / DISTISET_ARTIFACTS_FOLDER).is_dir():
+            distiset.artifacts_path = root / DISTISET_ARTIFACTS_FOLDER
+        return distiset
 
     # -- hub ---------------------------------------------------------------------------------
 
@@ -215,8 +339,8 @@ class Distiset(dict[str, Any]):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="alambic-push-") as tmp:
             folder = Path(tmp)
-            for leaf, dataset_dict in distiset.items():
-                for split, dataset in dataset_dict.items():
+            for leaf in distiset:
+                for split, dataset in distiset.splits(leaf).items():
                     target = folder / leaf / split
                     target.mkdir(parents=True)
                     dataset.to_parquet(str(target / "data-00000-of-00001.parquet"))
@@ -246,10 +370,10 @@ class Distiset(dict[str, Any]):
             {
                 "config_name": leaf,
                 "data_files": [
-                    {"split": split, "path": f"{leaf}/{split}/*"} for split in dataset_dict
+                    {"split": split, "path": f"{leaf}/{split}/*"} for split in self.splits(leaf)
                 ],
             }
-            for leaf, dataset_dict in self.items()
+            for leaf in self
         ]
         header = {
             "configs": configs,
@@ -278,7 +402,8 @@ class Distiset(dict[str, Any]):
                 "",
             ]
         lines += ["## Dataset structure", ""]
-        for leaf, dataset_dict in self.items():
+        for leaf in self:
+            dataset_dict = self.splits(leaf)
             load = f'load_dataset("{repo_id}", "{leaf}")' if repo_id else None
             lines.append(f"### Config `{leaf}`")
             lines.append("")
@@ -330,13 +455,13 @@ class Distiset(dict[str, Any]):
     # -- inspection --------------------------------------------------------------------------
 
     def num_rows_total(self) -> int:
-        return sum(ds.num_rows for dd in self.values() for ds in dd.values())
+        return sum(ds.num_rows for leaf in self for ds in self.splits(leaf).values())
 
     def __repr__(self) -> str:
         lines = ["Distiset({"]
-        for leaf, dataset_dict in self.items():
+        for leaf in self:
             lines.append(f"    {leaf}: DatasetDict({{")
-            for split, dataset in dataset_dict.items():
+            for split, dataset in self.splits(leaf).items():
                 lines.append(
                     f"        {split}: {dataset.num_rows} rows, columns {dataset.column_names}"
                 )
@@ -365,6 +490,12 @@ def _spend_section(spend: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _rename(dataset: Any, name: str) -> Any:
+    if METADATA_COLUMN not in dataset.column_names or name == METADATA_COLUMN:
+        return dataset
+    return dataset.rename_column(METADATA_COLUMN, name)
+
+
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "\n... (truncated)"
 
@@ -383,4 +514,11 @@ def _size_category(n: int) -> str:
     return "n>10M"
 
 
-__all__ = ["Distiset"]
+__all__ = [
+    "DISTISET_ARTIFACTS_FOLDER",
+    "DISTISET_CONFIG_FOLDER",
+    "METADATA_COLUMN",
+    "PIPELINE_CONFIG_FILENAME",
+    "PIPELINE_LOG_FILENAME",
+    "Distiset",
+]

@@ -31,6 +31,38 @@ RequiredRuntimeParameter = Annotated[T | None, _RuntimeParameterMarker(required=
 """Like ``RuntimeParameter`` but the pipeline refuses to start while it is ``None``."""
 
 
+def relax_required_runtime_parameters(cls: type[BaseModel]) -> None:
+    """Make ``x: RuntimeParameter[T]`` declared *without a default* optional at construction
+    and required at run time (distilabel's rule): its default becomes ``None`` and it counts as
+    a ``RequiredRuntimeParameter``, so the pipeline refuses to start until it is set."""
+    changed = False
+    for info in cls.model_fields.values():
+        if info.is_required() and any(
+            isinstance(m, _RuntimeParameterMarker) for m in info.metadata
+        ):
+            info.default = None
+            info.metadata = [
+                _RuntimeParameterMarker(required=True)
+                if isinstance(m, _RuntimeParameterMarker)
+                else m
+                for m in info.metadata
+            ]
+            changed = True
+    if changed:
+        cls.model_rebuild(force=True)
+
+
+class RuntimeParameterDefaults:
+    """Mixin for pydantic models: applies :func:`relax_required_runtime_parameters` to every
+    subclass when pydantic has built it."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)  # type: ignore[misc]
+        assert issubclass(cls, BaseModel)
+        relax_required_runtime_parameters(cls)
+
+
 def _marker(model: type[BaseModel], field: str) -> _RuntimeParameterMarker | None:
     info = model.model_fields[field]
     for meta in info.metadata:

@@ -349,6 +349,13 @@ class AsyncLLM(LLM):
     _scheduler: RequestScheduler | None = PrivateAttr(default=None)
     _n_ignored: bool = PrivateAttr(default=False)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # distilabel-style clients override the public agenerate: run it as _agenerate
+        super().__init_subclass__(**kwargs)
+        from alambic.llms._overrides import adopt_agenerate_override
+
+        adopt_agenerate_override(cls, AsyncLLM)
+
     @property
     def scheduler(self) -> RequestScheduler:
         if self._scheduler is None:

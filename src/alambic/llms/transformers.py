@@ -14,6 +14,7 @@ from pydantic import Field, PositiveInt, PrivateAttr
 
 from alambic.errors import ModelNotAvailableError
 from alambic.llms.base import LLM, split_input
+from alambic.llms.few_shot import FewShotPromptFormat
 from alambic.llms.structured import resolve_spec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
@@ -66,6 +67,11 @@ class TransformersLLM(LLM):
     break the schema, so the reply is valid JSON unless ``max_new_tokens`` cuts it short. A
     schema ``outlines_core`` cannot compile, or a missing ``outlines``, falls back to the
     schema in the prompt; replies are validated and re-asked either way.
+
+    A *base* model (pretrained only, no chat template) answers better when prompted with a
+    few worked examples than with a chat format: ``prompt_format=FewShotPromptFormat()``
+    writes each conversation as a plain-text few-shot prompt instead of applying the chat
+    template, stops at the end of the answer and strips it (see ``alambic.llms.few_shot``).
     """
 
     model: str = Field(description="Local folder or Hugging Face hub id.")
@@ -84,6 +90,10 @@ class TransformersLLM(LLM):
     )
     sort_by_length: bool = Field(
         default=True, description="Batch prompts of similar length together (less padding)."
+    )
+    prompt_format: FewShotPromptFormat | None = Field(
+        default=None,
+        description="Few-shot plain-text prompts for base models, instead of the chat template.",
     )
 
     _cache_exclude: ClassVar[frozenset[str]] = frozenset(
@@ -200,6 +210,10 @@ class TransformersLLM(LLM):
     def prepare_prompt(self, input: FormattedInput) -> str:
         """Render a conversation with the chat template, ready for generation."""
         messages, _ = split_input(input)
+        if self.prompt_format is not None:
+            # no chat template adds the BOS token here, and encoding skips special tokens
+            bos = self._tokenizer.bos_token if self.prompt_format.add_bos else None
+            return (bos or "") + self.prompt_format.render(messages)
         if self._tokenizer.chat_template is None:
             return "\n".join(str(m["content"]) for m in messages) + "\n"
         prompt: str = self._tokenizer.apply_chat_template(
@@ -230,6 +244,10 @@ class TransformersLLM(LLM):
                 f"known: {sorted(_ALLOWED)}."
             )
         kwargs = {**_DEFAULTS, **generation_kwargs}
+        if self.prompt_format is not None:
+            # stop generating at the end of the answer rather than at max_new_tokens
+            kwargs.setdefault("stop", self.prompt_format.stop)
+            kwargs.update(stop_strings=self.prompt_format.stop, tokenizer=self._tokenizer)
         # group by schema: one logits processor constrains a whole batch
         groups: dict[str | None, list[int]] = {}
         schemas: dict[str, dict[str, Any]] = {}
@@ -248,6 +266,11 @@ class TransformersLLM(LLM):
             outs = self._generate_batches(prompts, num_generations, kwargs, group_schema)
             for i, out in zip(indices, outs, strict=True):
                 results[i] = out
+        if self.prompt_format is not None:
+            for result in results:
+                if result is not None:
+                    texts = result["generations"]
+                    result["generations"] = [self.prompt_format.cut(t or "") for t in texts]
         return [r for r in results if r is not None]
 
     def resolved_device(self) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from alambic.errors import AlambicUserError, PipelineValidationError, RuntimeParameterError
+from alambic.pipeline._compat import PipelineCompatMixin, Signature, derive_pipeline_name
 from alambic.pipeline.dag import DAG
 from alambic.steps.base import _CURRENT_PIPELINE, _Step
 from alambic.utils.naming import validate_name
@@ -36,18 +37,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("alambic")
 
 
-class Pipeline:
-    """A named graph of steps; ``run`` executes it and returns a :class:`Distiset`."""
+class Pipeline(PipelineCompatMixin):
+    """A named graph of steps; ``run`` executes it and returns a :class:`Distiset`.
+
+    Without a ``name``, the pipeline is named after the script that creates it (see
+    ``derive_pipeline_name``). ``requirements`` lists packages (pip requirement strings)
+    the pipeline needs; a missing one stops ``run`` before anything starts.
+    """
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         description: str | None = None,
         *,
         cache_dir: str | Path | None = None,
         enable_metadata: bool = True,
+        requirements: list[str] | None = None,
     ) -> None:
-        self.name = validate_name(name, what="pipeline")
+        self.name = validate_name(name or derive_pipeline_name(), what="pipeline")
+        self.requirements = list(requirements or [])
         self.description = description
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.enable_metadata = enable_metadata
@@ -188,8 +196,11 @@ class Pipeline:
             signatures[name] = hashlib.sha256(blob.encode()).hexdigest()
         return signatures
 
-    def signature(self) -> str:
-        """Identity of the pipeline definition: its name, steps and connections."""
+    @property
+    def signature(self) -> Signature:
+        """Identity of the pipeline definition: its name, steps and connections.
+
+        A property, as in distilabel; calling it (``pipeline.signature()``) works too."""
         sigs = self.step_signatures()
         blob = json.dumps(
             {
@@ -199,7 +210,7 @@ class Pipeline:
             },
             sort_keys=True,
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return Signature(hashlib.sha256(blob.encode()).hexdigest())
 
     # -- running ---------------------------------------------------------------------------
 
@@ -233,6 +244,7 @@ class Pipeline:
 
         from alambic.pipeline.executor import resolve_executor
 
+        self.check_requirements()
         chosen = resolve_executor(executor)
         extra: dict[str, Any] = {}
         if budget is not None:
@@ -242,7 +254,7 @@ class Pipeline:
                     "budgets yet; run with executor='local' to keep one."
                 )
             extra["budget"] = budget
-        return chosen.run(
+        distiset = chosen.run(
             self,
             parameters=parameters,
             use_cache=use_cache,
@@ -252,6 +264,16 @@ class Pipeline:
             retry_failed=retry_failed,
             **extra,
         )
+        if self.artifacts_directory.is_dir():
+            distiset.artifacts_path = self.artifacts_directory
+        return distiset
+
+    @property
+    def artifacts_directory(self) -> Path:
+        """Where steps' ``save_artifact`` writes: ``<cache dir>/artifacts/<pipeline name>``."""
+        from alambic import settings
+
+        return (self.cache_dir or settings.cache_dir()) / "artifacts" / self.name
 
     def dry_run(
         self, parameters: dict[str, dict[str, Any]] | None = None, batch_size: int = 1

@@ -28,6 +28,7 @@ from alambic.runtime_parameters import (
     runtime_parameter_names,
     set_runtime_parameters,
 )
+from alambic.steps._compat import StepCompatMixin
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 from alambic.utils.arguments import unknown_arguments
 from alambic.utils.naming import snake_case, validate_name
@@ -99,7 +100,7 @@ class StepResources(BaseModel):
     )
 
 
-class _Step(BaseModel, ABC):
+class _Step(StepCompatMixin, BaseModel, ABC):
     """What every kind of step shares: name, columns, mappings, pipeline membership."""
 
     model_config = ConfigDict(
@@ -167,6 +168,13 @@ class _Step(BaseModel, ABC):
         if pipeline is not None:
             self.pipeline = pipeline
             pipeline._add_step(self)
+        else:  # as distilabel does: standalone use is fine, a forgotten `with` is not
+            self._logger.warning(
+                "Step %r was created outside a pipeline: it runs standalone (load() then "
+                "process()), but it is in no pipeline until created inside `with Pipeline(...)`"
+                " or given pipeline=.",
+                self.name,
+            )
 
     # -- columns ---------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def test_parser_keeps_up_to_n_labels() -> None:
 )
 def test_parser_rejects_truncated_and_garbage_replies(reply: str) -> None:
     with pytest.raises(ReplyParseError):
-        make_clustering().format_output(reply)
+        make_clustering().parse_output(reply)
 
 
 def name_cluster(messages: ChatType, index: int) -> str:

@@ -73,12 +73,17 @@ def test_group_columns_from_three_branches() -> None:
 
 
 def test_merge_columns_splices_lists() -> None:
-    step = MergeColumns(columns=["chosen", "others"], output_column="responses")
+    step = MergeColumns(
+        columns=["chosen", "others"], output_column="responses", keep_source_columns=True
+    )
     assert step.outputs == ["responses"]
     (out,) = list(step.process([{"chosen": "a", "others": ["b", None]}]))
     assert out == [{"chosen": "a", "others": ["b", None], "responses": ["a", "b", None]}]
     with pytest.raises(MissingColumnError, match="'others'"):
         next(step.process([{"chosen": "a"}]))
+    dropping = MergeColumns(columns=["chosen", "others"], output_column="responses")
+    (out,) = list(dropping.process([{"q": 1, "chosen": "a", "others": ["b"]}]))
+    assert out == [{"q": 1, "responses": ["a", "b"]}]
 
 
 def test_expand_columns_list_and_rename() -> None:

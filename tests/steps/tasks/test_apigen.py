@@ -150,12 +150,12 @@ def test_generator_with_number_gives_lists() -> None:
 )
 def test_generator_rejects_truncated_and_garbage_replies(reply: str, reason: str) -> None:
     with pytest.raises(ReplyParseError, match=reason):
-        generator().format_output(reply, ROW)
+        generator().parse_output(reply, ROW)
 
 
 def test_generator_too_few_pairs_is_a_failure() -> None:
     with pytest.raises(ReplyParseError, match="asked for 2"):
-        generator(number=2).format_output('[{"query": "q", "answers": [{"name": "a"}]}]', ROW)
+        generator(number=2).parse_output('[{"query": "q", "answers": [{"name": "a"}]}]', ROW)
 
 
 # ----------------------------------------------------------------------- semantic checker
@@ -204,7 +204,7 @@ def test_semantic_checker_reads_verdicts(reply: str, keep: bool, thought: str) -
 )
 def test_semantic_checker_rejects_truncated_and_garbage(reply: str) -> None:
     with pytest.raises(ReplyParseError, match="verdict"):
-        checker().format_output(reply)
+        checker().parse_output(reply)
 
 
 # ----------------------------------------------------------------------- tool formats

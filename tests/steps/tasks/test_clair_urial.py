@@ -48,7 +48,7 @@ def test_clair_parses_well_formed_and_prosy(reply: str, revision: str, rational:
 )
 def test_clair_rejects_truncated_and_garbage(reply: str) -> None:
     with pytest.raises(ReplyParseError, match="Corrected answer"):
-        clair().format_output(reply)
+        clair().parse_output(reply)
 
 
 def urial(llm: Any = None) -> URIAL:
@@ -89,7 +89,7 @@ def test_urial_cuts_the_answer(reply: str, generation: str) -> None:
 
 def test_urial_rejects_an_empty_answer() -> None:
     with pytest.raises(ReplyParseError, match="empty"):
-        urial().format_output("```\n# User: hi")
+        urial().parse_output("```\n# User: hi")
 
 
 class RawFake(FakeLLM):

@@ -50,7 +50,7 @@ def test_parse_scores(reply: str, scores: list[Any]) -> None:
 @pytest.mark.parametrize("reply", ["", "These are all easy.", "[1] Add 2 and 2."])
 def test_garbage_raises(reply: str) -> None:
     with pytest.raises(ReplyParseError, match=r"no '\[i\] Score: <number>' line"):
-        make().format_output(reply, ROW)
+        make().parse_output(reply, ROW)
 
 
 @pytest.mark.parametrize("value", [None, [], "one", ["a", 1]])

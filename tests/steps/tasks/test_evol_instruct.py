@@ -81,8 +81,13 @@ def test_format_output_cleans_one_reply() -> None:
     assert make().format_output("<prompt>Do X well.</prompt>", {"instruction": "Do X."}) == {
         "rewrite": "Do X well."
     }
+    # an unchanged rewrite is kept, as distilabel keeps it; eliminating it is opt-in
+    assert make().format_output("Do X.", {"instruction": "Do X."}) == {"rewrite": "Do X."}
     with pytest.raises(ReplyParseError):
-        make().format_output("Do X.", {"instruction": "Do X."})
+        make(eliminate_unchanged=True).parse_output("Do X.", {"instruction": "Do X."})
+    assert make(eliminate_unchanged=True).format_output("Do X.", {"instruction": "Do X."}) == {
+        "rewrite": None
+    }
 
 
 def test_evolves_num_evolutions_times(run_task: Callable[..., Any]) -> None:
@@ -212,4 +217,7 @@ def test_generator_gives_up_after_max_rounds(caplog: pytest.LogCaptureFixture) -
 def test_generator_length_filter() -> None:
     task = EvolInstructGenerator(name="gen", llm=FakeLLM(), num_instructions=1, max_length=5)
     with pytest.raises(ReplyParseError, match="outside 10-5"):
-        task.format_output("A much longer instruction", {"instruction": "x"})
+        task.parse_output("A much longer instruction", {"instruction": "x"})
+    assert task.format_output("A much longer instruction", {"instruction": "x"}) == {
+        "instruction": None
+    }

@@ -54,7 +54,7 @@ def test_format_output_splits_question_and_answer(reply: str) -> None:
 )
 def test_format_output_rejects_bad_replies(reply: str, reason: str) -> None:
     with pytest.raises(ReplyParseError, match=reason):
-        make().format_output(reply, {})
+        make().parse_output(reply, {})
 
 
 def test_process_rows(run_task: Callable[..., Any], error_of: Callable[..., Any]) -> None:

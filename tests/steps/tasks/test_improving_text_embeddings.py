@@ -46,13 +46,13 @@ def test_example_tasks_columns_prompt_and_parsers(cls: Any, fields: dict[str, st
     prosy = f"Sure! Here is the example:\n```json\n{reply}\n```\nLet me know."
     assert task.format_output(prosy) == fields
     with pytest.raises(ReplyParseError):
-        task.format_output(reply[: len(reply) // 2])  # truncated
+        task.parse_output(reply[: len(reply) // 2])  # truncated
     with pytest.raises(ReplyParseError):
-        task.format_output("I'd rather not.")  # garbage
+        task.parse_output("I'd rather not.")  # garbage
     missing = dict(fields)
     missing[next(iter(fields))] = ""
     with pytest.raises(ReplyParseError, match="no text field"):
-        task.format_output(json.dumps(missing))
+        task.parse_output(json.dumps(missing))
 
 
 def test_retrieval_attributes_are_drawn_per_task_reproducibly() -> None:

@@ -46,7 +46,7 @@ def test_format_output_reads_score_and_reason(reply: str, score: int, reason: st
 )
 def test_format_output_rejects_bad_scores(reply: str, match: str) -> None:
     with pytest.raises(ReplyParseError, match=match):
-        make().format_output(reply, {})
+        make().parse_output(reply, {})
 
 
 def test_process_rows(run_task: Callable[..., Any], error_of: Callable[..., Any]) -> None:

@@ -154,7 +154,7 @@ def test_format_output_cuts_at_markers() -> None:
         "instruction": "What is 2+2?"
     }
     with pytest.raises(ValueError, match="empty user message"):
-        task.format_output("<|im_end|>", {})
+        task.parse_output("<|im_end|>", {})
 
 
 def test_generator_batches_and_system_prompt_draws() -> None:

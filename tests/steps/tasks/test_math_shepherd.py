@@ -57,7 +57,7 @@ def test_golden_solution_from_well_formed_and_prosy_replies(reply: str) -> None:
 )
 def test_truncated_and_garbage_solutions_fail(reply: str, reason: str) -> None:
     with pytest.raises(ReplyParseError, match=reason):
-        MathShepherdGenerator(name="g", llm=FakeLLM()).format_output(reply)
+        MathShepherdGenerator(name="g", llm=FakeLLM()).parse_output(reply)
 
 
 def test_m_solutions_split_on_separators_or_answer_lines() -> None:
@@ -69,7 +69,7 @@ def test_m_solutions_split_on_separators_or_answer_lines() -> None:
     bare = "Step 1: a\nThe answer is: 1\nStep 1: b\nThe answer is: 2\nStep 1: c"
     assert len(task.format_output(bare)["solutions"]) == 2
     with pytest.raises(ReplyParseError, match="asked for 2 solutions, 1"):
-        task.format_output("Step 1: a\nThe answer is: 1\n---\nStep 1: trunc")
+        task.parse_output("Step 1: a\nThe answer is: 1\n---\nStep 1: trunc")
 
 
 def test_answers_compare_as_numbers() -> None:

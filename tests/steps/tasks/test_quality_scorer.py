@@ -52,7 +52,7 @@ def test_parse_scores(reply: str, scores: list[Any]) -> None:
 @pytest.mark.parametrize("reply", ["", "Both are great!", "{'scores': 'n/a'}"])
 def test_garbage_raises(reply: str) -> None:
     with pytest.raises(ReplyParseError):
-        make().format_output(reply, ROW)
+        make().parse_output(reply, ROW)
 
 
 @pytest.mark.parametrize(

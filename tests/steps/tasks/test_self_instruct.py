@@ -69,7 +69,7 @@ def test_format_output_reads_lists(reply: str, expected: list[str]) -> None:
 @pytest.mark.parametrize("reply", ["", "  \n ", "1.\n2."])
 def test_format_output_rejects_empty_replies(reply: str) -> None:
     with pytest.raises(ReplyParseError, match="no instruction"):
-        make().format_output(reply, {})
+        make().parse_output(reply, {})
 
 
 def test_process_builds_rows_and_keeps_unparsable_as_failed(

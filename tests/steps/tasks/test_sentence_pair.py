@@ -84,7 +84,7 @@ def test_pair_ignores_a_negative_section() -> None:
 )
 def test_format_output_rejects_missing_sections(reply: str, match: str) -> None:
     with pytest.raises(ReplyParseError, match=match):
-        make(triplet=True).format_output(reply, {})
+        make(triplet=True).parse_output(reply, {})
 
 
 def test_process_rows(run_task: Callable[..., Any], error_of: Callable[..., Any]) -> None:

@@ -81,7 +81,7 @@ def test_format_output_returns_text_and_object(reply: str) -> None:
 )
 def test_format_output_rejects_invalid_replies(reply: str, match: str) -> None:
     with pytest.raises(ReplyParseError, match=match):
-        make().format_output(reply, ROW)
+        make().parse_output(reply, ROW)
 
 
 def test_check_schema_nested_items() -> None:

@@ -80,7 +80,7 @@ def test_multi_label_keeps_known_labels_up_to_n() -> None:
 )
 def test_bad_replies(reply: str, match: str) -> None:
     with pytest.raises(ReplyParseError, match=match):
-        make().format_output(reply, {})
+        make().parse_output(reply, {})
 
 
 def test_process_rows_with_schema(

@@ -82,7 +82,7 @@ def test_columns_depend_on_aspect() -> None:
         "types",
         "rationales",
         "ratings",
-        "rationales_for_ratings",
+        "rationales-for-ratings",
         "model_name",
     ]
     assert make().get_inputs() == {"instruction": True, "generations": True}
@@ -113,7 +113,7 @@ def test_typed_reply_with_prose_and_fences() -> None:
         "types": [[], [1, 3]],
         "rationales": ["Nothing invented.", "States a false fact and contradicts itself."],
         "ratings": [5, 2],
-        "rationales_for_ratings": ["Fully accurate.", "The main claim is wrong."],
+        "rationales-for-ratings": ["Fully accurate.", "The main claim is wrong."],
     }
 
 
@@ -149,7 +149,7 @@ def test_truncated_reply_keeps_what_it_has() -> None:
 @pytest.mark.parametrize("garbage", ["", "I cannot rate these.", "Rating: excellent", "{}"])
 def test_garbage_raises_a_clear_error(garbage: str) -> None:
     with pytest.raises(ReplyParseError, match="no 'Rating: <1-5>' found"):
-        make().format_output(garbage, ROW)
+        make().parse_output(garbage, ROW)
 
 
 def test_process_rows_good_and_failed() -> None:

@@ -7,5 +7,13 @@ from alambic.steps.columns.expand import ExpandColumns
 from alambic.steps.columns.group import GroupColumns
 from alambic.steps.columns.keep import KeepColumns
 from alambic.steps.columns.merge import MergeColumns
+from alambic.steps.columns.utils import merge_alambic_metadata
 
-__all__ = ["CombineOutputs", "ExpandColumns", "GroupColumns", "KeepColumns", "MergeColumns"]
+__all__ = [
+    "CombineOutputs",
+    "ExpandColumns",
+    "GroupColumns",
+    "KeepColumns",
+    "MergeColumns",
+    "merge_alambic_metadata",
+]

@@ -15,8 +15,9 @@ class CombineOutputs(Step):
 
     Connect it after parallel branches that each add columns to the same rows (``a >> [b, c] >>
     combine``): the output row has the columns of all of them; for a column present in several,
-    the last predecessor's value wins, except ``alambic_metadata``, whose dicts are merged (each
-    task writes keys suffixed with its own name, so nothing is lost). Predecessors must produce
+    the last predecessor's value wins, except ``alambic_metadata``, whose dicts are merged as
+    distilabel merges them: a key from one branch keeps its value, a key several branches
+    carry becomes the list of their values (``merge_alambic_metadata``). Predecessors must produce
     the same number of rows per batch.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -21,12 +22,17 @@ class ExpandColumns(Step):
     one row. ``alambic_metadata`` that is a list as long as the expansion (a task run with
     ``group_generations=True``) is expanded with it; with ``split_statistics=True``, token
     statistics stored as lists (``{"input_tokens": [..], "output_tokens": [..]}``) are split so
-    each row keeps its own counts.
+    each row keeps its own counts. ``encoded`` names columns (``True``: all of ``columns``)
+    that hold a JSON-encoded list, decoded before expanding (as a step that stores lists as
+    JSON text produces them).
     """
 
     columns: dict[str, str] = Field(description="List columns to expand (list, or old -> new).")
     split_statistics: bool = Field(
         default=False, description="Split list-valued token statistics in alambic_metadata."
+    )
+    encoded: bool | list[str] = Field(
+        default=False, description="Columns holding JSON-encoded lists (True: all of them)."
     )
 
     _runs_inline: ClassVar[bool] = True
@@ -52,7 +58,25 @@ class ExpandColumns(Step):
             out.extend(self._expand(row))
         yield out
 
+    def _decoded(self, row: Row) -> Row:
+        names = list(self.columns) if self.encoded is True else list(self.encoded or [])
+        if not names:
+            return row
+        row = dict(row)
+        for column in names:
+            value = row.get(column)
+            if isinstance(value, str):
+                try:
+                    row[column] = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f"Step {self.step_name!r}: column {column!r} is listed in encoded= but "
+                        f"holds text that is not JSON ({exc}): {value!r:.80}"
+                    ) from exc
+        return row
+
     def _expand(self, row: Row) -> list[Row]:
+        row = self._decoded(row)
         lengths = {}
         for column in self.columns:
             if column not in row:

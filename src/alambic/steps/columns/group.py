@@ -18,7 +18,8 @@ class GroupColumns(Step):
     Row ``i`` of every predecessor is one group: each of ``columns`` becomes a list of its values
     in predecessor order (``None`` where a branch lacks it), named ``output_columns`` or
     ``grouped_<column>``. The source columns are removed; the other columns come from the first
-    predecessor's row, and ``alambic_metadata`` dicts are merged. Typical before a judge that
+    predecessor's row, and ``alambic_metadata`` dicts are merged (a key several rows carry
+    becomes a list, as in distilabel). Typical before a judge that
     compares responses (UltraFeedback's ``generations`` plus ``generation_models``).
     """
 

@@ -16,11 +16,15 @@ class MergeColumns(Step):
 
     A value that is a list is spliced in (``["a", "b"]`` and ``"c"`` give ``["a", "b", "c"]``),
     so responses already grouped by a task merge with single ones; ``None`` is kept as an
-    element. The source columns stay in the row.
+    element. The source columns are removed, as distilabel removes them;
+    ``keep_source_columns=True`` keeps them.
     """
 
     columns: list[str] = Field(min_length=1, description="Columns to merge, in order.")
     output_column: str = Field(default="merged_column", description="Name of the list column.")
+    keep_source_columns: bool = Field(
+        default=False, description="Keep the merged columns in the row (distilabel drops them)."
+    )
 
     _runs_inline: ClassVar[bool] = True
 
@@ -45,6 +49,9 @@ class MergeColumns(Step):
                 else:
                     merged.append(value)
             new = dict(row)
+            if not self.keep_source_columns:
+                for column in self.columns:
+                    new.pop(column, None)
             new[self.output_column] = merged
             out.append(new)
         yield out

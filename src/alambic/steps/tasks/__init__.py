@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "QualityScorer": "alambic.steps.tasks.quality_scorer",
     "PairwiseJudge": "alambic.steps.tasks.pairwise_judge",
     "RewardModelScore": "alambic.steps.tasks.reward_model",
+    "task": "alambic.steps.tasks.decorator",
     # the rest of the reference library (issue 16)
     "APIGenGenerator": "alambic.steps.tasks.apigen",
     "APIGenSemanticChecker": "alambic.steps.tasks.apigen",
@@ -59,7 +60,15 @@ _LAZY: dict[str, str] = {
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
-__all__ = ["ChatGeneration", "ChatItem", "ChatType", "GeneratorTask", "Task", "TextGeneration"]
+__all__ = [
+    "ChatGeneration",
+    "ChatItem",
+    "ChatType",
+    "GeneratorTask",
+    "Task",
+    "TextGeneration",
+    "task",
+]
 __all__ += [  # generation family
     "EvolComplexity",
     "EvolInstruct",

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import Field, PositiveInt
 
 from alambic.llms.typing import ChatType, GenerateOutput, GenerationError
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks.base import METADATA_COLUMN, GeneratorTask, Task
 from alambic.steps.typing import Row, StepInput, StepOutput
@@ -52,12 +53,12 @@ def pick_mutation(names: Sequence[str], seed: int, text: str, step: int, index: 
     return rng.choice(sorted(names))
 
 
-def clean_rewrite(reply: str, previous: str) -> str:
+def clean_rewrite(reply: str, previous: str, *, eliminate_unchanged: bool = True) -> str:
     """The rewritten text from a reply, or :class:`ReplyParseError` if it must be eliminated.
 
     Removes a ``<prompt>``/``<response>`` wrapper, a markdown fence around the whole reply and
-    a leading "Rewritten prompt:" label; rejects empty replies, replies equal to ``previous``
-    and replies that leak the rewriting prompt's own words.
+    a leading "Rewritten prompt:" label; rejects empty replies, replies that leak the rewriting
+    prompt's own words and, with ``eliminate_unchanged``, replies equal to ``previous``.
     """
     text = reply.strip()
     fenced = re.fullmatch(r"(?s)```[A-Za-z]*\n(.*?)\n?```", text)
@@ -69,7 +70,7 @@ def clean_rewrite(reply: str, previous: str) -> str:
     text = _LABEL.sub("", text).strip()
     if not text:
         raise ReplyParseError("eliminated: the rewrite is empty")
-    if " ".join(text.split()).casefold() == " ".join(previous.split()).casefold():
+    if eliminate_unchanged and _same(text, previous):
         raise ReplyParseError(f"eliminated: the rewrite is the text unchanged: {preview(text)!r}")
     leak = _LEAKS.search(text)
     if leak is not None:
@@ -78,6 +79,10 @@ def clean_rewrite(reply: str, previous: str) -> str:
             f"{preview(text)!r}"
         )
     return text
+
+
+def _same(text: str, previous: str) -> bool:
+    return " ".join(text.split()).casefold() == " ".join(previous.split()).casefold()
 
 
 @dataclass
@@ -117,7 +122,7 @@ class EvolutionChain:
         return text
 
 
-class EvolutionTask(Task):
+class EvolutionTask(LenientFormatOutput, Task):
     """Base of tasks that rewrite one column of each row ``num_evolutions`` times."""
 
     num_evolutions: PositiveInt = Field(default=1, description="Rewrites per chain.")
@@ -125,6 +130,10 @@ class EvolutionTask(Task):
         default=False, description="Output every intermediate rewrite, not only the last."
     )
     seed: int = Field(default=42, description="Seed of the mutation choices.")
+    eliminate_unchanged: bool = Field(
+        default=False,
+        description="Fail a chain whose rewrite is the text unchanged (distilabel keeps it).",
+    )
 
     default_mutations: ClassVar[dict[str, str]] = {}
 
@@ -154,14 +163,19 @@ class EvolutionTask(Task):
         text = self.source_text(input)
         return self.mutation_prompt(self.mutation_for(text, 0), input, text)
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"rewrite": None}
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One rewrite reply, cleaned as every evolution step cleans it (:func:`clean_rewrite`)."""
         if output is None:
             raise ReplyParseError("the LLM returned no text")
         previous = self.source_text(input) if input else ""
-        return {"rewrite": clean_rewrite(output, previous)}
+        return {
+            "rewrite": clean_rewrite(output, previous, eliminate_unchanged=self.eliminate_unchanged)
+        }
 
     def source_text(self, row: dict[str, Any]) -> str:
         value = row.get(self.source_column)
@@ -213,7 +227,9 @@ class EvolutionTask(Task):
                 if text is None:
                     continue
                 try:
-                    rewrite = clean_rewrite(text, chain.current)
+                    rewrite = clean_rewrite(
+                        text, chain.current, eliminate_unchanged=self.eliminate_unchanged
+                    )
                 except ReplyParseError as exc:
                     chain.fail("ReplyParseError", "format_output", f"step {step + 1}: {exc}")
                     continue

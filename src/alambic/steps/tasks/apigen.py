@@ -23,6 +23,7 @@ from pydantic import Field, PositiveInt
 
 from alambic.llms.typing import FormattedInput
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import (
     ReplyParseError,
     extract_json,
@@ -48,7 +49,7 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-class APIGenGenerator(Task):
+class APIGenGenerator(LenientFormatOutput, Task):
     """Write ``number`` queries and their function calls for one function.
 
     Inputs: ``examples`` (queries and calls for other functions, shown as a guide),
@@ -132,7 +133,7 @@ class APIGenGenerator(Task):
             return messages, {"schema": self.json_schema(number)}  # type: ignore[return-value]
         return messages  # type: ignore[return-value]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
@@ -169,7 +170,7 @@ class APIGenGenerator(Task):
         return {"query": queries, "answers": answers}
 
 
-class APIGenSemanticChecker(Task):
+class APIGenSemanticChecker(LenientFormatOutput, Task):
     """Judge whether ``answers`` (and their ``execution_result``) fulfil ``query``.
 
     Inputs: ``func_desc``, ``query``, ``answers`` and ``execution_result`` (from
@@ -228,7 +229,7 @@ class APIGenSemanticChecker(Task):
             return messages, {"schema": self.json_schema()}  # type: ignore[return-value]
         return messages  # type: ignore[return-value]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

@@ -143,7 +143,9 @@ class _Task(_Step):
                 ErrorKind.INVALID_RESPONSE, "the LLM returned no text", type="EmptyReply"
             )
         try:
-            formatted = self.format_output(text, row)
+            # built-in tasks' format_output returns None columns; this variant keeps the reason
+            parse = getattr(self, "format_output_or_raise", self.format_output)
+            formatted = parse(text, row)
         except Exception as exc:  # a reply the parser cannot read is a failed row, not a crash
             return dict.fromkeys(columns), error_entry(ErrorKind.FORMAT_OUTPUT, exc, type=exc)
         if not isinstance(formatted, dict):

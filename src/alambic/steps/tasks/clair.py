@@ -15,6 +15,7 @@ from pydantic import Field
 
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_sections, preview
 from alambic.steps.tasks._templates import render, template_source
 from alambic.steps.tasks.base import Task
@@ -23,7 +24,7 @@ from alambic.steps.typing import StepColumns
 _SYSTEM = template_source("clair", "system").strip()
 
 
-class CLAIR(Task):
+class CLAIR(LenientFormatOutput, Task):
     """Revise ``student_solution`` to ``task`` minimally: ``revision`` and ``rational``.
 
     ``rational`` (the reference's spelling) holds the teacher's reasoning, ``revision`` the
@@ -56,7 +57,7 @@ class CLAIR(Task):
             {"role": "user", "content": content},
         ]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

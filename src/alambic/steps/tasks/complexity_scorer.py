@@ -13,14 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 from alambic.errors import ColumnTypeError
-from alambic.llms.typing import ChatType
+from alambic.llms.typing import ChatType, FormattedInput
 from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._lenient import (
+    DefaultStructuredOutput,
+    LenientFormatOutput,
+    array_schema,
+    fit_list,
+    per_item_none,
+)
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class ComplexityScorer(Task):
+class ComplexityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
     """Score each of the row's ``instructions`` (a list) by complexity.
 
     Output ``scores``: one number per instruction, in order, from 1 (simplest) to the number
@@ -38,7 +45,7 @@ class ComplexityScorer(Task):
     def outputs(self) -> StepColumns:
         return ["scores", "model_name"]
 
-    def format_input(self, input: dict[str, Any]) -> ChatType:
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
         instructions = input.get("instructions")
         if (
             not isinstance(instructions, list)
@@ -52,16 +59,30 @@ class ComplexityScorer(Task):
                 "['instruction'], output_column='instructions')."
             )
         prompt = render("complexity_scorer", "prompt", instructions=instructions)
-        return [{"role": "user", "content": prompt}]
+        messages: ChatType = [{"role": "user", "content": prompt}]
+        return self.with_structured_output(messages)
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per instruction (distilabel's shape for a missing reply)."""
+        return per_item_none(input, "instructions", ["scores"])
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         instructions = (input or {}).get("instructions")
         if output is None or not isinstance(instructions, list):
             return {"scores": None}
         n = len(instructions)
+        data = self.structured_reply(output)
+        if data is not None and "scores" in data:
+            return {"scores": fit_list(data["scores"], n, (int, float))}
         return {"scores": parse_indexed_scores(output, n, 1, n + 1)}
+
+    def get_structured_output(self) -> dict[str, Any]:
+        """``{"scores": [int, ...]}``, one score per item."""
+        return array_schema(
+            "SchemaComplexityScorer", scores={"type": "array", "items": {"type": "integer"}}
+        )
 
 
 __all__ = ["ComplexityScorer"]

@@ -18,6 +18,7 @@ from pydantic import Field, PositiveInt
 
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._evolution import EvolutionChain, EvolutionTask, clean_rewrite
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import METADATA_COLUMN, GeneratorTask
@@ -144,7 +145,7 @@ _SEED_INSTRUCTIONS = [
 ]
 
 
-class EvolInstructGenerator(GeneratorTask):
+class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
     """Generate ``num_instructions`` new instructions by evolving a seed pool (WizardLM).
 
     Each round takes instructions from the pool (``seed_instructions`` at first, then also
@@ -178,7 +179,7 @@ class EvolInstructGenerator(GeneratorTask):
         columns = ["instruction", "answer"] if self.generate_answers else ["instruction"]
         return [*columns, "model_name"]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """One evolution reply, cleaned and length-checked."""
@@ -214,7 +215,7 @@ class EvolInstructGenerator(GeneratorTask):
             for base, out in zip(bases, outputs, strict=True):
                 text = out["generations"][0]
                 try:
-                    instruction = self.format_output(text, {"instruction": base})["instruction"]
+                    instruction = self.parse_output(text, {"instruction": base})["instruction"]
                 except ReplyParseError:
                     continue
                 key = " ".join(instruction.split()).casefold()

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -27,7 +28,7 @@ _ASSISTANT = re.compile(r"\[\[\[\s*assistant\s*\]\]\]", re.IGNORECASE)
 _OTHER_MARKER = re.compile(r"\[\[\[\s*(?:title|content)\s*\]\]\]", re.IGNORECASE)
 
 
-class Genstruct(Task):
+class Genstruct(LenientFormatOutput, Task):
     """Write a user/assistant exchange grounded in ``title`` and ``content``.
 
     Output columns ``user`` and ``assistant``. The reply must contain the ``[[[Assistant]]]``
@@ -56,7 +57,7 @@ class Genstruct(Task):
         messages.append({"role": "user", "content": render("genstruct", "user", **values)})
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

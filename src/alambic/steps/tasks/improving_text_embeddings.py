@@ -23,6 +23,7 @@ from pydantic import Field
 
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json, extract_json_object, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import GeneratorTask, Task
@@ -66,7 +67,7 @@ def _fields(output: str | None, names: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-class _ExampleTask(Task):
+class _ExampleTask(LenientFormatOutput, Task):
     """A task that writes one JSON example for the ``task`` column."""
 
     language: str = Field(default="English", description="Language of the example.")
@@ -95,7 +96,7 @@ class _ExampleTask(Task):
         content = render(_T, self._template, task=task, **self.attributes(task))
         return [{"role": "user", "content": content}]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return _fields(output, self._fields)
@@ -181,7 +182,7 @@ class _OnePromptGenerator(GeneratorTask):
         yield rows[offset:], True
 
 
-class EmbeddingTaskGenerator(_OnePromptGenerator):
+class EmbeddingTaskGenerator(LenientFormatOutput, _OnePromptGenerator):
     """Brainstorm embedding tasks of one ``category``: the ``tasks`` column (a list of
     descriptions), or with ``flatten_tasks`` one row per task in ``task``.
 
@@ -207,7 +208,7 @@ class EmbeddingTaskGenerator(_OnePromptGenerator):
         )
         return [{"role": "user", "content": content}]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
@@ -242,7 +243,7 @@ class EmbeddingTaskGenerator(_OnePromptGenerator):
         return ["tasks"]
 
 
-class _TripletGenerator(_OnePromptGenerator):
+class _TripletGenerator(LenientFormatOutput, _OnePromptGenerator):
     unit: str | None = Field(default=None, description=f"One of {UNITS}.")
     difficulty: str | None = Field(default=None, description=f"One of {TRIPLET_DIFFICULTIES}.")
     high_score: str | None = Field(default=None, description=f"One of {HIGH_SCORES}.")
@@ -262,7 +263,7 @@ class _TripletGenerator(_OnePromptGenerator):
             "low_score": self.low_score or rng.choice(LOW_SCORES),
         }
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return _fields(output, ("S1", "S2", "S3"))

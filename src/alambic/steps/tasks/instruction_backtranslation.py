@@ -16,15 +16,18 @@ from pydantic import Field
 
 from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_score
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
-_SCORE_LINE = re.compile(r"(?im)^[^\n]*\b(?:score|rating)\b[^\n]*$")
+_SCORE_LABEL = re.compile(
+    r"(?i)[*_]*\b(?:score|rating)\b[*_ \t]*[:=][*_ \t]*-?\d+(?:\.\d+)?(?:[ \t]*(?:/|out of)[ \t]*5)?[*_.]*"
+)
 
 
-class InstructionBacktranslation(Task):
+class InstructionBacktranslation(LenientFormatOutput, Task):
     """Score an ``instruction``/``generation`` pair from 1 to 5, with the reason.
 
     Output columns ``score`` (an ``int`` from 1 to 5) and ``reason`` (the model's explanation,
@@ -56,13 +59,15 @@ class InstructionBacktranslation(Task):
         )
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
             raise ReplyParseError("the LLM returned no text")
         score = parse_score(output, low=1, high=5)
-        reason = _SCORE_LINE.sub("", output).strip()
+        # the reason is the reply without its score label (a sentence that merely mentions
+        # "score" stays, as does the text before "Score: N" on the same line)
+        reason = _SCORE_LABEL.sub("", output).strip()
         reason = re.sub(r"(?i)^\W*(?:reason(?:ing)?|explanation)\W*:\W*", "", reason).strip()
         return {"score": int(score), "reason": reason or None}
 

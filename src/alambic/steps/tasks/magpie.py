@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from alambic.errors import AlambicUserError, ColumnTypeError
 from alambic.llms.typing import ChatItem, ChatType
 from alambic.steps.tasks._evolution import EvolutionChain, rows_from_chains
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 
@@ -233,7 +234,7 @@ def _start(row: Row, index: int, system: Any) -> EvolutionChain:
     return chain
 
 
-class Magpie(_MagpieBase, Task):
+class Magpie(LenientFormatOutput, _MagpieBase, Task):
     """Write conversations (or instructions) with Magpie, one per input row.
 
     Optional input column ``system_prompt`` (wins over the ``system_prompt`` setting). Output
@@ -272,7 +273,7 @@ class Magpie(_MagpieBase, Task):
             )
         return [{"role": "system", "content": system}] if system else []
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """A user-turn completion, cut at the template's end-of-turn markers."""
@@ -295,7 +296,7 @@ class Magpie(_MagpieBase, Task):
         yield rows_from_chains(self, chains, self._values)
 
 
-class MagpieGenerator(_MagpieBase, GeneratorTask):
+class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
     """Generate ``num_rows`` Magpie conversations (or instructions) from nothing.
 
     Same settings and outputs as :class:`Magpie`; rows come in batches of ``batch_size``. With
@@ -313,7 +314,7 @@ class MagpieGenerator(_MagpieBase, GeneratorTask):
         self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
         super().load()
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """A user-turn completion, cut at the template's end-of-turn markers."""

@@ -17,6 +17,7 @@ from pydantic import Field, PositiveInt
 from alambic.errors import METADATA_COLUMN, ColumnTypeError, ErrorKind, error_entry
 from alambic.llms.typing import ChatType, GenerateOutput, GenerationError
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._math_answers import final_answer, same_answer, split_steps
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
@@ -40,7 +41,7 @@ def _system(extra_rules: str | None, few_shots: str | None) -> str:
     return render("math_shepherd", "system_generator", extra_rules=extra_rules, few_shots=few_shots)
 
 
-class MathShepherdGenerator(Task):
+class MathShepherdGenerator(LenientFormatOutput, Task):
     """Solve ``instruction`` step by step.
 
     With ``M`` unset, writes ``golden_solution``: one solution as a list of steps, ending
@@ -72,7 +73,7 @@ class MathShepherdGenerator(Task):
         user = render("math_shepherd", "generator", instruction=instruction, M=self.M)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
@@ -114,7 +115,7 @@ def _split_solutions(text: str) -> list[str]:
     return ["\n".join(c) for c in chunks]
 
 
-class MathShepherdCompleter(Task):
+class MathShepherdCompleter(LenientFormatOutput, Task):
     """Label each step of ``solutions`` by completing the solution from it ``N`` times.
 
     Inputs: ``instruction``, ``solutions`` (from :class:`MathShepherdGenerator` with ``M``)
@@ -153,7 +154,7 @@ class MathShepherdCompleter(Task):
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """The answer a continuation reached (``None`` when it has none)."""

@@ -19,6 +19,7 @@ from pydantic import Field
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._judge_parsing import clean_reply
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import METADATA_COLUMN, Task
@@ -55,7 +56,7 @@ def parse_verdict(text: str) -> dict[str, Any]:
     return {"winner": _LABELS[match.group(1).upper()], "reason": reason or None}
 
 
-class PairwiseJudge(Task):
+class PairwiseJudge(LenientFormatOutput, Task):
     """Compare the two ``generations`` of a row for its ``instruction``.
 
     Outputs ``winner`` (``"A"`` = ``generations[0]``, ``"B"`` = ``generations[1]``, or
@@ -132,7 +133,7 @@ class PairwiseJudge(Task):
             },
         ]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

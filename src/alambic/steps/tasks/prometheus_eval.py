@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from alambic.errors import AlambicUserError, ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._judge_parsing import clean_reply
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -82,7 +83,7 @@ _CHOICE_FALLBACK = re.compile(
 )
 
 
-class PrometheusEval(Task):
+class PrometheusEval(LenientFormatOutput, Task):
     """Grade a ``generation`` 1-5 (``mode="absolute"``) or pick the better of two
     ``generations`` (``mode="relative"``) against a rubric, Prometheus 2 style.
 
@@ -168,7 +169,7 @@ class PrometheusEval(Task):
             {"role": "user", "content": render("prometheus", self.mode, **values)},
         ]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

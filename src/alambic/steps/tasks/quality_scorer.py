@@ -12,14 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from alambic.errors import ColumnTypeError
-from alambic.llms.typing import ChatType
+from alambic.llms.typing import ChatType, FormattedInput
 from alambic.steps.tasks._judge_parsing import parse_indexed_scores
+from alambic.steps.tasks._lenient import (
+    DefaultStructuredOutput,
+    LenientFormatOutput,
+    array_schema,
+    fit_list,
+    per_item_none,
+)
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class QualityScorer(Task):
+class QualityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
     """Score each of the row's ``responses`` (a list) to its ``instruction`` by quality.
 
     Output ``scores``: one number per response, in order, from 1 (worst) to the number of
@@ -37,7 +44,7 @@ class QualityScorer(Task):
     def outputs(self) -> StepColumns:
         return ["scores", "model_name"]
 
-    def format_input(self, input: dict[str, Any]) -> ChatType:
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
         instruction = input.get("instruction")
         responses = input.get("responses")
         if not isinstance(instruction, str):
@@ -56,16 +63,30 @@ class QualityScorer(Task):
                 "input_mappings={'responses': 'generations'}."
             )
         prompt = render("quality_scorer", "prompt", instruction=instruction, responses=responses)
-        return [{"role": "user", "content": prompt}]
+        messages: ChatType = [{"role": "user", "content": prompt}]
+        return self.with_structured_output(messages)
 
-    def format_output(
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per response (distilabel's shape for a missing reply)."""
+        return per_item_none(input, "responses", ["scores"])
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         responses = (input or {}).get("responses")
         if output is None or not isinstance(responses, list):
             return {"scores": None}
         n = len(responses)
+        data = self.structured_reply(output)
+        if data is not None and "scores" in data:
+            return {"scores": fit_list(data["scores"], n, (int, float))}
         return {"scores": parse_indexed_scores(output, n, 1, n)}
+
+    def get_structured_output(self) -> dict[str, Any]:
+        """``{"scores": [int, ...]}``, one score per item."""
+        return array_schema(
+            "SchemaQualityScorer", scores={"type": "array", "items": {"type": "integer"}}
+        )
 
 
 __all__ = ["QualityScorer"]

@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_list_items, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -26,7 +27,7 @@ _DEFAULT_CRITERIA = (
 )
 
 
-class SelfInstruct(Task):
+class SelfInstruct(LenientFormatOutput, Task):
     """Generate ``num_instructions`` user requests from each ``input`` (Self-Instruct).
 
     Input column ``input`` (text the requests start from). Output column ``instructions``: the
@@ -76,7 +77,7 @@ class SelfInstruct(Task):
         messages.append({"role": "user", "content": prompt})
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

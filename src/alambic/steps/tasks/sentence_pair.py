@@ -15,7 +15,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from alambic.errors import ColumnTypeError
-from alambic.llms.typing import ChatType
+from alambic.llms.typing import ChatType, FormattedInput
+from alambic.steps.tasks._lenient import (
+    DefaultStructuredOutput,
+    LenientFormatOutput,
+    array_schema,
+)
 from alambic.steps.tasks._parsing import ReplyParseError, parse_sections, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -42,7 +47,7 @@ _HARD = (
 )
 
 
-class GenerateSentencePair(Task):
+class GenerateSentencePair(LenientFormatOutput, DefaultStructuredOutput, Task):
     """Write a ``positive`` (and with ``triplet``, a ``negative``) for each ``anchor``.
 
     ``action`` says what the positive is: ``"paraphrase"``, ``"semantically-similar"``,
@@ -70,7 +75,7 @@ class GenerateSentencePair(Task):
             ["positive", "negative", "model_name"] if self.triplet else ["positive", "model_name"]
         )
 
-    def format_input(self, input: dict[str, Any]) -> ChatType:
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
         anchor = input.get("anchor")
         if not isinstance(anchor, str):
             raise ColumnTypeError(
@@ -86,17 +91,28 @@ class GenerateSentencePair(Task):
             negative_description=negative,
             context=self.context,
         )
-        return [
+        messages: ChatType = [
             {"role": "system", "content": system},
             {"role": "user", "content": render("sentence_pair", "user", anchor=anchor)},
         ]
+        return self.with_structured_output(messages)
 
-    def format_output(
+    def get_structured_output(self) -> dict[str, Any]:
+        """``{"positive": str}``, plus ``"negative"`` for a triplet."""
+        text = {"type": "string"}
+        if self.triplet:
+            return array_schema("Schema", positive=text, negative=text)
+        return array_schema("Schema", positive=text)
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
             raise ReplyParseError("the LLM returned no text")
         labels = ["positive", "negative"] if self.triplet else ["positive"]
+        data = self.structured_reply(output)
+        if data is not None and all(isinstance(data.get(label), str) for label in labels):
+            return {label: data[label] for label in labels}
         sections = parse_sections(output, ["anchor", "positive", "negative"])
         missing = [label for label in labels if label not in sections]
         if missing:

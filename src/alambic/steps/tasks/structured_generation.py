@@ -17,13 +17,14 @@ from pydantic import Field
 from alambic.errors import ColumnTypeError
 from alambic.llms.structured import schema_problem
 from alambic.llms.typing import FormattedInput
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class StructuredGeneration(Task):
+class StructuredGeneration(LenientFormatOutput, Task):
     """Answer ``instruction`` with JSON that validates against the row's ``structured_output``.
 
     ``structured_output`` holds a JSON schema (a dict, or its JSON text), or
@@ -91,7 +92,7 @@ class StructuredGeneration(Task):
             return messages, {"schema": schema}
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

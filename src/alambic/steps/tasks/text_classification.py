@@ -17,13 +17,14 @@ from pydantic import Field, PositiveInt, field_validator
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import FormattedInput
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 
-class TextClassification(Task):
+class TextClassification(LenientFormatOutput, Task):
     """Label the ``text`` column with ``available_labels``.
 
     ``available_labels`` is a list of labels, or a dict of label -> description (descriptions
@@ -42,8 +43,9 @@ class TextClassification(Task):
     prompt and their replies validated (see ``alambic.llms.structured``).
     """
 
-    available_labels: list[str] | dict[str, str] = Field(
-        description="The labels, or label -> description."
+    available_labels: list[str] | dict[str, str] | None = Field(
+        default=None,
+        description="The labels, or label -> description; None: the model names the label.",
     )
     n: PositiveInt = Field(default=1, description="Most labels per text (1: single-label).")
     context: str = Field(default="", description="What the texts are, shown to the model.")
@@ -56,8 +58,10 @@ class TextClassification(Task):
 
     @field_validator("available_labels")
     @classmethod
-    def _labels_not_empty(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
-        if not value:
+    def _labels_not_empty(
+        cls, value: list[str] | dict[str, str] | None
+    ) -> list[str] | dict[str, str] | None:
+        if value is not None and not value:
             raise ValueError("available_labels must hold at least one label")
         return value
 
@@ -71,7 +75,9 @@ class TextClassification(Task):
 
     @property
     def label_set(self) -> list[str]:
-        """The labels the model may answer, ``default_label`` last."""
+        """The labels the model may answer, ``default_label`` last; ``[]`` when open."""
+        if self.available_labels is None:
+            return []
         labels = list(self.available_labels)
         return labels if self.default_label in labels else [*labels, self.default_label]
 
@@ -82,7 +88,9 @@ class TextClassification(Task):
             "properties": {
                 "labels": {
                     "type": "array",
-                    "items": {"type": "string", "enum": self.label_set},
+                    "items": {"type": "string", "enum": self.label_set}
+                    if self.label_set
+                    else {"type": "string"},
                     "minItems": 1,
                     "maxItems": self.n,
                 }
@@ -101,7 +109,7 @@ class TextClassification(Task):
         described = (
             list(self.available_labels.items())
             if isinstance(self.available_labels, dict)
-            else [(label, "") for label in self.available_labels]
+            else [(label, "") for label in self.available_labels or []]
         )
         prompt = render(
             "text_classification",
@@ -121,7 +129,7 @@ class TextClassification(Task):
             return messages, {"schema": self.json_schema()}
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
@@ -142,10 +150,14 @@ class TextClassification(Task):
                 )
             candidates = [str(item).strip() for item in raw]
         else:
-            candidates = _labels_mentioned(output, self.label_set)
+            candidates = (
+                _labels_mentioned(output, self.label_set)
+                if self.label_set
+                else [_open_label(output)]
+            )
         chosen: list[str] = []
         for candidate in candidates:
-            label = known.get(candidate.casefold())
+            label = known.get(candidate.casefold()) if known else (candidate or None)
             if label is not None and label not in chosen:
                 chosen.append(label)
         if not chosen:
@@ -156,6 +168,13 @@ class TextClassification(Task):
             )
         chosen = chosen[: self.n]
         return {"labels": chosen[0] if self.n == 1 else chosen}
+
+
+def _open_label(text: str) -> str:
+    """An open classification's label from a reply without JSON: its first line, unquoted."""
+    first = next((line for line in text.strip().splitlines() if line.strip()), "")
+    first = re.sub(r"(?i)^\W*labels?\W*:\s*", "", first)
+    return first.strip().strip("\"'`*.").strip()
 
 
 def _labels_mentioned(text: str, labels: list[str]) -> list[str]:

@@ -19,13 +19,14 @@ from pydantic import Field, PositiveInt
 from alambic.errors import METADATA_COLUMN, ColumnTypeError
 from alambic.llms.typing import ChatType, GenerateOutput
 from alambic.steps.checks import require_text
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 
-class TextClustering(Task):
+class TextClustering(LenientFormatOutput, Task):
     """Write ``summary``: an LLM-written label for the cluster each row belongs to.
 
     A global task: it sees every row, groups them by ``cluster_label``, shows the LLM up to
@@ -76,7 +77,7 @@ class TextClustering(Task):
         messages.append({"role": "user", "content": prompt})
         return messages
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:

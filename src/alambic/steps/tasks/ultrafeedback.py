@@ -16,8 +16,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from alambic.errors import ColumnTypeError
-from alambic.llms.typing import ChatType
+from alambic.llms.typing import ChatType, FormattedInput
 from alambic.steps.tasks._judge_parsing import clean_reply, parse_id_list, parse_int_in_range
+from alambic.steps.tasks._lenient import (
+    DefaultStructuredOutput,
+    LenientFormatOutput,
+    array_schema,
+    fit_list,
+    per_item_none,
+)
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -35,7 +42,7 @@ _HEADER = re.compile(
 _LABEL = re.compile(r"(?im)^[ \t>*\-]*(type|rationale|rating)[ \t]*[:：][ \t]*")
 
 
-class UltraFeedback(Task):
+class UltraFeedback(LenientFormatOutput, DefaultStructuredOutput, Task):
     """Rate each of the ``generations`` for one ``instruction`` on one ``aspect`` (1-5).
 
     Inputs: ``instruction`` (text) and ``generations`` (a list of responses; ``None`` entries,
@@ -48,7 +55,7 @@ class UltraFeedback(Task):
     - ``rationales``: the judge's justification of each rating;
     - for ``aspect="truthfulness"`` and ``"helpfulness"`` (whose published format names the
       hallucination / informativeness types first): ``types`` (lists of type numbers 1-3,
-      ``[]`` for none), ``rationales`` (why those types) and ``rationales_for_ratings``.
+      ``[]`` for none), ``rationales`` (why those types) and ``rationales-for-ratings`` (distilabel's name).
 
     A reply with no readable rating at all makes a failed row (``None`` outputs, reason in
     ``alambic_metadata["error_<name>"]``); a reply cut short keeps the ratings it has.
@@ -70,10 +77,10 @@ class UltraFeedback(Task):
     @property
     def outputs(self) -> StepColumns:
         if self.typed:
-            return ["types", "rationales", "ratings", "rationales_for_ratings", "model_name"]
+            return ["types", "rationales", "ratings", "rationales-for-ratings", "model_name"]
         return ["ratings", "rationales", "model_name"]
 
-    def format_input(self, input: dict[str, Any]) -> ChatType:
+    def format_input(self, input: dict[str, Any]) -> FormattedInput:
         instruction = input.get("instruction")
         if not isinstance(instruction, str):
             raise ColumnTypeError(
@@ -90,12 +97,50 @@ class UltraFeedback(Task):
             instruction=instruction,
             responses=[text for _, text in responses],
         )
-        return [
+        messages: ChatType = [
             {"role": "system", "content": render("ultrafeedback", "system")},
             {"role": "user", "content": prompt},
         ]
+        return self.with_structured_output(messages)
 
-    def format_output(
+    def get_structured_output(self) -> dict[str, Any]:
+        """Lists with one entry per response: ratings and rationales (and, for the typed
+        aspects, types and rationales-for-ratings)."""
+        ints: dict[str, Any] = {"type": "array", "items": {"type": "integer"}}
+        texts: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+        if self.typed:
+            return array_schema(
+                "SchemaUltraFeedbackWithType",
+                types={"type": "array", "items": {"type": ["integer", "null"]}},
+                rationales=texts,
+                ratings=ints,
+                rationales_for_ratings=texts,
+            )
+        return array_schema("SchemaUltraFeedback", ratings=ints, rationales=texts)
+
+    def _from_json(self, data: dict[str, Any], n: int) -> dict[str, Any]:
+        result = {
+            "ratings": fit_list(data.get("ratings"), n, int),
+            "rationales": fit_list(data.get("rationales"), n, str),
+        }
+        if self.typed:
+            raw_types = data.get("types")
+            types = raw_types if isinstance(raw_types, list) else []
+            result["types"] = [
+                [t] if isinstance(t, int) else t if isinstance(t, list) else None
+                for t in (types + [None] * n)[:n]
+            ]
+            result["rationales-for-ratings"] = fit_list(
+                data.get("rationales-for-ratings", data.get("rationales_for_ratings")), n, str
+            )
+        return result
+
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``None`` per generation in every output column."""
+        columns = [c for c in self.outputs if c != "model_name"]
+        return per_item_none(input, "generations", columns)
+
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         columns = [c for c in self.outputs if c != "model_name"]
@@ -107,7 +152,12 @@ class UltraFeedback(Task):
             total = len(generations)
         else:  # called without the row: assume every block is one response
             positions, total = [], 0
-        parsed = parse_feedback(output, len(positions) or None, typed=self.typed)
+        data = self.structured_reply(output)
+        if data is not None and "ratings" in data:
+            n = len(positions) or len(data["ratings"] or [])
+            parsed = self._from_json(data, n)
+        else:
+            parsed = parse_feedback(output, len(positions) or None, typed=self.typed)
         if not positions:
             return parsed
         result: dict[str, Any] = {}
@@ -224,7 +274,7 @@ def parse_feedback(text: str, n: int | None, *, typed: bool) -> dict[str, list[A
             "types": types,
             "rationales": rationales,
             "ratings": ratings,
-            "rationales_for_ratings": for_ratings,
+            "rationales-for-ratings": for_ratings,
         }
     return {"ratings": ratings, "rationales": rationales}
 

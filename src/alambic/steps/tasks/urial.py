@@ -13,6 +13,7 @@ from typing import Any
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType, GenerateOutput
 from alambic.steps.checks import ROLES
+from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
 from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
@@ -21,7 +22,7 @@ from alambic.steps.typing import StepColumns, StepInput, StepOutput
 _FENCE = "```"
 
 
-class URIAL(Task):
+class URIAL(LenientFormatOutput, Task):
     """Answer ``instruction`` (or continue ``conversation``) with a base model: ``generation``.
 
     The prompt is plain text: the URIAL preamble, two example exchanges, the conversation,
@@ -66,7 +67,7 @@ class URIAL(Task):
     def format_input(self, input: dict[str, Any]) -> ChatType:
         return [{"role": "user", "content": self.prompt(input)}]
 
-    def format_output(
+    def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if output is None:
