@@ -64,7 +64,7 @@ class LocalExecutor(Executor):
         retry_failed: bool | Iterable[str] = True,
         budget: Any = None,
     ) -> Distiset:
-        return LocalRun(
+        return self.new_run(
             pipeline,
             parameters=parameters,
             use_cache=use_cache,
@@ -75,6 +75,10 @@ class LocalExecutor(Executor):
             retry_failed=retry_failed,
             budget=budget,
         ).run()
+
+    def new_run(self, pipeline: Pipeline, **options: Any) -> LocalRun:
+        """The object that carries out one run (an executor subclass supplies its own)."""
+        return LocalRun(pipeline, **options)
 
 
 class LocalRun(Workers):

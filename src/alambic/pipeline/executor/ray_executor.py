@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from alambic.errors import AlambicUserError
-from alambic.pipeline.executor.base import Executor
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
-from alambic.pipeline.executor.local import LocalRun
+from alambic.pipeline.executor.local import LocalExecutor, LocalRun
 from alambic.pipeline.executor.ordered import run_ordered
 from alambic.pipeline.executor.ray_cluster import (
     UNITS_PER_ACTOR,
@@ -51,7 +49,7 @@ UNIT_RESENDS = 8
 """How often one unit is sent again after the actor computing it was lost."""
 
 
-class RayExecutor(Executor):
+class RayExecutor(LocalExecutor):
     """Runs each processing step's replicas as Ray actors; the driver keeps the run's books.
 
     ``address``: a cluster to join (``"auto"``, ``"ray://host:10001"``...). Without one, an
@@ -68,37 +66,25 @@ class RayExecutor(Executor):
         self.placement: dict[str, list[str]] = {}
         """Per step, the ids of the nodes its replicas run on (the last run's)."""
 
-    def run(
-        self,
-        pipeline: Pipeline,
-        *,
-        parameters: dict[str, dict[str, Any]] | None = None,
-        use_cache: bool = True,
-        dataset: Any = None,
-        show_progress: bool | None = None,
-        storage: bool = True,
-        dry_run_rows: int | None = None,
-        retry_failed: bool | Iterable[str] = True,
-    ) -> Distiset:
+    def run(self, pipeline: Pipeline, **options: Any) -> Distiset:  # type: ignore[override]
+        if options.get("budget") is not None:
+            raise AlambicUserError(
+                "RayExecutor does not keep budgets yet (requests are sent from the actors): "
+                "run with executor='local' to keep one."
+            )
+        options.pop("budget", None)
         started_here = connect(self.address, self.init_kwargs)
         self.placement.clear()
         try:
-            return RayRun(
-                pipeline,
-                parameters=parameters,
-                use_cache=use_cache,
-                dataset=dataset,
-                show_progress=show_progress,
-                storage=storage,
-                dry_run_rows=dry_run_rows,
-                retry_failed=retry_failed,
-                placement=self.placement,
-            ).run()
+            return super().run(pipeline, **options)
         finally:
             if started_here:
                 import ray
 
                 ray.shutdown()
+
+    def new_run(self, pipeline: Pipeline, **options: Any) -> LocalRun:
+        return RayRun(pipeline, placement=self.placement, **options)
 
 
 class RayRun(LocalRun):
