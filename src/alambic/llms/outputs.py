@@ -134,14 +134,14 @@ def fill_slots(
     errs = out.get("errors") or [None] * len(out["generations"])
     thoughts = out.get("reasonings") or []
     stats = out["statistics"]
-    missing = error_entry(
-        ErrorKind.INVALID_RESPONSE,
-        "the reply held fewer generations than asked for",
-        type="InvalidResponseError",
-    )
     for k, slot in enumerate(slots):
         if k >= len(out["generations"]):
-            errors[slot] = missing
+            # built only when needed: error_entry redacts, which is not free on every reply
+            errors[slot] = error_entry(
+                ErrorKind.INVALID_RESPONSE,
+                "the reply held fewer generations than asked for",
+                type="InvalidResponseError",
+            )
             continue
         texts[slot] = out["generations"][k]
         in_tok[slot] = stats["input_tokens"][k]
