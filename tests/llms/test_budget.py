@@ -108,3 +108,31 @@ def test_journal_carries_spend_to_the_next_run(tmp_path: Path) -> None:
     finally:
         current_step().reset(token)
     assert budget.report()["by_step"]["gen (m)"]["requests"] == 1
+
+
+def test_a_run_without_a_cap_counts_usage_and_prices_it_at_the_end() -> None:
+    """No cap: tickets reserve nothing, replies are counted (the worst case stands in for a
+    reply without usage), the report prices the totals, and a stop still stops sending."""
+    budget = RunBudget(None)
+    llm = _llm()
+    current_step().set("gen")
+    answered = budget.ticket(llm, MESSAGES, 1, 10)
+    answered.reserve()
+    answered.settle(5, 7)
+    no_usage = budget.ticket(llm, MESSAGES, 1, 10)
+    no_usage.reserve()
+    no_usage.settle(None, None)  # counted as its worst case: 108 prompt bytes, 10 tokens
+    failed = budget.ticket(llm, MESSAGES, 1, 10)
+    failed.reserve()
+    failed.release(sent=True)  # a sent request that failed counts as a request only
+    report = budget.report()
+    assert report["this_run"] == {
+        "requests": 3,
+        "input_tokens": 5 + 108,
+        "output_tokens": 7 + 10,
+        "usd": pytest.approx(((5 + 108) * 1 + (7 + 10) * 2) / 1e6),
+    }
+    assert report["by_step"]["gen (m)"]["requests"] == 3
+    budget.exhausted = "interrupted"
+    with pytest.raises(BudgetExhausted, match="interrupted"):
+        budget.ticket(llm, MESSAGES, 1, 10).reserve()
