@@ -33,6 +33,7 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "RunBudget",
+    "RunStopping",
     "Spend",
     "Ticket",
     "current_budget",
@@ -93,6 +94,10 @@ class Budget(BaseModel):
 
 class BudgetExhausted(AlambicError):
     """The next request could pass the run's budget: nothing more is sent."""
+
+
+class RunStopping(BudgetExhausted):
+    """The run is stopping (a first Ctrl-C): no new request is sent, like a spent budget."""
 
 
 @dataclass
@@ -204,9 +209,11 @@ class CountingTicket(Ticket):
         return Spend(1, _prompt_bytes(self._messages), self._max_out)
 
     def reserve(self) -> None:
-        stopped = self._budget.exhausted
-        if stopped is not None:
-            raise BudgetExhausted(stopped)
+        budget = self._budget
+        if budget.halted is not None:
+            raise RunStopping(budget.halted)
+        if budget.exhausted is not None:
+            raise BudgetExhausted(budget.exhausted)
         self._held = True
 
     def release(self, *, sent: bool) -> None:
@@ -240,12 +247,19 @@ class RunBudget:
         self.earlier = Spend()
         self.accounts: dict[tuple[str, str], _Account] = {}
         self.exhausted: str | None = None
+        self.halted: str | None = None
         self._pricing: dict[int, Pricing] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         if journal is not None:
             for spend in journal.load().values():
                 self.earlier.add(spend)
+
+    def halt(self, reason: str) -> None:
+        """Refuse every request from now on (the executor calls this on a first Ctrl-C): a
+        request waiting for a free slot or retrying after a backoff is not sent."""
+        if self.halted is None:
+            self.halted = reason
 
     @property
     def capped(self) -> bool:
@@ -296,6 +310,8 @@ class RunBudget:
 
     def _reserve(self, ticket: Ticket) -> None:
         with self._lock:
+            if self.halted is not None:
+                raise RunStopping(self.halted)
             if self.exhausted is not None:
                 raise BudgetExhausted(self.exhausted)
             worst = ticket.worst

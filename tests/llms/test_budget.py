@@ -136,3 +136,19 @@ def test_a_run_without_a_cap_counts_usage_and_prices_it_at_the_end() -> None:
     budget.exhausted = "interrupted"
     with pytest.raises(BudgetExhausted, match="interrupted"):
         budget.ticket(llm, MESSAGES, 1, 10).reserve()
+
+
+def test_a_halted_run_refuses_every_request_capped_or_not() -> None:
+    """A first Ctrl-C halts the run's budget: requests waiting for a slot or a retry are
+    refused (RunStopping, which the executor treats as 'left for the next run')."""
+    from alambic.budget import RunStopping
+
+    for limit in (None, Budget(requests=100)):
+        budget = RunBudget(limit)
+        llm = _llm()
+        budget.ticket(llm, MESSAGES, 1, 10).reserve()
+        budget.halt("interrupted (Ctrl-C)")
+        budget.halt("something later")  # the first reason stays
+        with pytest.raises(RunStopping, match=r"interrupted \(Ctrl-C\)"):
+            budget.ticket(llm, MESSAGES, 1, 10).reserve()
+        assert budget.exhausted is None  # not a spent budget: a rerun needs no higher cap

@@ -159,6 +159,9 @@ class Interrupts:
     def __init__(self) -> None:
         self.count = 0
         self.stopping = asyncio.Event()
+        self.on_stop: list[Callable[[str], None]] = []
+        """Called once with the reason when the run starts stopping (the run's budget
+        refuses requests from then on, including those waiting for a slot or a retry)."""
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self.stopping = asyncio.Event()
@@ -169,6 +172,7 @@ class Interrupts:
             self.count += 1
             if self.count == 1:
                 self.stopping.set()
+                self._notify("interrupted (Ctrl-C)")
                 logger.warning(
                     "Stopping: no new rows are read and no new request is sent; requests in "
                     "flight finish and are saved. Press Ctrl-C again to exit at once."
@@ -194,6 +198,11 @@ class Interrupts:
             )
         self.count = max(self.count, 1)
         self.stopping.set()
+        self._notify(reason)
+
+    def _notify(self, reason: str) -> None:
+        for listener in self.on_stop:
+            listener(reason)
 
     @property
     def stopped(self) -> bool:

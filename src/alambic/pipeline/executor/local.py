@@ -133,6 +133,7 @@ class LocalRun(Workers):
                 self.warm_up.start_now()
             self.load_steps()
             budget = open_budget(self.budget_limit, book.store, use_cache=self.use_cache)
+            self.interrupts.on_stop.append(budget.halt)
             token = budget.activate()
             try:
                 with steady_gc():
