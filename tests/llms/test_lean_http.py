@@ -201,3 +201,38 @@ def test_every_connection_is_kept_for_reuse_at_high_concurrency() -> None:
     assert most_in_flight > 256  # the case the old cap got wrong
     # with 256 idle connections kept, each wave reopened (most_in_flight - 256) connections
     assert connections <= most_in_flight
+
+
+def test_the_options_given_to_the_sdk_are_the_clients_own() -> None:
+    """``_post_chat`` passes headers, retries and timeout explicitly (cheaper for the SDK):
+    the request the server gets carries the LLM's key, timeout and no retry."""
+    body = json.dumps(CHAT).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    heads: list[bytes] = []
+
+    async def main() -> str | None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head.lower())
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(reply)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        llm = OpenAILLM(model="m", base_url=url, api_key="sk-test-123", timeout=37, max_retries=0)
+        llm.load()
+        try:
+            out = await llm.agenerate([{"role": "user", "content": "x"}])
+        finally:
+            await llm.aclose()
+            server.close()
+        return out["generations"][0]
+
+    assert asyncio.run(main()) == "hi"
+    head = heads[0]
+    assert b"authorization: bearer sk-test-123" in head
+    assert b"x-stainless-read-timeout: 37" in head
+    assert b"x-stainless-retry-count: 0" in head
