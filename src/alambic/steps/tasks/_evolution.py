@@ -252,7 +252,7 @@ def rows_from_chains(
     ``chains`` hold ``num_generations`` consecutive chains per input row; ``values_of`` gives
     the output columns of a chain that did not fail.
     """
-    columns = [c for c in task.get_outputs() if c != "model_name"]
+    columns = [c for c in task.own_outputs() if c != "model_name"]
     name = task.name
     per_chain: list[tuple[Row, dict[str, Any], dict[str, Any]]] = []
     for chain in chains:
