@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
+from alambic.errors import AlambicUserError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._evolution import EvolutionChain, EvolutionTask, clean_rewrite
 from alambic.steps.tasks._lenient import LenientFormatOutput
@@ -179,6 +180,39 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
         columns = ["instruction", "answer"] if self.generate_answers else ["instruction"]
         return [*columns, "model_name"]
 
+    def load(self) -> None:
+        self.check_counts()
+        super().load()
+
+    def check_counts(self) -> None:
+        """Refuse, before any request, settings that cannot produce ``num_instructions`` rows.
+
+        Called by ``load()`` and ``process()``: the lengths and ``batch_size`` may be changed
+        after construction (``run(parameters=...)``).
+        """
+        owner = f"Step {self.name!r} (EvolInstructGenerator)"
+        if self.min_length > self.max_length:
+            raise AlambicUserError(
+                f"{owner}: min_length={self.min_length} is above max_length={self.max_length}, "
+                "so every evolved instruction would be eliminated. Give min_length <= "
+                f"max_length (e.g. min_length={min(10, self.max_length)})."
+            )
+        if not self.mutations:
+            raise AlambicUserError(
+                f"{owner}: mutations is empty, so no instruction can be evolved. Leave it out "
+                "for the default in-depth and in-breadth methods, or give {name: method}."
+            )
+        per_round = self.batch_size or 50
+        reachable = per_round * self.max_rounds
+        if self.num_instructions > reachable:
+            rounds = -(-self.num_instructions // per_round)
+            raise AlambicUserError(
+                f"{owner}: num_instructions={self.num_instructions} cannot be reached: at most "
+                f"batch_size ({per_round}) x max_rounds ({self.max_rounds}) = {reachable} "
+                f"rewrites are tried. Raise max_rounds to at least {rounds} (more if the model "
+                "often fails the elimination checks) or batch_size, or ask for fewer."
+            )
+
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -194,6 +228,7 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
         return {"instruction": text}
 
     def process(self, offset: int = 0) -> GeneratorOutput:
+        self.check_counts()
         rng = random.Random(self.seed)
         names = sorted(self.mutations)
         pool = list(self.seed_instructions)
