@@ -113,8 +113,11 @@ def render_checked(template: jinja2.Template, values: dict[str, Any], *, owner: 
 
 
 def template_source(task: str, name: str) -> str:
-    """The text of ``templates/<task>/<name>.jinja2``."""
-    path = resources.files("alambic.steps.tasks").joinpath("templates", task, f"{name}.jinja2")
+    """The text of ``templates/<task>/<name>.jinja2`` (``templates/<name>.jinja2`` when
+    ``task`` is empty: the files named as distilabel names them, e.g.
+    ``complexity-scorer.jinja2``)."""
+    parts = ["templates", *([task] if task else []), f"{name}.jinja2"]
+    path = resources.files("alambic.steps.tasks").joinpath(*parts)
     return path.read_text(encoding="utf-8")
 
 
