@@ -28,6 +28,7 @@ __all__ = [
     "check_template",
     "render",
     "render_checked",
+    "render_source",
     "sandboxed_environment",
     "template_source",
 ]
@@ -124,6 +125,16 @@ def template_source(task: str, name: str) -> str:
 @cache
 def _compiled(task: str, name: str) -> jinja2.Template:
     return _ENV.from_string(template_source(task, name))
+
+
+@cache
+def _compiled_source(source: str, owner: str) -> jinja2.Template:
+    return check_template(source, owner=owner)
+
+
+def render_source(source: str, /, *, owner: str, **values: Any) -> str:
+    """Render template text (a module constant a user may have replaced), checked once."""
+    return render_checked(_compiled_source(source, owner), values, owner=owner).strip()
 
 
 def render(task: str, name: str, /, **values: Any) -> str:

@@ -39,6 +39,17 @@ from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 
 
+MAGPIE_MULTI_TURN_SYSTEM_PROMPT: str = (
+    "You are a capable and friendly AI assistant. The user will talk with you over several "
+    "rounds: a first question, then follow-up questions on the same subject. Answer each one "
+    "fully, accurately and to the point, building on what was said before."
+)
+"""A system prompt for multi-turn Magpie conversations (alambic's wording), under
+distilabel's name. distilabel adds it by itself when ``n_turns > 1`` and no system prompt is
+given; alambic does not (a default system prompt would steer every conversation): pass
+``system_prompt=MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` to get it."""
+
+
 class _MagpieBase(BaseModel):
     """Settings and the conversation loop shared by :class:`Magpie` and the generator."""
 
@@ -328,6 +339,7 @@ class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
 
 
 __all__ = [
+    "MAGPIE_MULTI_TURN_SYSTEM_PROMPT",
     "PRE_QUERY_TEMPLATES",
     "Magpie",
     "MagpieChatTemplateMixin",
