@@ -94,9 +94,13 @@ def test_mixin_presets_and_switch() -> None:
         .apply_magpie_pre_query_template("", [])
         .startswith("<|begin_of_text|><|start_header_id|>user")
     )
-    off = LocalMagpieLLM(path="unused", magpie_pre_query_template="qwen2", use_magpie_template=False)
+    off = LocalMagpieLLM(
+        path="unused", magpie_pre_query_template="qwen2", use_magpie_template=False
+    )
     assert off.apply_magpie_pre_query_template("P", system) == "P"
-    with pytest.raises(ValueError, match=r"use_magpie_template=True needs magpie_pre_query_template"):
+    with pytest.raises(
+        ValueError, match=r"use_magpie_template=True needs magpie_pre_query_template"
+    ):
         LocalMagpieLLM(path="unused", use_magpie_template=True)
 
 
@@ -120,7 +124,9 @@ def test_magpie_with_a_users_mixin_llm_on_the_tiny_model(tiny_model_path: Path) 
     # two rows x two turns, each asked once as a user turn and once as an answer
     assert (len(user_turns), len(answers)) == (4, 4)
     assert CHATML_USER in user_turns  # the row without a system prompt starts from nothing
-    assert any(p.startswith("<|im_start|>system\nYou help with maths.<|im_end|>\n") for p in user_turns)
+    assert any(
+        p.startswith("<|im_start|>system\nYou help with maths.<|im_end|>\n") for p in user_turns
+    )
 
 
 def test_magpie_generator_with_a_users_mixin_llm(tiny_model_path: Path) -> None:
@@ -154,6 +160,9 @@ def test_transformers_llm_takes_the_template_from_the_mixin_fields(tiny_model_pa
     raw = rows[0]["alambic_metadata"]["raw_input_gen"]
     assert raw == CHATML_USER
     # an explicit pre_query_template on the task still wins
-    assert MagpieGenerator(
-        name="g2", llm=llm, num_rows=1, pre_query_template="llama3"
-    ).template().prefix == "<|begin_of_text|>"
+    assert (
+        MagpieGenerator(name="g2", llm=llm, num_rows=1, pre_query_template="llama3")
+        .template()
+        .prefix
+        == "<|begin_of_text|>"
+    )

@@ -47,7 +47,10 @@ def test_ties_on_best_and_worst_take_the_first() -> None:
 
 
 def test_none_ratings_and_none_generations_are_skipped() -> None:
-    [out] = run(FormatTextGenerationDPO(add_pair_status=True), [row(["a", None, "c", "d"], [None, 5, 4, float("nan")])])
+    [out] = run(
+        FormatTextGenerationDPO(add_pair_status=True),
+        [row(["a", None, "c", "d"], [None, 5, 4, float("nan")])],
+    )
     # "b" is missing (None generation), "a" and "d" unrated: only "c" is a candidate
     assert out["pair_status"] == "too_few_rated"
     [out] = run(FormatTextGenerationDPO(), [row(["a", None, "c", "d"], [2, 5, 4, None])])

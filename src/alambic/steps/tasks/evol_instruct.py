@@ -399,9 +399,9 @@ class EvolInstructGenerator(_MutationTemplates, LenientFormatOutput, GeneratorTa
 __all__ = [
     "GENERATION_MUTATION_TEMPLATES",
     "IN_BREADTH_MUTATIONS",
+    "IN_DEPTH_MUTATIONS",
     "MUTATION_TEMPLATES",
     "PROMPT_PLACEHOLDER",
-    "IN_DEPTH_MUTATIONS",
     "EvolInstruct",
     "EvolInstructGenerator",
     "mutation_prompt",

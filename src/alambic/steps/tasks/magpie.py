@@ -38,7 +38,6 @@ from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 
-
 MAGPIE_MULTI_TURN_SYSTEM_PROMPT: str = (
     "You are a capable and friendly AI assistant. The user will talk with you over several "
     "rounds: a first question, then follow-up questions on the same subject. Answer each one "

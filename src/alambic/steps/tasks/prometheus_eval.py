@@ -172,7 +172,10 @@ class PrometheusEval(LenientFormatOutput, Task):
             values["generations"] = pair
         return [
             {"role": "system", "content": render("prometheus", "system")},
-            {"role": "user", "content": render("prometheus", self._template_name(values), **values)},
+            {
+                "role": "user",
+                "content": render("prometheus", self._template_name(values), **values),
+            },
         ]
 
     def parse_output(

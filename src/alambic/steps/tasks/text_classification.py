@@ -23,14 +23,13 @@ from alambic.steps.tasks._templates import render_source, template_source
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
-
-
 TEXT_CLASSIFICATION_TEMPLATE: str = template_source("text_classification", "user")
 """The user message of :class:`TextClassification` (alambic's wording), under distilabel's
 name. It is read at each render, so replacing it (``text_classification.
 TEXT_CLASSIFICATION_TEMPLATE = "..."``) changes the prompt; its variables are ``text``,
 ``context``, ``query_title``, ``n``, ``labels`` (``(label, description)`` pairs) and
 ``default_label``."""
+
 
 class TextClassification(LenientFormatOutput, Task):
     """Label the ``text`` column with ``available_labels``.
