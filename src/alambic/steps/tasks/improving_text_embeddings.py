@@ -73,7 +73,7 @@ class _ExampleTask(LenientFormatOutput, Task):
     language: str = Field(default="English", description="Language of the example.")
     seed: int = Field(default=42, description="Seed of the attributes drawn per row.")
 
-    _template: ClassVar[str]
+    _template_name: ClassVar[str]
     _fields: ClassVar[tuple[str, ...]]
 
     @property
@@ -93,7 +93,7 @@ class _ExampleTask(LenientFormatOutput, Task):
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         task = require_text(self.name, "task", input.get("task"))
-        content = render(_T, self._template, task=task, **self.attributes(task))
+        content = self.render_prompt(_T, self._template_name, task=task, **self.attributes(task))
         return [{"role": "user", "content": content}]
 
     def parse_output(
@@ -112,7 +112,7 @@ class GenerateTextRetrievalData(_ExampleTask):
     clarity: str | None = Field(default=None, description=f"One of {CLARITIES}.")
     num_words: int | None = Field(default=None, description=f"One of {NUM_WORDS}.")
 
-    _template: ClassVar[str] = "text_retrieval"
+    _template_name: ClassVar[str] = "text_retrieval"
     _fields: ClassVar[tuple[str, ...]] = (
         "user_query",
         "positive_document",
@@ -134,14 +134,14 @@ class GenerateTextRetrievalData(_ExampleTask):
 class GenerateShortTextMatchingData(_ExampleTask):
     """A short matching pair for ``task``: ``input`` and ``positive_document``."""
 
-    _template: ClassVar[str] = "text_matching_short"
+    _template_name: ClassVar[str] = "text_matching_short"
     _fields: ClassVar[tuple[str, ...]] = ("input", "positive_document")
 
 
 class GenerateLongTextMatchingData(_ExampleTask):
     """A long matching pair for ``task``: ``input`` and ``positive_document``."""
 
-    _template: ClassVar[str] = "text_matching_long"
+    _template_name: ClassVar[str] = "text_matching_long"
     _fields: ClassVar[tuple[str, ...]] = ("input", "positive_document")
 
 
@@ -152,7 +152,7 @@ class GenerateTextClassificationData(_ExampleTask):
     difficulty: str | None = Field(default=None, description=f"One of {DIFFICULTIES}.")
     clarity: str | None = Field(default=None, description=f"One of {CLARITIES}.")
 
-    _template: ClassVar[str] = "text_classification"
+    _template_name: ClassVar[str] = "text_classification"
     _fields: ClassVar[tuple[str, ...]] = ("input_text", "label", "misleading_label")
 
     def attributes(self, task: str) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class PrometheusEval(LenientFormatOutput, Task):
             {"role": "system", "content": render("prometheus", "system")},
             {
                 "role": "user",
-                "content": render("prometheus", self._template_name(values), **values),
+                "content": self.render_prompt("prometheus", self._template_name(values), **values),
             },
         ]
 
