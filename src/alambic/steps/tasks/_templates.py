@@ -119,7 +119,7 @@ def template_source(task: str, name: str) -> str:
     """The text of ``templates/<task>/<name>.jinja2`` (``templates/<name>.jinja2`` when
     ``task`` is empty: the files named as distilabel names them, e.g.
     ``complexity-scorer.jinja2``)."""
-    parts = ["templates", *([task] if task else []), f"{name}.jinja2"]
+    parts = ["templates", *(task.split("/") if task else []), f"{name}.jinja2"]
     path = resources.files("alambic.steps.tasks").joinpath(*parts)
     return path.read_text(encoding="utf-8")
 

@@ -64,10 +64,15 @@ class _Task(_Step):
     def load(self) -> None:
         super().load()
         self.llm.load()
-        if self._template is None and self._template_file is not None:
+        path = self._template_path()
+        if self._template is None and path is not None:
             from alambic.steps.tasks._templates import packaged_template
 
-            self._template = packaged_template(*self._template_file)
+            self._template = packaged_template(*path)
+
+    def _template_path(self) -> tuple[str, str] | None:
+        """``(folder, name)`` of the packaged template ``load()`` puts in ``_template``."""
+        return self._template_file
 
     def render_prompt(self, folder: str, name: str, /, **values: Any) -> str:
         """Render the task's template: ``self._template`` when set (distilabel's way to
