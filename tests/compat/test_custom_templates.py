@@ -103,3 +103,23 @@ def test_the_llm_receives_the_custom_prompt_in_a_pipeline() -> None:
     assert user_text(row["alambic_metadata"]["raw_input_scorer"]) == (
         "Score these: [Say hi.][Prove it.]"
     )
+
+
+def test_prometheus_load_fills_the_slot_and_honours_a_replacement() -> None:
+    from alambic.steps.tasks import PrometheusEval
+
+    row = {"instruction": "Q", "generation": "A"}
+    task = PrometheusEval(name="p", llm=FakeLLM(), mode="absolute", rubric="helpfulness")
+    before = user_text(task.format_input(row))
+    task.load()
+    assert isinstance(task._template, Template)
+    assert user_text(task.format_input(row)) == before
+
+    class Mine(PrometheusEval):
+        def load(self) -> None:
+            super().load()
+            self._template = Template("{{ instruction }} | {{ generation }} | {{ rubric[:5] }}")
+
+    mine = Mine(name="p", llm=FakeLLM(), mode="absolute", rubric="helpfulness")
+    mine.load()
+    assert user_text(mine.format_input(row)).startswith("Q | A | ")
