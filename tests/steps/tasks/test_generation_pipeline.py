@@ -131,7 +131,10 @@ def generation_tasks(make_llm: Any, completion_llm: Any) -> dict[str, Any]:
             name="structured", llm=make_llm(), use_structured_output=False
         ),
         "magpie": lambda: Magpie(
-            name="magpie", llm=completion_llm(), pre_query_template="chatml", conversation_output=True
+            name="magpie",
+            llm=completion_llm(),
+            pre_query_template="chatml",
+            conversation_output=True,
         ),
     }
 
