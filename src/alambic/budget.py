@@ -97,17 +97,20 @@ class BudgetExhausted(AlambicError):
 
 @dataclass
 class Spend:
-    """Requests and tokens spent and what they cost (``usd`` None: a price is unknown)."""
+    """Requests and tokens spent and what they cost (``usd`` None: a price is unknown).
+    ``cached_tokens`` counts the input tokens a provider served from its prompt cache."""
 
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     usd: Decimal | None = Decimal(0)
+    cached_tokens: int = 0
 
     def add(self, other: Spend, sign: int = 1) -> None:
         self.requests += sign * other.requests
         self.input_tokens += sign * other.input_tokens
         self.output_tokens += sign * other.output_tokens
+        self.cached_tokens += sign * other.cached_tokens
         if self.usd is None or other.usd is None:
             self.usd = None
         else:
@@ -118,12 +121,16 @@ class Spend:
         return self.input_tokens + self.output_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``cached_tokens`` appears only when some input was served from a prompt cache."""
+        out: dict[str, Any] = {
             "requests": self.requests,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "usd": None if self.usd is None else float(self.usd),
         }
+        if self.cached_tokens:
+            out["cached_tokens"] = self.cached_tokens
+        return out
 
 
 class Journal(Protocol):
@@ -172,11 +179,14 @@ class Ticket:
             self._held = False
             self._budget._release(self, sent=sent)
 
-    def settle(self, input_tokens: int | None, output_tokens: int | None) -> None:
-        """The reply came back: the claim becomes its real usage."""
+    def settle(
+        self, input_tokens: int | None, output_tokens: int | None, cached_tokens: int | None = None
+    ) -> None:
+        """The reply came back: the claim becomes its real usage (``cached_tokens``: the part
+        of the input the provider served from its prompt cache)."""
         if self._held:
             self._held = False
-            self._budget._settle(self, input_tokens, output_tokens)
+            self._budget._settle(self, input_tokens, output_tokens, cached_tokens or 0)
 
 
 class RunBudget:
@@ -278,19 +288,21 @@ class RunBudget:
             if self.journal is not None:
                 self._dirty.add(ticket.key)
 
-    def _settle(self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None) -> None:
+    def _settle(
+        self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None, cached: int
+    ) -> None:
         worst = ticket.worst
         used_in = worst.input_tokens if input_tokens is None else input_tokens
         used_out = worst.output_tokens if output_tokens is None else output_tokens
         usd = (
             Decimal(0)
             if ticket.pricing is None
-            else ticket.pricing.cost(used_in, used_out, batch=ticket.batch)
+            else ticket.pricing.cost(used_in, used_out, cached_tokens=cached, batch=ticket.batch)
         )
         with self._lock:
             account = self.accounts[ticket.key]
             account.in_flight.add(worst, -1)
-            account.settled.add(Spend(1, used_in, used_out, usd))
+            account.settled.add(Spend(1, used_in, used_out, usd, cached))
             if self.journal is not None:
                 self._dirty.add(ticket.key)
 
@@ -377,6 +389,7 @@ class RunBudget:
             usd = pricing.cost(
                 settled.input_tokens,
                 settled.output_tokens,
+                cached_tokens=settled.cached_tokens,
                 batch=bool(getattr(account.llm, "use_batch_api", False)),
             )
             out["usd"] = None if usd is None else float(usd)

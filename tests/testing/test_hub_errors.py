@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("huggingface_hub")
 pytest.importorskip("datasets")
 
-from alambic.distiset import Distiset  # noqa: E402
-from alambic.errors import AlambicError, HubError  # noqa: E402
-from alambic.testing.hub_server import HubTestServer, hub_environment  # noqa: E402
-from alambic.testing.processes import free_port  # noqa: E402
+from alambic.distiset import Distiset
+from alambic.errors import AlambicError, HubError
+from alambic.testing.hub_server import HubTestServer, hub_environment
+from alambic.testing.processes import free_port
 
 TOKEN = "hf_SecretTokenThatMustNeverShow123"
 
@@ -51,13 +51,16 @@ def _check_one_clear_error(error: HubError, repo: str) -> str:
 
 def test_an_unreachable_hub_names_the_repo_the_cause_and_the_fix(isolated: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with hub_environment(url, cache_dir=isolated / "hub-cache"):
-        with pytest.raises(HubError) as caught:
-            _distiset().push_to_hub("me/data", token=TOKEN, endpoint=url)
+    with (
+        hub_environment(url, cache_dir=isolated / "hub-cache"),
+        pytest.raises(HubError) as caught,
+    ):
+        _distiset().push_to_hub("me/data", token=TOKEN, endpoint=url)
     text = _check_one_clear_error(caught.value, "me/data")
     assert url in text
     assert "the Hub cannot be reached" in text
-    assert "HF_ENDPOINT" in text and "save_to_disk" in text
+    assert "HF_ENDPOINT" in text
+    assert "save_to_disk" in text
 
 
 def test_offline_mode_says_so_and_how_to_push(isolated: Path) -> None:
@@ -75,7 +78,8 @@ def test_a_wrong_token_is_an_auth_error_without_the_token(hub_with_token: HubTes
         _distiset().push_to_hub("me/data", token=wrong, endpoint=hub_with_token.url)
     text = _check_one_clear_error(caught.value, "me/data")
     assert wrong not in text
-    assert "no valid token" in text and "HF_TOKEN" in text
+    assert "no valid token" in text
+    assert "HF_TOKEN" in text
     assert hub_with_token.list_files("me/data") == []
 
 

@@ -451,17 +451,21 @@ class AsyncLLM(LLM):
                         hit["output_tokens"],
                     )
             todo = [j for j, hit in enumerate(found) if hit is None]
+        latency: float | None = None  # of the (slowest) request answering this input
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
                 fill_slots(todo, out, texts, in_tok, out_tok, errors, reasonings)
+                latency = out.get("latency_s", latency)
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
                     fill_slots([slot], out, texts, in_tok, out_tok, errors, reasonings)
+                    latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
                 break
             out = await self._one(input, len(todo), kwargs, raw)
+            latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
             got = min(len(out["generations"]), len(todo))
             fill_slots(todo[:got], out, texts, in_tok, out_tok, errors, reasonings)
             if got == len(todo):
@@ -495,6 +499,8 @@ class AsyncLLM(LLM):
             result["errors"] = errors
         if any(r is not None for r in reasonings):
             result["reasonings"] = reasonings
+        if latency is not None:
+            result["latency_s"] = latency
         return result
 
     async def _one(
@@ -537,6 +543,7 @@ class AsyncLLM(LLM):
             ticket.settle(
                 (stats["input_tokens"] or [None])[0],
                 None if any(o is None for o in outputs) else sum(o or 0 for o in outputs),
+                (stats.get("cached_tokens") or [None])[0],
             )
         for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
             scheduler.record_tokens(i, o, estimated // n)
