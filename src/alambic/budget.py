@@ -37,6 +37,7 @@ __all__ = [
     "Ticket",
     "current_budget",
     "current_step",
+    "format_usd",
 ]
 
 logger = logging.getLogger("alambic")
@@ -359,9 +360,15 @@ class RunBudget:
                 remaining["tokens"] = max(0, self.limit.tokens - total.tokens)
             if self.limit.requests is not None:
                 remaining["requests"] = max(0, self.limit.requests - total.requests)
-            by_step = {
-                f"{step} ({model})": self._priced(account)
+            accounts = [
+                {"step": step, "model": model, **self._priced(account)}
                 for (step, model), account in sorted(self.accounts.items())
+            ]
+            by_step = {
+                f"{a['step']} ({a['model']})": {
+                    k: v for k, v in a.items() if k not in ("step", "model")
+                }
+                for a in accounts
             }
             this_run = self.spent().to_dict()
             if not self.capped:  # priced at the end: the sum of the accounts' prices
@@ -377,7 +384,28 @@ class RunBudget:
                 "remaining": remaining,
                 "stopped": self.exhausted,
                 "by_step": by_step,
+                "accounts": accounts,
             }
+
+    def live(self) -> list[tuple[str, str, Spend]]:
+        """What each (step, model) has spent so far, priced (the live progress display).
+        Requests in flight are not included; ``usd`` is ``None`` where a price is unknown."""
+        with self._lock:
+            items = [
+                (key, Spend(**vars(account.settled)), account.llm)
+                for key, account in sorted(self.accounts.items())
+            ]
+        out = []
+        for (step, model), spend, llm in items:
+            if not self.capped and llm is not None:  # counted only: price the totals now
+                spend.usd = self._pricing_of(llm).cost(
+                    spend.input_tokens,
+                    spend.output_tokens,
+                    cached_tokens=spend.cached_tokens,
+                    batch=bool(getattr(llm, "use_batch_api", False)),
+                )
+            out.append((step, model, spend))
+        return out
 
     def _priced(self, account: _Account) -> dict[str, Any]:
         out = account.settled.to_dict()
@@ -395,6 +423,15 @@ class RunBudget:
             out["usd"] = None if usd is None else float(usd)
         out["price"] = pricing.describe()
         return out
+
+
+def format_usd(value: float | Decimal | None) -> str:
+    """``$0.000354`` (rounded to 1e-8 USD, no trailing zeros), ``unknown`` for ``None``:
+    an unknown price is never shown as 0."""
+    if value is None:
+        return "unknown"
+    amount = Decimal(str(value)).quantize(Decimal("1e-8")).normalize()
+    return f"${amount:f}" if amount else "$0"
 
 
 def _prompt_bytes(messages: Any) -> int:
