@@ -1,0 +1,89 @@
+"""Per-request latency: recorded in each row's metadata by API clients, shown in the lineage
+and as a histogram in the viewer (through a real HTTP client and in headless Chromium)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.viewer.conftest import chromium_path
+
+from alambic.llms import OpenAILLM
+from alambic.pipeline import Pipeline
+from alambic.steps import LoadDataFromDicts
+from alambic.steps.tasks import TextGeneration
+from alambic.testing.openai_server import OpenAITestServer
+
+LATENCY_S = 0.05  # the server waits this long (plus up to JITTER_S) before each reply
+JITTER_S = 0.05
+
+
+def _run(url: str, rows: int = 24) -> Any:  # 24 requests through 2 slots
+    with Pipeline(name="latency-demo") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(rows)])
+        llm = OpenAILLM(model="test-model", base_url=url, max_concurrency=2)
+        load >> TextGeneration(name="gen", llm=llm, input_batch_size=8)
+    return pipeline.run(show_progress=False)
+
+
+@pytest.fixture
+def served_latency(openai_server_factory: Any) -> Iterator[str]:
+    from alambic.pipeline.runs import list_runs
+    from alambic.viewer import open_target, running
+
+    server: OpenAITestServer = openai_server_factory(latency_s=LATENCY_S, jitter_s=JITTER_S)
+    _run(server.base_url)
+    (run,) = [r for r in list_runs() if r.pipeline_name == "latency-demo"]
+    with running(open_target(run.ref), {}) as url:
+        yield url
+
+
+def test_each_row_keeps_its_requests_latency(openai_server_factory: Any) -> None:
+    server: OpenAITestServer = openai_server_factory(latency_s=LATENCY_S, jitter_s=JITTER_S)
+    rows = _run(server.base_url)["default"]["train"].to_list()
+    latencies = [row["alambic_metadata"]["latency_gen"] for row in rows]
+    assert len(latencies) == 24
+    # the server's wait, plus what the client and the loop take; never the time a request
+    # queued for one of the 2 slots (24 rows: up to 11 server waits, 0.55 s or more)
+    assert all(LATENCY_S <= s < LATENCY_S + JITTER_S + 0.25 for s in latencies), latencies
+    assert len(set(latencies)) > 1
+
+
+def test_latency_histogram_and_lineage_over_http(served_latency: str) -> None:
+    with httpx.Client(base_url=served_latency, timeout=60) as client:
+        plots = client.get("/api/plots", params={"step": "gen"}).json()["plots"]
+        latency = [p for p in plots if p["title"] == "latency s (gen)"]
+        assert len(latency) == 1
+        svg = latency[0]["svg"]
+        assert svg.lstrip().startswith("<?xml")
+        assert "n=24" in svg  # every request counted once
+        assert "seconds from sending a request to its reply" in svg
+        lineage = client.get("/api/row", params={"step": "gen", "index": 3}).json()
+        call = next(c for c in lineage["calls"] if c["name"] == "gen")
+        assert LATENCY_S <= call["latency"] < LATENCY_S + JITTER_S + 0.25
+
+
+@pytest.mark.slow
+def test_latency_histogram_in_chromium(served_latency: str) -> None:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(served_latency)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        page.locator("#rows tbody tr").first.click()
+        page.wait_for_selector("#lineage")
+        page.wait_for_function(
+            "document.querySelector('#lineage').textContent.includes('latency:')"
+        )
+        page.click("#tab-plots")
+        page.wait_for_selector("#plots svg", timeout=60_000)
+        histogram = page.locator('#plots .plot[title="latency s (gen)"] svg')
+        assert histogram.count() == 1
+        assert histogram.bounding_box()["height"] > 100  # type: ignore[index]
+        browser.close()
