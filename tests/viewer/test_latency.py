@@ -20,10 +20,10 @@ LATENCY_S = 0.05  # the server waits this long (plus up to JITTER_S) before each
 JITTER_S = 0.05
 
 
-def _run(url: str, rows: int = 24) -> Any:  # 24 requests through 2 slots
+def _run(url: str, rows: int = 24, **settings: Any) -> Any:  # 24 requests through 2 slots
     with Pipeline(name="latency-demo") as pipeline:
         load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(rows)])
-        llm = OpenAILLM(model="test-model", base_url=url, max_concurrency=2)
+        llm = OpenAILLM(model="test-model", base_url=url, **({"max_concurrency": 2} | settings))
         load >> TextGeneration(name="gen", llm=llm, input_batch_size=8)
     return pipeline.run(show_progress=False)
 
@@ -49,6 +49,23 @@ def test_each_row_keeps_its_requests_latency(openai_server_factory: Any) -> None
     # queued for one of the 2 slots (24 rows: up to 11 server waits, 0.55 s or more)
     assert all(LATENCY_S <= s < LATENCY_S + JITTER_S + 0.25 for s in latencies), latencies
     assert len(set(latencies)) > 1
+
+
+def test_retries_are_kept_on_the_row_failed_or_not(openai_server_factory: Any) -> None:
+    server: OpenAITestServer = openai_server_factory(status_sequence=[500] * 4)
+    rows = _run(server.base_url, rows=3, max_concurrency=1, max_retries=2)
+    rows = rows["default"]["train"].to_list()
+    metas = [row["alambic_metadata"] for row in rows]
+    # one request fails 3 times (2 retries) and gives up; the next fails once, then answers
+    # (the dataset's metadata struct has every key; rows without one hold None)
+    assert sorted(m["retries_gen"] or 0 for m in metas) == [0, 1, 2]
+    (failed,) = [m for m in metas if m["error_gen"]]
+    assert failed["retries_gen"] == 2
+    assert "gave up after 3 attempts" in failed["error_gen"]["message"]
+    (retried,) = [m for m in metas if m["retries_gen"] == 1]
+    assert retried["error_gen"] is None
+    assert retried["latency_gen"] > 0
+    assert server.stats["total_requests"] == 3 + 2 + 1
 
 
 def test_latency_histogram_and_lineage_over_http(served_latency: str) -> None:

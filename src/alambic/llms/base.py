@@ -452,20 +452,24 @@ class AsyncLLM(LLM):
                     )
             todo = [j for j, hit in enumerate(found) if hit is None]
         latency: float | None = None  # of the (slowest) request answering this input
+        retries = 0  # failed attempts before the answers
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
                 fill_slots(todo, out, texts, in_tok, out_tok, errors, reasonings)
                 latency = out.get("latency_s", latency)
+                retries += out.get("retries", 0)
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
                     fill_slots([slot], out, texts, in_tok, out_tok, errors, reasonings)
                     latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
+                    retries += out.get("retries", 0)
                 break
             out = await self._one(input, len(todo), kwargs, raw)
             latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
+            retries += out.get("retries", 0)
             got = min(len(out["generations"]), len(todo))
             fill_slots(todo[:got], out, texts, in_tok, out_tok, errors, reasonings)
             if got == len(todo):
@@ -501,6 +505,8 @@ class AsyncLLM(LLM):
             result["reasonings"] = reasonings
         if latency is not None:
             result["latency_s"] = latency
+        if retries:
+            result["retries"] = retries
         return result
 
     async def _one(
@@ -536,7 +542,10 @@ class AsyncLLM(LLM):
                 ticket=ticket,
             )
         except LLMRequestError as exc:
-            return failed_output(n, exc)
+            failed = failed_output(n, exc)
+            if exc.attempts > 1 and scheduler.limits.record_request_info:
+                failed["retries"] = exc.attempts - 1
+            return failed
         stats = out["statistics"]
         if ticket is not None:
             outputs = stats["output_tokens"]

@@ -132,7 +132,7 @@ class ProviderLLM(AsyncLLM):
 
     def _scheduler_limits(self) -> SchedulerLimits:
         limits = super()._scheduler_limits()
-        limits.record_latency = True  # rows keep latency_<step> (the viewer's histogram)
+        limits.record_request_info = True  # rows keep latency_<step>, retries_<step>
         return limits
 
     def owner(self) -> str:

@@ -53,6 +53,8 @@ class GenerateOutput(TypedDict):
     """The reasoning (thinking) the backend returned apart from each generation, if any."""
     latency_s: NotRequired[float]
     """Seconds from sending the request to its reply (API clients; not for cached answers)."""
+    retries: NotRequired[int]
+    """Failed attempts before the reply (API clients; only when there were some)."""
 
 
 StructuredOutputSpec = dict[str, Any]
