@@ -398,12 +398,17 @@ class RunBudget:
         out = []
         for (step, model), spend, llm in items:
             if not self.capped and llm is not None:  # counted only: price the totals now
-                spend.usd = self._pricing_of(llm).cost(
-                    spend.input_tokens,
-                    spend.output_tokens,
-                    cached_tokens=spend.cached_tokens,
-                    batch=bool(getattr(llm, "use_batch_api", False)),
-                )
+                try:
+                    pricing = self._pricing_of(llm)
+                except ValueError:  # a half-set price: the run's report says so at the end
+                    spend.usd = None
+                else:
+                    spend.usd = pricing.cost(
+                        spend.input_tokens,
+                        spend.output_tokens,
+                        cached_tokens=spend.cached_tokens,
+                        batch=bool(getattr(llm, "use_batch_api", False)),
+                    )
             out.append((step, model, spend))
         return out
 

@@ -40,6 +40,7 @@ from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
+    answered,
     canonical_json,
     request_base_key,
     request_key,
@@ -440,6 +441,8 @@ class AsyncLLM(LLM):
         reasonings: list[str | None] = [None] * num_generations
         todo = list(range(num_generations))
         base = ""
+        latency: float | None = None  # of the (slowest) request answering this input
+        retries = 0  # failed attempts before the answers
         if cache is not None:
             base = self._base_key(input, kwargs, raw)
             found = cache.get_many([request_key(base, j) for j in todo])
@@ -450,9 +453,10 @@ class AsyncLLM(LLM):
                         hit["input_tokens"],
                         hit["output_tokens"],
                     )
+                    if "latency_s" in hit:  # of the request that answered it, when first made
+                        latency = max(latency or 0.0, hit["latency_s"])
+                        retries = max(retries, hit.get("retries", 0))
             todo = [j for j, hit in enumerate(found) if hit is None]
-        latency: float | None = None  # of the (slowest) request answering this input
-        retries = 0  # failed attempts before the answers
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
@@ -485,14 +489,7 @@ class AsyncLLM(LLM):
             )
             todo = todo[got:]
         if cache is not None:
-            items: list[tuple[str, CachedGeneration]] = [
-                (
-                    request_key(base, j),
-                    {"text": texts[j], "input_tokens": in_tok[j], "output_tokens": out_tok[j]},
-                )
-                for j in range(num_generations)
-                if errors[j] is None and texts[j] is not None
-            ]
+            items = answered(base, texts, in_tok, out_tok, errors, latency, retries)
             if items:
                 cache.put_many(items)
         result: GenerateOutput = {
