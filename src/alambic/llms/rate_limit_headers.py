@@ -61,6 +61,7 @@ def _int(value: Any) -> int | None:
 def read_rate_limit_headers(headers: Mapping[str, str] | Any) -> RateLimitHeaders | None:
     """Rate-limit headers in OpenAI (``x-ratelimit-*``) or Anthropic
     (``anthropic-ratelimit-*``) style; ``None`` when the reply carries none."""
+    get: Any
     raw = getattr(headers, "raw", None)
     if isinstance(raw, list):  # the HTTP library's headers: one pass over the names instead
         # of a scan of every header per name asked (this runs for every reply)
