@@ -121,6 +121,88 @@ def test_reasoning_column_on_request(openai_url: str) -> None:
     assert rows[0]["generation"] == "Madrid."
 
 
+def test_a_reply_from_the_request_cache_keeps_its_reasoning() -> None:
+    from alambic.llms.openai import OpenAILLM
+
+    seen: list[str] = []
+
+    def counted(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        seen.append(path)
+        return openai_reply(path, body)
+
+    urls = serve(counted)
+    url = next(urls)
+    try:
+        llm = OpenAILLM(model="r1", base_url=f"{url}/v1", max_retries=0)
+        questions = ["Capital of Spain?", "no thinking: Capital?", "new-style: Capital?"]
+        first = run(llm, questions, add_reasoning_column=True)
+        assert len(seen) == 3
+        # use_cache=False recomputes the step: every request is answered by the request cache
+        again = run(llm, questions, add_reasoning_column=True)
+        assert len(seen) == 3  # no request reached the server on the rerun
+    finally:
+        next(urls, None)
+    assert again == first
+    assert again[0]["alambic_metadata"]["reasoning_gen"].endswith("Spain's capital is Madrid.")
+    assert again[2]["reasoning"].startswith("The user asks: new-style")
+    assert again[1]["reasoning"] is None
+
+
+def test_the_sync_engines_cache_keeps_reasoning() -> None:
+    from alambic.llms.cache import InMemoryRequestCache
+    from alambic.llms.outputs import from_cache, to_cache
+
+    out: Any = {
+        "generations": ["a", "b"],
+        "statistics": {"input_tokens": [3, 3], "output_tokens": [1, 1]},
+        "reasonings": ["why a", None],
+    }
+    cache = InMemoryRequestCache()
+    cache.put_many(to_cache("k", out))
+    back = from_cache(cache.get_many(["k:0", "k:1"]))
+    assert back == out
+    out.pop("reasonings")
+    cache.put_many(to_cache("m", out))
+    assert "reasonings" not in from_cache(cache.get_many(["m:0", "m:1"]))
+
+
+def test_an_old_request_cache_file_gains_the_reasoning_column(tmp_path: Any) -> None:
+    import sqlite3
+
+    from alambic.pipeline.store.request_cache import (
+        REQUEST_CACHE_APPLICATION_ID,
+        REQUEST_CACHE_VERSION,
+        RequestCacheStore,
+    )
+
+    path = tmp_path / "requests.sqlite"
+    conn = sqlite3.connect(path)  # the layout written before reasoning was kept
+    conn.execute(
+        "CREATE TABLE requests (key TEXT PRIMARY KEY, text TEXT, input_tokens INTEGER, "
+        "output_tokens INTEGER, created_at REAL NOT NULL)"
+    )
+    conn.execute("INSERT INTO requests VALUES ('old:0', 'hi', 1, 2, 0)")
+    conn.execute(f"PRAGMA application_id={REQUEST_CACHE_APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={REQUEST_CACHE_VERSION}")
+    conn.commit()
+    conn.close()
+    store = RequestCacheStore.open(path)
+    try:
+        assert store.get_many(["old:0"]) == [
+            {"text": "hi", "input_tokens": 1, "output_tokens": 2, "reasoning": None}
+        ]
+        new = {"text": "yo", "input_tokens": 1, "output_tokens": 1, "reasoning": "because"}
+        store.put_many([("new:0", new)])  # type: ignore[list-item]
+        assert store.get_many(["new:0"]) == [new]
+    finally:
+        store.close()
+    again = RequestCacheStore.open(path)  # reopening a migrated file changes nothing
+    try:
+        assert again.get_many(["new:0"])[0]["reasoning"] == "because"  # type: ignore[index]
+    finally:
+        again.close()
+
+
 def test_anthropic_thinking_blocks_are_kept_apart(anthropic_url: str) -> None:
     pytest.importorskip("anthropic")
     from alambic.llms.anthropic import AnthropicLLM

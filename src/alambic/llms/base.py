@@ -450,6 +450,7 @@ class AsyncLLM(LLM):
                         hit["input_tokens"],
                         hit["output_tokens"],
                     )
+                    reasonings[j] = hit.get("reasoning")
             todo = [j for j, hit in enumerate(found) if hit is None]
         while todo:
             if len(todo) == 1:
@@ -480,7 +481,12 @@ class AsyncLLM(LLM):
             items: list[tuple[str, CachedGeneration]] = [
                 (
                     request_key(base, j),
-                    {"text": texts[j], "input_tokens": in_tok[j], "output_tokens": out_tok[j]},
+                    {
+                        "text": texts[j],
+                        "input_tokens": in_tok[j],
+                        "output_tokens": out_tok[j],
+                        "reasoning": reasonings[j],
+                    },
                 )
                 for j in range(num_generations)
                 if errors[j] is None and texts[j] is not None

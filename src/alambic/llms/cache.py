@@ -14,6 +14,8 @@ import json
 import threading
 from typing import Any, Protocol, TypedDict
 
+from typing_extensions import NotRequired
+
 
 class CachedGeneration(TypedDict):
     """One answered generation, as stored."""
@@ -21,6 +23,9 @@ class CachedGeneration(TypedDict):
     text: str | None
     input_tokens: int | None
     output_tokens: int | None
+    reasoning: NotRequired[str | None]
+    """The reasoning (thinking) the backend returned beside ``text``, kept so that a reply
+    served from the cache carries the same ``alambic_metadata`` as the first run's."""
 
 
 class RequestCache(Protocol):

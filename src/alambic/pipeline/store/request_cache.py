@@ -2,8 +2,10 @@
 
 The file (by default ``<cache_dir>/requests.sqlite``) maps a request key (see
 :mod:`alambic.llms.cache`: a hash of backend identity without secrets, model, messages,
-schema, generation settings, plus the generation index) to the reply text and its token
-counts. Nothing else is stored: no API key, no headers, no URL with credentials.
+schema, generation settings, plus the generation index) to the reply text, its token counts
+and the reasoning the backend returned beside it (if any). Nothing else is stored: no API key,
+no headers, no URL with credentials. A file written before the ``reasoning`` column existed
+gains it (an added nullable column: older alambic versions still read and write the file).
 
 Several processes may use one file at once (two different pipelines running side by side):
 SQLite serialises their writes. Each process holds a shared ``flock`` on ``<file>.lock`` while
@@ -30,6 +32,7 @@ from alambic.pipeline.store._sqlite import (
     connect,
     ensure_schema,
     now,
+    translate_error,
 )
 
 REQUEST_CACHE_APPLICATION_ID = 0x416C5243  # "AlRC"
@@ -42,11 +45,28 @@ _SCHEMA = (
         text TEXT,
         input_tokens INTEGER,
         output_tokens INTEGER,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        reasoning TEXT
     )""",
 )
 
 _CHUNK = 500  # keys per SELECT (SQLite's default limit is 32,766 variables)
+
+
+_Row = tuple[str, str | None, int | None, int | None, float, str | None]
+"""key, text, input_tokens, output_tokens, created_at, reasoning."""
+
+
+def _add_reasoning_column(conn: sqlite3.Connection, file: StoreFile) -> None:
+    """Add the ``reasoning`` column to a cache file written before it existed."""
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        if "reasoning" not in columns:
+            conn.execute("ALTER TABLE requests ADD COLUMN reasoning TEXT")
+    except sqlite3.Error as exc:
+        if "duplicate column" in str(exc):  # another process added it just now
+            return
+        raise translate_error(exc, file) from exc
 
 
 def request_cache_path(cache_dir: Path, run_dir: Path | None = None) -> Path:
@@ -77,7 +97,7 @@ class RequestCacheStore(StoreHandle):
         self._reader = reader
         self._conns = conns
         self._closed = False
-        self._buffer: list[tuple[str, str | None, int | None, int | None, float]] = []
+        self._buffer: list[_Row] = []
         self._pending: dict[str, CachedGeneration] = {}
         self._buffer_lock = threading.Lock()
         self._scheduled = False
@@ -116,6 +136,7 @@ class RequestCacheStore(StoreHandle):
                 version=REQUEST_CACHE_VERSION,
                 schema=_SCHEMA,
             )
+            _add_reasoning_column(writer_conn, file)
             reader_conn = connect(file)
             conns.append(reader_conn)
         except BaseException:
@@ -144,8 +165,8 @@ class RequestCacheStore(StoreHandle):
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, text, input_tokens, output_tokens in self._reader.all(
-                "SELECT key, text, input_tokens, output_tokens FROM requests "
+            for key, text, input_tokens, output_tokens, reasoning in self._reader.all(
+                "SELECT key, text, input_tokens, output_tokens, reasoning FROM requests "
                 f"WHERE key IN ({marks})",
                 chunk,
             ):
@@ -153,6 +174,7 @@ class RequestCacheStore(StoreHandle):
                     "text": text,
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
+                    "reasoning": reasoning,
                 }
         result = [found.get(k) for k in keys]
         hits = sum(1 for r in result if r is not None)
@@ -175,7 +197,15 @@ class RequestCacheStore(StoreHandle):
             raise StoreError(f"The request cache {self.path} is closed.")
         at = now()
         params = [
-            (key, gen["text"], gen["input_tokens"], gen["output_tokens"], at) for key, gen in items
+            (
+                key,
+                gen["text"],
+                gen["input_tokens"],
+                gen["output_tokens"],
+                at,
+                gen.get("reasoning"),
+            )
+            for key, gen in items
         ]
         try:
             loop = asyncio.get_running_loop()
@@ -209,11 +239,11 @@ class RequestCacheStore(StoreHandle):
             for key, *_ in params:
                 self._pending.pop(key, None)
 
-    def _commit(self, params: list[tuple[str, str | None, int | None, int | None, float]]) -> None:
+    def _commit(self, params: list[_Row]) -> None:
         self._writer.run_now(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-                "created_at) VALUES (?, ?, ?, ?, ?)",
+                "created_at, reasoning) VALUES (?, ?, ?, ?, ?, ?)",
                 params,
             )
         )
