@@ -40,6 +40,7 @@ from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
+    cached_generation,
     canonical_json,
     request_base_key,
     request_key,
@@ -481,12 +482,7 @@ class AsyncLLM(LLM):
             items: list[tuple[str, CachedGeneration]] = [
                 (
                     request_key(base, j),
-                    {
-                        "text": texts[j],
-                        "input_tokens": in_tok[j],
-                        "output_tokens": out_tok[j],
-                        "reasoning": reasonings[j],
-                    },
+                    cached_generation(texts[j], in_tok[j], out_tok[j], reasonings[j]),
                 )
                 for j in range(num_generations)
                 if errors[j] is None and texts[j] is not None

@@ -28,6 +28,23 @@ class CachedGeneration(TypedDict):
     served from the cache carries the same ``alambic_metadata`` as the first run's."""
 
 
+def cached_generation(
+    text: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    reasoning: str | None = None,
+) -> CachedGeneration:
+    """A cache entry; ``reasoning`` only when the backend returned one."""
+    entry: CachedGeneration = {
+        "text": text,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+    if reasoning is not None:
+        entry["reasoning"] = reasoning
+    return entry
+
+
 class RequestCache(Protocol):
     """Where answered requests are kept; implementations must be thread-safe.
 
@@ -98,6 +115,7 @@ __all__ = [
     "CachedGeneration",
     "InMemoryRequestCache",
     "RequestCache",
+    "cached_generation",
     "request_base_key",
     "request_key",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from alambic.errors import ErrorKind, LLMRequestError, error_entry
-from alambic.llms.cache import CachedGeneration, request_key
+from alambic.llms.cache import CachedGeneration, cached_generation, request_key
 from alambic.llms.structured import StructuredSpec, validate_reply
 from alambic.llms.typing import (
     ChatType,
@@ -194,12 +194,12 @@ def to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration
     return [
         (
             request_key(base, j),
-            {
-                "text": text,
-                "input_tokens": stats["input_tokens"][j],
-                "output_tokens": stats["output_tokens"][j],
-                "reasoning": reasonings[j] if j < len(reasonings) else None,
-            },
+            cached_generation(
+                text,
+                stats["input_tokens"][j],
+                stats["output_tokens"][j],
+                reasonings[j] if j < len(reasonings) else None,
+            ),
         )
         for j, text in enumerate(out["generations"])
         if errors[j] is None

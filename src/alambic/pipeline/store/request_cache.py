@@ -170,12 +170,14 @@ class RequestCacheStore(StoreHandle):
                 f"WHERE key IN ({marks})",
                 chunk,
             ):
-                found[key] = {
+                entry: CachedGeneration = {
                     "text": text,
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
-                    "reasoning": reasoning,
                 }
+                if reasoning is not None:
+                    entry["reasoning"] = reasoning
+                found[key] = entry
         result = [found.get(k) for k in keys]
         hits = sum(1 for r in result if r is not None)
         self.hits += hits
