@@ -29,8 +29,10 @@ __all__ = [
     "ImageURL",
     "TextPart",
     "content_text",
+    "decode_data_url",
     "image_part",
     "image_to_data_url",
+    "image_urls",
     "reasoning_of",
     "to_anthropic_content",
     "with_reasonings",
@@ -119,6 +121,25 @@ def _file_url(path: Path) -> str:
 def image_part(image: Any) -> ImagePart:
     """An OpenAI ``image_url`` content part for ``image`` (see :func:`image_to_data_url`)."""
     return {"type": "image_url", "image_url": {"url": image_to_data_url(image)}}
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """The media type and bytes of a base64 ``data:`` URL."""
+    header, _, data = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64"):
+        raise ValueError(f"{url[:40]!r}... is not a base64 data: URL.")
+    return header[5:].split(";", 1)[0], base64.b64decode(data)
+
+
+def image_urls(content: Any) -> list[str]:
+    """The URLs of the image parts of a message ``content``, in order."""
+    if not isinstance(content, list):
+        return []
+    return [
+        str(part["image_url"]["url"])
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
 
 
 def content_text(content: Any) -> str:

@@ -3,10 +3,12 @@ Vertex AI (a Google Cloud project and application-default credentials)."""
 
 from __future__ import annotations
 
+import mimetypes
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from alambic.llms._content import content_text, decode_data_url
 from alambic.llms.base import split_input
 from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
@@ -21,11 +23,41 @@ _RENAMED = {
 }
 
 
+def to_gemini_parts(content: Any) -> list[dict[str, Any]]:
+    """Gemini ``parts`` for a message ``content``: text parts as ``text``, inline images
+    (``data:`` URLs) as ``inline_data`` with their bytes, other URLs as ``file_data``."""
+    if not isinstance(content, list):
+        return [{"text": content_text(content)}]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append({"text": part["text"]})
+        elif kind == "image_url":
+            url = str(part["image_url"]["url"])
+            if url.startswith("data:"):
+                mime, data = decode_data_url(url)
+                parts.append({"inline_data": {"mime_type": mime, "data": data}})
+            else:
+                mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
+                parts.append({"file_data": {"file_uri": url, "mime_type": mime}})
+        else:
+            raise ValueError(
+                f"VertexAILLM cannot send a content part of type {kind!r}; known: 'text', "
+                "'image_url' (see alambic.llms._content.image_part)."
+            )
+    return parts
+
+
 def to_gemini_contents(messages: ChatType) -> tuple[str | None, list[dict[str, Any]]]:
-    """System text and ``contents`` (roles ``user``/``model``) from OpenAI-style messages."""
-    system = [m["content"] for m in messages if m["role"] in ("system", "developer")]
+    """System text and ``contents`` (roles ``user``/``model``) from OpenAI-style messages;
+    image parts become Gemini's native parts (see :func:`to_gemini_parts`)."""
+    system = [content_text(m["content"]) for m in messages if m["role"] in ("system", "developer")]
     contents = [
-        {"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+        {
+            "role": "model" if m["role"] == "assistant" else "user",
+            "parts": to_gemini_parts(m["content"]),
+        }
         for m in messages
         if m["role"] in ("user", "assistant")
     ]
@@ -124,4 +156,4 @@ class VertexAILLM(ProviderLLM):
         }
 
 
-__all__ = ["VertexAILLM", "to_gemini_contents"]
+__all__ = ["VertexAILLM", "to_gemini_contents", "to_gemini_parts"]
