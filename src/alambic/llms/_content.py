@@ -33,8 +33,10 @@ __all__ = [
     "image_part",
     "image_to_data_url",
     "image_urls",
+    "load_image",
     "reasoning_of",
     "to_anthropic_content",
+    "to_processor_messages",
     "with_reasonings",
 ]
 
@@ -140,6 +142,43 @@ def image_urls(content: Any) -> list[str]:
         for part in content
         if isinstance(part, dict) and part.get("type") == "image_url"
     ]
+
+
+def load_image(url: str) -> Any:
+    """A PIL image (RGB) from an image part's URL: ``data:`` URLs are decoded here;
+    ``http(s)`` URLs are fetched with ``transformers.image_utils.load_image``."""
+    from PIL import Image
+
+    image: Any
+    if url.startswith("data:"):
+        _, data = decode_data_url(url)
+        image = Image.open(io.BytesIO(data))
+    else:
+        from transformers.image_utils import load_image as fetch
+
+        image = fetch(url)
+    return image.convert("RGB")
+
+
+def to_processor_messages(messages: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Messages for a multimodal processor's chat template (each image part becomes
+    ``{"type": "image"}``, the form those templates render as the image token) and the
+    images, as PIL images, in the order their tokens appear."""
+    converted: list[dict[str, Any]] = []
+    images: list[Any] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            parts: list[dict[str, Any]] = []
+            for part in content:
+                if part.get("type") == "image_url":
+                    images.append(load_image(str(part["image_url"]["url"])))
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(part)
+            content = parts
+        converted.append({**message, "content": content})
+    return converted, images
 
 
 def content_text(content: Any) -> str:
