@@ -213,6 +213,24 @@ def test_anthropic_thinking_blocks_are_kept_apart(anthropic_url: str) -> None:
     assert rows[0]["alambic_metadata"]["reasoning_gen"] == "Spain... its capital is Madrid."
 
 
+def test_gemini_thought_summaries_are_kept_apart() -> None:
+    from alambic.llms.vertexai import VertexAILLM
+    from alambic.testing.gemini_server import GeminiTestServer
+
+    with GeminiTestServer() as server:
+        thinking = {"thinking_config": {"include_thoughts": True}}
+        llm = VertexAILLM(model="gemini-test", base_url=server.url, generation_kwargs=thinking)
+        rows = run(llm, ["Capital of Spain?"], add_reasoning_column=True)
+        plain = VertexAILLM(model="gemini-test", base_url=server.url)
+        [out] = plain.generate([[{"role": "user", "content": "hi"}]])
+    assert rows[0]["generation"] == "reply to: Capital of Spain?"
+    assert rows[0]["reasoning"] == "thinking about: Capital of Spain?"
+    assert rows[0]["alambic_metadata"]["reasoning_gen"] == rows[0]["reasoning"]
+    sent = server.requests[0]["generationConfig"]["thinkingConfig"]
+    assert True in (sent.get("includeThoughts"), sent.get("include_thoughts"))
+    assert "reasonings" not in out
+
+
 def test_reasoning_of_reads_the_known_fields() -> None:
     assert reasoning_of({"content": "x", "reasoning_content": "because"}) == "because"
     assert reasoning_of({"reasoning": "since"}) == "since"

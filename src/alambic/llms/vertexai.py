@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from alambic.llms._content import content_text, decode_data_url
+from alambic.llms._content import content_text, decode_data_url, with_reasonings
 from alambic.llms.base import split_input
 from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
@@ -72,6 +72,8 @@ class VertexAILLM(ProviderLLM):
     ``project``/``location`` (or ``GOOGLE_CLOUD_PROJECT``/``GOOGLE_CLOUD_LOCATION``) with
     application-default credentials, and needs no key. Several generations use
     ``candidate_count`` in one request; structured output uses ``response_json_schema``.
+    Thought summaries (``generation_kwargs={"thinking_config": {"include_thoughts": True}}``)
+    are kept apart from the reply, as its reasoning.
     """
 
     vertexai: bool = False
@@ -140,9 +142,13 @@ class VertexAILLM(ProviderLLM):
             **self.request_kwargs(input, num_generations, generation_kwargs)
         )
         texts: list[str | None] = []
+        reasonings: list[str | None] = []
         for candidate in response.candidates or []:
             parts = (candidate.content.parts if candidate.content else None) or []
             texts.append("".join(p.text or "" for p in parts if not getattr(p, "thought", False)))
+            # thought summaries (thinking_config={"include_thoughts": True}) are kept apart
+            thoughts = "".join(p.text or "" for p in parts if getattr(p, "thought", False))
+            reasonings.append(thoughts if thoughts.strip() else None)
         usage = response.usage_metadata
         prompt = getattr(usage, "prompt_token_count", None)
         completion = getattr(usage, "candidates_token_count", None)
@@ -150,10 +156,13 @@ class VertexAILLM(ProviderLLM):
         per_output: list[int | None] = [None] * n
         if completion is not None and n:
             per_output = [completion // n] * n
-        return {
-            "generations": texts,
-            "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
-        }
+        return with_reasonings(
+            {
+                "generations": texts,
+                "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
+            },
+            reasonings,
+        )
 
 
 __all__ = ["VertexAILLM", "to_gemini_contents", "to_gemini_parts"]

@@ -11,7 +11,9 @@ Image parts are read as the API reads them: ``inlineData`` (base64 ``data`` and 
 order) and ``fileData`` URIs into ``file_uris``; inline data that is not valid base64 or not
 an image of its stated type is refused with 400 ``INVALID_ARGUMENT``. Each image counts
 258 prompt tokens (Gemini's figure for an image of up to 384x384 pixels), and the reply says
-how many images it saw: ``"reply to: <text> [2 images]"``.
+how many images it saw: ``"reply to: <text> [2 images]"``. With
+``thinkingConfig.includeThoughts`` each candidate starts with a thought part
+(``{"text": "thinking about: <text>", "thought": true}``).
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class GeminiTestServer(WireTestServer):
             question += f" [{seen} image{'s' if seen > 1 else ''}]"
         schema = config.get("responseJsonSchema") or config.get("responseSchema")
         limit = config.get("maxOutputTokens")
+        thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
+        # proto3 JSON: field names in lowerCamelCase or as declared (snake_case)
+        thoughts = bool(thinking.get("includeThoughts") or thinking.get("include_thoughts"))
         candidates = []
         out_words = 0
         for i in range(int(config.get("candidateCount") or 1)):
@@ -124,9 +129,14 @@ class GeminiTestServer(WireTestServer):
             if isinstance(limit, int) and count_words(text) > limit:
                 text, reason = " ".join(text.split()[:limit]), "MAX_TOKENS"
             out_words += count_words(text)
+            parts: list[dict[str, Any]] = [{"text": text}]
+            if thoughts:
+                thought = f"thinking about: {question}"
+                out_words += count_words(thought)
+                parts.insert(0, {"text": thought, "thought": True})
             candidates.append(
                 {
-                    "content": {"role": "model", "parts": [{"text": text}]},
+                    "content": {"role": "model", "parts": parts},
                     "finishReason": reason,
                     "index": i,
                 }
