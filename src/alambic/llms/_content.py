@@ -160,10 +160,12 @@ def load_image(url: str) -> Any:
     return image.convert("RGB")
 
 
-def to_processor_messages(messages: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+def to_processor_messages(
+    messages: Any, *, decode: bool = True
+) -> tuple[list[dict[str, Any]], list[Any]]:
     """Messages for a multimodal processor's chat template (each image part becomes
     ``{"type": "image"}``, the form those templates render as the image token) and the
-    images, as PIL images, in the order their tokens appear."""
+    images, as PIL images, in the order their tokens appear (none with ``decode=False``)."""
     converted: list[dict[str, Any]] = []
     images: list[Any] = []
     for message in messages:
@@ -172,7 +174,8 @@ def to_processor_messages(messages: Any) -> tuple[list[dict[str, Any]], list[Any
             parts: list[dict[str, Any]] = []
             for part in content:
                 if part.get("type") == "image_url":
-                    images.append(load_image(str(part["image_url"]["url"])))
+                    if decode:
+                        images.append(load_image(str(part["image_url"]["url"])))
                     parts.append({"type": "image"})
                 else:
                     parts.append(part)

@@ -128,8 +128,12 @@ class TransformersLLM(LLM):
         is_local = Path(self.model).expanduser().exists()
         processor = None
         try:
+            where = {k: v for k, v in self.model_kwargs.items() if k in ("gguf_file", "subfolder")}
             config = transformers.AutoConfig.from_pretrained(
-                self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
+                self.model,
+                revision=self.revision,
+                trust_remote_code=self.trust_remote_code,
+                **where,
             )
             auto_model = transformers.AutoModelForCausalLM
             if getattr(config, "vision_config", None) is not None:
@@ -239,7 +243,7 @@ class TransformersLLM(LLM):
         """Render a conversation with the chat template, ready for generation."""
         messages, _ = split_input(input)
         if self._processor is not None and self.prompt_format is None:
-            converted, _ = to_processor_messages(messages)
+            converted, _ = to_processor_messages(messages, decode=False)
             rendered: str = self._processor.apply_chat_template(
                 converted, tokenize=False, add_generation_prompt=True
             )
