@@ -248,12 +248,20 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
     def prepare_prompt(self, input: FormattedInput) -> str:
         """Render a conversation with the chat template, ready for generation."""
         messages, _ = split_input(input)
-        if self._processor is not None and self.prompt_format is None:
+        if (
+            self._processor is not None
+            and self.prompt_format is None
+            and (
+                getattr(self._tokenizer, "chat_template", None) is None
+                or any(image_urls(m.get("content")) for m in messages)
+            )
+        ):
+            # a vision model's template (on its processor) renders the image tokens
             converted, _ = to_processor_messages(messages, decode=False)
-            rendered: str = self._processor.apply_chat_template(
+            visual: str = self._processor.apply_chat_template(
                 converted, tokenize=False, add_generation_prompt=True
             )
-            return rendered
+            return visual
         if self.prompt_format is not None:
             # no chat template adds the BOS token here, and encoding skips special tokens
             bos = self._tokenizer.bos_token if self.prompt_format.add_bos else None
