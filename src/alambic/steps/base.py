@@ -31,6 +31,7 @@ from alambic.runtime_parameters import (
 from alambic.steps._compat import StepCompatMixin
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 from alambic.utils.arguments import unknown_arguments
+from alambic.utils.models import FastPrivateAttributes
 from alambic.utils.naming import snake_case, validate_name
 from alambic.utils.serialization import dump_component
 
@@ -100,7 +101,7 @@ class StepResources(BaseModel):
     )
 
 
-class _Step(StepCompatMixin, BaseModel, ABC):
+class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
     """What every kind of step shares: name, columns, mappings, pipeline membership."""
 
     model_config = ConfigDict(
