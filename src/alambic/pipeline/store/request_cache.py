@@ -2,10 +2,10 @@
 
 The file (by default ``<cache_dir>/requests.sqlite``) maps a request key (see
 :mod:`alambic.llms.cache`: a hash of backend identity without secrets, model, messages,
-schema, generation settings, plus the generation index) to the reply text, its token counts
-and the reasoning the backend returned beside it (if any). Nothing else is stored: no API key,
-no headers, no URL with credentials. A file written before the ``reasoning`` column existed
-gains it (an added nullable column: older alambic versions still read and write the file).
+schema, generation settings, plus the generation index) to the reply text, its token
+counts, the request's latency and retries (API clients), and the reasoning the backend
+returned beside the reply (if any). Nothing else is stored: no API
+key, no headers, no URL with credentials.
 
 Several processes may use one file at once (two different pipelines running side by side):
 SQLite serialises their writes. Each process holds a shared ``flock`` on ``<file>.lock`` while
@@ -46,26 +46,40 @@ _SCHEMA = (
         input_tokens INTEGER,
         output_tokens INTEGER,
         created_at REAL NOT NULL,
+        latency_s REAL,
+        retries INTEGER,
         reasoning TEXT
     )""",
 )
+# added to format 1 without a new version: older alambic names its columns, so it still
+# reads and writes a file that has them
+_ADDED_COLUMNS = (("latency_s", "REAL"), ("retries", "INTEGER"), ("reasoning", "TEXT"))
+_Params = tuple[
+    str, str | None, int | None, int | None, float, float | None, int | None, str | None
+]
 
 _CHUNK = 500  # keys per SELECT (SQLite's default limit is 32,766 variables)
 
 
-_Row = tuple[str, str | None, int | None, int | None, float, str | None]
-"""key, text, input_tokens, output_tokens, created_at, reasoning."""
-
-
-def _add_reasoning_column(conn: sqlite3.Connection, file: StoreFile) -> None:
-    """Add the ``reasoning`` column to a cache file written before it existed."""
+def _add_columns(conn: sqlite3.Connection, file: StoreFile) -> None:
+    """Give a file written before latency, retries and reasoning were kept their columns."""
     try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-        if "reasoning" not in columns:
-            conn.execute("ALTER TABLE requests ADD COLUMN reasoning TEXT")
-    except sqlite3.Error as exc:
-        if "duplicate column" in str(exc):  # another process added it just now
+        if {row[1] for row in conn.execute("PRAGMA table_info(requests)")} >= {
+            name for name, _ in _ADDED_COLUMNS
+        }:
             return
+        conn.execute("BEGIN IMMEDIATE")  # another process may be adding them too
+        try:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
         raise translate_error(exc, file) from exc
 
 
@@ -97,7 +111,7 @@ class RequestCacheStore(StoreHandle):
         self._reader = reader
         self._conns = conns
         self._closed = False
-        self._buffer: list[_Row] = []
+        self._buffer: list[_Params] = []
         self._pending: dict[str, CachedGeneration] = {}
         self._buffer_lock = threading.Lock()
         self._scheduled = False
@@ -140,7 +154,7 @@ class RequestCacheStore(StoreHandle):
                 version=REQUEST_CACHE_VERSION,
                 schema=_SCHEMA,
             )
-            _add_reasoning_column(writer_conn, file)
+            _add_columns(writer_conn, file)
             reader_conn = connect(file)
             conns.append(reader_conn)
         except BaseException:
@@ -169,9 +183,17 @@ class RequestCacheStore(StoreHandle):
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, text, input_tokens, output_tokens, reasoning in self._reader.all(
-                "SELECT key, text, input_tokens, output_tokens, reasoning FROM requests "
-                f"WHERE key IN ({marks})",
+            for (
+                key,
+                text,
+                input_tokens,
+                output_tokens,
+                latency,
+                retries,
+                reasoning,
+            ) in self._reader.all(
+                "SELECT key, text, input_tokens, output_tokens, latency_s, retries, reasoning "
+                f"FROM requests WHERE key IN ({marks})",
                 chunk,
             ):
                 entry: CachedGeneration = {
@@ -179,6 +201,10 @@ class RequestCacheStore(StoreHandle):
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
                 }
+                if latency is not None:
+                    entry["latency_s"] = latency
+                if retries:
+                    entry["retries"] = retries
                 if reasoning is not None:
                     entry["reasoning"] = reasoning
                 found[key] = entry
@@ -238,6 +264,8 @@ class RequestCacheStore(StoreHandle):
                 gen["input_tokens"],
                 gen["output_tokens"],
                 at,
+                gen.get("latency_s"),
+                gen.get("retries"),
                 gen.get("reasoning"),
             )
             for key, gen in items
@@ -274,11 +302,11 @@ class RequestCacheStore(StoreHandle):
             for key, *_ in params:
                 self._pending.pop(key, None)
 
-    def _commit(self, params: list[_Row]) -> None:
+    def _commit(self, params: list[_Params]) -> None:
         self._writer.run_now(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-                "created_at, reasoning) VALUES (?, ?, ?, ?, ?, ?)",
+                "created_at, latency_s, retries, reasoning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
         )
