@@ -163,7 +163,6 @@ def test_sigkill_then_rerun_submits_no_request_twice(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before = server.stats
-        print("BEFORE", before)
         config.submit_delay_s = config.create_delay_s = 0.0
         rerun = _spawn(provider, server.base_url, n, out, cache)
         assert rerun.wait(timeout=120) == 0, rerun.stderr.read()  # type: ignore[union-attr]

@@ -435,7 +435,8 @@ def _handler(state: StagedJobs) -> type[BaseHTTPRequestHandler]:
             status, data = reply or (404, {"error": {"message": f"no route {method} {path}"}})
             raw = data if isinstance(data, bytes) else json.dumps(data).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            kind = "application/octet-stream" if isinstance(data, bytes) else "application/json"
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
