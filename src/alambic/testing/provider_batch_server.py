@@ -11,7 +11,7 @@ option at ``server.base_url``):
   ``GET /v1/files/{id}/content``, ``POST /v1/batch/jobs/{id}/cancel``.
 - Gemini API batch mode (inline requests): ``POST /v1beta/models/{model}:batchGenerateContent``,
   ``GET /v1beta/batches`` (newest first), ``GET /v1beta/batches/{id}``,
-  ``POST /v1beta/batches/{id}:cancel``.
+  ``POST /v1beta/batches/{id}:cancel`` (and the same under ``/v1/``).
 
 Jobs finish in stages, refuse some requests and expire as :mod:`alambic.testing.batch_jobs`
 says; ``stats`` counts what was submitted per request id. Standard-library HTTP server:
@@ -332,9 +332,9 @@ def _gemini_operation(state: StagedJobs, job: Job) -> dict[str, Any]:
 
 
 def _gemini(state: StagedJobs, method: str, path: str, body: bytes) -> Reply | None:
-    if not path.startswith("/v1beta/"):
+    version, _, rest = path.removeprefix("/").partition("/")
+    if version not in ("v1", "v1beta") or not rest.startswith(("models/", "batches")):
         return None
-    rest = path.removeprefix("/v1beta/")
     if method == "POST" and rest.endswith(":batchGenerateContent"):
         model = rest.removeprefix("models/").removesuffix(":batchGenerateContent")
         batch = json.loads(body)["batch"]
