@@ -9,7 +9,9 @@ and while jobs are polled. Then a rerun: exact rows, and no request is ever subm
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,15 +28,29 @@ from alambic.steps import LoadDataFromDicts
 from alambic.steps.tasks import TextGeneration
 from alambic.testing.provider_batch_server import JobsConfig, ProviderBatchTestServer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from provider_batch_script import PROVIDERS, make_llm  # noqa: E402
-
 SCRIPT = Path(__file__).with_name("provider_batch_script.py")
+_spec = importlib.util.spec_from_file_location("provider_batch_script", SCRIPT)
+assert _spec is not None
+assert _spec.loader is not None
+_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_script)
+PROVIDERS: tuple[str, ...] = _script.PROVIDERS
+make_llm = _script.make_llm
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+def _prompt(i: int) -> str:
+    if i % 7 == 3:
+        return f"q {i} bad"
+    return f"q {i} one two three four five six" if i % 5 == 1 else f"q {i}"
+
+
+def _reply(i: int) -> str:  # max_new_tokens=8 reached the provider: 8 words at most
+    return " ".join(f"reply to: {_prompt(i)}".split()[:8])
+
+
 def _rows(n: int, refused: bool = True) -> list[dict[str, Any]]:
-    rows = [{"instruction": f"q {i}" + (" bad" if i % 7 == 3 else "")} for i in range(n)]
+    rows = [{"instruction": _prompt(i)} for i in range(n)]
     return [r for r in rows if refused or not r["instruction"].endswith(" bad")]
 
 
@@ -46,7 +62,8 @@ def _pipeline(provider: str, url: str, rows: list[dict[str, Any]], **llm: Any) -
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_batch_rows_failures_and_cache(provider: str) -> None:
+def test_batch_rows_failures_and_cache(provider: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="alambic")
     config = JobsConfig(stages=3, stage_s=0.05, fail_on=["bad"])
     with ProviderBatchTestServer(config) as server:
         pipeline = _pipeline(provider, server.base_url, _rows(25), batch_max_requests=10)
@@ -59,14 +76,17 @@ def test_batch_rows_failures_and_cache(provider: str) -> None:
                 message = row["alambic_metadata"]["error_gen"]["message"]
                 assert "refused by the test server" in message
             else:
-                assert row["generation"] == f"reply to: q {i}"
+                assert row["generation"] == _reply(i)
+        assert rows[1]["generation"] == "reply to: q 1 one two three four"
         assert stats["requests_submitted"] == 25
         assert stats["submitted_twice"] == []
         assert max(stats["job_sizes"]) <= 10  # batch_max_requests
         assert stats["jobs"] >= 3
         assert stats["states"] == {"completed": stats["jobs"]}
-        llm = pipeline.get_step("gen").llm  # type: ignore[attr-defined]
-        assert llm.use_batch_api
+        # progress: jobs submitted / in progress / done and requests answered, in the log
+        jobs = stats["jobs"]
+        done = f"jobs: {jobs} submitted, 0 in progress, {jobs} done; 25 requests answered"
+        assert any(done in r.getMessage() for r in caplog.records), caplog.text
 
         # the answers are in the request cache: a non-batch run of the answered prompts sends
         # nothing (this server has no chat endpoint: a request would fail its row)
@@ -110,10 +130,19 @@ def test_a_job_respects_the_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
         pipeline = _pipeline("anthropic", server.base_url, rows, batch_collect_s=0.3)
         out = pipeline.run(show_progress=False)["default"]["train"].to_list()
         stats = server.stats
-    assert len(out) == 12 and all(r["generation"] for r in out)
+    assert [r["generation"] for r in out] == [f"reply to: q {i} " + "x" * 200 for i in range(12)]
     assert stats["requests_submitted"] == 12
     assert max(stats["job_sizes"]) <= 4  # ~330 bytes a request, 1,500 a job
     assert len(stats["job_sizes"]) >= 3
+
+
+def test_gemini_batch_on_vertex_ai_is_refused_with_the_fix() -> None:
+    from alambic.errors import AlambicUserError
+    from alambic.llms import VertexAILLM
+
+    llm = VertexAILLM(model="gemini-test", vertexai=True, project="p", use_batch_api=True)
+    with pytest.raises(AlambicUserError, match="vertexai=False with a Gemini API key"):
+        llm.load()
 
 
 def _spawn(provider: str, url: str, n: int, out: Path, cache: Path) -> subprocess.Popen[bytes]:

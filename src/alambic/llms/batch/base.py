@@ -257,13 +257,17 @@ class Batcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.poll_max_s)
             self.waited_s += time.monotonic() - started
-            answered = await self._collect(view)
+            results = await self.read_results(view)
             await asyncio.to_thread(self.journal.set, local_id, status=view.status)
         except Exception as exc:
             self._fail(keys, exc, f"polling {self.provider} batch job {batch_id} failed")
             return
+        # bookkeeping first: once the last answer is out, the run may close this batcher
+        answered = {key for key, _ in results}
         self.counts["jobs_done"] += 1
+        self.counts["requests_answered"] += len(answered)
         self.done_jobs.add(local_id)
+        unanswered = [k for k in keys if k not in answered and k in self.waiting]
         logger.info(
             "%s batch job %s %s: %d of %d requests answered after %.1f s (%s; this run "
             "waited %.1f s on jobs in all).",
@@ -276,8 +280,8 @@ class Batcher:
             self._jobs_line(),
             self.waited_s,
         )
-        unanswered = [k for k in keys if k not in answered and k in self.waiting]
-        if view.resubmit:
+        self._collect(results)
+        if unanswered and view.resubmit:
             logger.info(
                 "%s batch job %s %s with %d of %d requests unanswered: submitting those again.",
                 self.provider,
@@ -302,18 +306,14 @@ class Batcher:
             f"{p['requests_answered']} requests answered"
         )
 
-    async def _collect(self, view: JobView) -> set[str]:
-        """Resolve the requests an ended job answered (or refused); their keys."""
-        done: set[str] = set()
-        for key, answer in await self.read_results(view):
+    def _collect(self, results: list[tuple[str, Any]]) -> None:
+        """Resolve the requests an ended job answered (or refused)."""
+        for key, answer in results:
             if isinstance(answer, BaseException):
                 self.outcomes[key] = answer
                 self._fail([key], answer, "")
             else:
                 self._resolve(key, answer)
-            done.add(key)
-        self.counts["requests_answered"] += len(done)
-        return done
 
     def _resolve(self, key: str, answer: Any) -> None:
         self.outcomes[key] = answer
