@@ -9,6 +9,7 @@ and while jobs are polled. Then a rerun: exact rows, and no request is ever subm
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -119,6 +120,85 @@ def test_expired_job_resubmits_only_unanswered_requests(provider: str) -> None:
     assert stats["states"] == {"expired": 1, "completed": 1}
     assert stats["requests_submitted"] == 8 + 6  # 2 answered before expiry, 6 sent again
     assert len(stats["submitted_twice"]) == 6
+
+
+_JOB_FAILURE = {
+    "anthropic": "batch request refused: api_error: the test server failed this job",
+    "mistral": "ended 'FAILED' without an answer: the test server failed this job",
+    "gemini": "ended 'JOB_STATE_FAILED' without an answer",
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_failed_job_fails_its_rows_with_the_reason(provider: str) -> None:
+    with ProviderBatchTestServer(JobsConfig(stages=1, stage_s=0.02, fail_jobs=True)) as server:
+        rows = [{"instruction": f"q {i}"} for i in range(4)]
+        out = _pipeline(provider, server.base_url, rows).run(show_progress=False)
+        stats = server.stats
+    for row in out["default"]["train"].to_list():
+        assert row["generation"] is None
+        assert _JOB_FAILURE[provider] in row["alambic_metadata"]["error_gen"]["message"]
+    assert stats["requests_submitted"] == 4
+    assert stats["states"] == {"failed": 1}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_rerun_sends_again_what_failed_for_a_passing_reason(provider: str) -> None:
+    """Server errors (per request, or a whole failed job) are retried by a rerun; answered
+    requests and requests refused as bad are not sent again."""
+    config = JobsConfig(stages=1, stage_s=0.02, fail_on=["flaky"], fail_status=500)
+    rows = [{"instruction": f"q {i}" + (" flaky" if i in (1, 4) else "")} for i in range(6)]
+    with ProviderBatchTestServer(config) as server:
+        first = _pipeline(provider, server.base_url, rows).run(show_progress=False)
+        failed = [r["generation"] is None for r in first["default"]["train"].to_list()]
+        assert failed == [False, True, False, False, True, False]
+        config.fail_on = []
+        again = _pipeline(provider, server.base_url, rows).run(show_progress=False)
+        assert [r["generation"] for r in again["default"]["train"].to_list()] == [
+            f"reply to: {r['instruction']}" for r in rows
+        ]
+        assert server.stats["requests_submitted"] == 6 + 2
+        assert len(server.stats["submitted_twice"]) == 2
+
+        config.fail_jobs = True  # a job failing as a whole: its requests go again on rerun
+        others = [{"instruction": f"p {i}"} for i in range(3)]
+        failed_job = _pipeline(provider, server.base_url, others).run(show_progress=False)
+        assert [r["generation"] for r in failed_job["default"]["train"].to_list()] == [None] * 3
+        config.fail_jobs = False
+        rerun = _pipeline(provider, server.base_url, others).run(show_progress=False)
+        assert [r["generation"] for r in rerun["default"]["train"].to_list()] == [
+            f"reply to: p {i}" for i in range(3)
+        ]
+        assert server.stats["requests_submitted"] == 8 + 3 + 3
+
+
+def test_batch_progress_while_a_job_runs() -> None:
+    with ProviderBatchTestServer(JobsConfig(stages=2, stage_s=0.3)) as server:
+        llm = make_llm("mistral", server.base_url)
+        llm.load()
+        seen: list[dict[str, Any]] = []
+
+        async def main() -> list[Any]:
+            answers = asyncio.gather(
+                *(llm.agenerate([{"role": "user", "content": f"q {i}"}]) for i in range(3))
+            )
+            while not seen or seen[-1].get("jobs_in_progress") != 1:
+                await asyncio.sleep(0.01)
+                seen.append(llm.batch_progress() or {})
+            out = await answers
+            seen.append(llm.batch_progress() or {})
+            await llm.aclose()
+            return out
+
+        out = asyncio.run(main())
+    assert [o["generations"] for o in out] == [[f"reply to: q {i}"] for i in range(3)]
+    assert seen[-2]["jobs_submitted"] == 1
+    assert seen[-2]["jobs_done"] == 0
+    assert seen[-1]["jobs_done"] == 1
+    assert seen[-1]["jobs_in_progress"] == 0
+    assert seen[-1]["requests_answered"] == 3
+    assert seen[-1]["waited_s"] > 0.3
+    assert llm.batch_progress() is None  # closed
 
 
 def test_a_job_respects_the_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:

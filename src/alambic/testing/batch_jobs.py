@@ -27,7 +27,11 @@ class JobsConfig:
     expire_after_stages: int | None = None
     """After this many parts, the job expires with the rest unanswered."""
     fail_on: list[str] = field(default_factory=list)
-    """A request whose prompt contains one of these is refused (400)."""
+    """A request whose prompt contains one of these is refused (with ``fail_status``)."""
+    fail_status: int = 400
+    """400: the request's fault; 500: a passing server error (a rerun sends it again)."""
+    fail_jobs: bool = False
+    """A job ends failed as a whole (nothing answered) instead of completed."""
     max_requests_per_job: int = 100_000
     submit_delay_s: float = 0.0
     """Seconds a job's creation (or its file's upload) takes before the server stores it: a
@@ -54,7 +58,7 @@ class Job:
     """What the client tagged the job with (metadata, display name)."""
     model: str = "test-model"
     state: str = "running"
-    """running, completed, expired or cancelled."""
+    """running, completed, expired, cancelled or failed."""
     answered: int = 0
     """How many requests (in order) have their outcome."""
     cancelled: bool = False
@@ -102,6 +106,8 @@ class StagedJobs:
         elif cfg.expire_after_stages is not None and done > cfg.expire_after_stages:
             job.answered = len(job.requests) * cfg.expire_after_stages // stages
             job.state = "expired"
+        elif done >= stages and cfg.fail_jobs:
+            job.answered, job.state = 0, "failed"
         elif done >= stages:
             job.state = "completed"
         if job.state != "running":

@@ -67,6 +67,8 @@ def _anthropic_batch(state: StagedJobs, job: Job, root: str) -> dict[str, Any]:
     for _, outcome in outcomes:
         if not ended:
             counts["processing"] += 1
+        elif outcome == "unanswered" and job.state == "failed":
+            counts["errored"] += 1
         elif outcome == "unanswered":
             counts["canceled" if job.state == "cancelled" else "expired"] += 1
         else:
@@ -86,10 +88,14 @@ def _anthropic_batch(state: StagedJobs, job: Job, root: str) -> dict[str, Any]:
 
 
 def _anthropic_result(state: StagedJobs, job: Job, request: BatchRequest, outcome: str) -> Any:
+    if outcome == "unanswered" and job.state == "failed":  # no job failure: each request errs
+        error = {"type": "api_error", "message": "the test server failed this job"}
+        return {"type": "errored", "error": {"type": "error", "error": error}}
     if outcome == "unanswered":
         return {"type": "canceled" if job.state == "cancelled" else "expired"}
     if outcome == "refused":
-        error = {"type": "invalid_request_error", "message": "refused by the test server"}
+        kind = "invalid_request_error" if state.config.fail_status < 500 else "api_error"
+        error = {"type": kind, "message": "refused by the test server"}
         return {"type": "errored", "error": {"type": "error", "error": error}}
     words, cut = reply_words(request.prompt, request.max_tokens)
     message = {
@@ -155,6 +161,7 @@ _MISTRAL_STATE = {
     "completed": "SUCCESS",
     "expired": "TIMEOUT_EXCEEDED",
     "cancelled": "CANCELLED",
+    "failed": "FAILED",
 }
 
 
@@ -189,7 +196,8 @@ def _mistral_job(state: StagedJobs, job: Job) -> dict[str, Any]:
                 out.append({"id": f"r{i}", "custom_id": r.custom_id, "response": response})
             elif outcome == "refused":
                 error = {"message": "refused by the test server", "code": "3000"}
-                response = {"status_code": 400, "body": {"object": "error", **error}}
+                status = state.config.fail_status
+                response = {"status_code": status, "body": {"object": "error", **error}}
                 err.append(
                     {"id": f"r{i}", "custom_id": r.custom_id, "response": response, "error": error}
                 )
@@ -204,7 +212,9 @@ def _mistral_job(state: StagedJobs, job: Job) -> dict[str, Any]:
         "input_files": [job.extra.get("input_file", "")],
         "endpoint": "/v1/chat/completions",
         "model": job.model,
-        "errors": [],
+        "errors": [{"message": "the test server failed this job", "count": len(job.requests)}]
+        if job.state == "failed"
+        else [],
         "status": _MISTRAL_STATE[job.state],
         "created_at": int(job.created),
         "total_requests": len(job.requests),
@@ -291,6 +301,7 @@ _GEMINI_STATE = {
     "completed": "BATCH_STATE_SUCCEEDED",
     "expired": "BATCH_STATE_EXPIRED",
     "cancelled": "BATCH_STATE_CANCELLED",
+    "failed": "BATCH_STATE_FAILED",
 }
 
 
@@ -324,7 +335,7 @@ def _gemini_operation(state: StagedJobs, job: Job) -> dict[str, Any]:
                 response = {"candidates": [candidate], "usageMetadata": usage}
                 responses.append({"response": response, "metadata": metadata})
             elif outcome == "refused":
-                error = {"code": 400, "message": "refused by the test server"}
+                error = {"code": state.config.fail_status, "message": "refused by the test server"}
                 responses.append({"error": error, "metadata": metadata})
         if responses:
             batch["output"] = {"inlinedResponses": {"inlinedResponses": responses}}

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from alambic.errors import ErrorKind, LLMRequestError
+from alambic.errors import TRANSIENT_KINDS, ErrorKind, LLMRequestError
 from alambic.llms.batch.journal import BatchJobJournal, JobRecord, request_content_key
 
 __all__ = ["Batcher", "JobView", "refusal"]
@@ -46,6 +46,9 @@ class JobView:
     """Whether the job will change no more (its results can be read)."""
     resubmit: bool = False
     """Expired or cancelled: its unanswered requests are submitted again."""
+    outcome: str = "completed"
+    """completed, expired, cancelled or failed: what the journal keeps (a rerun submits
+    again the requests of expired, cancelled and failed jobs that got no answer)."""
     raw: Any = None
     """The provider's job object, for ``read_results``."""
     reason: str = ""
@@ -258,7 +261,16 @@ class Batcher:
                 delay = min(delay * 2, self.poll_max_s)
             self.waited_s += time.monotonic() - started
             results = await self.read_results(view)
-            await asyncio.to_thread(self.journal.set, local_id, status=view.status)
+            await asyncio.to_thread(self.journal.set, local_id, status=view.outcome)
+            # a request refused for a passing reason (a server error) is not this job's any
+            # more: a rerun submits it again (it was not answered, so it is not paid twice)
+            passing = [
+                k
+                for k, a in results
+                if isinstance(a, LLMRequestError) and a.kind in TRANSIENT_KINDS
+            ]
+            if passing:
+                await asyncio.to_thread(self.journal.release, local_id, passing)
         except Exception as exc:
             self._fail(keys, exc, f"polling {self.provider} batch job {batch_id} failed")
             return
@@ -296,7 +308,9 @@ class Batcher:
             reason = f"{self.provider} batch job {batch_id} ended {view.status!r} without an answer"
             if view.reason:
                 reason += f": {view.reason}"
-            self._fail(unanswered, LLMRequestError(reason, kind=ErrorKind.SERVER), reason)
+            error = LLMRequestError(reason, kind=ErrorKind.SERVER)
+            self.outcomes.update(dict.fromkeys(unanswered, error))
+            self._fail(unanswered, error, reason)
 
     def _jobs_line(self) -> str:
         p = self.progress()

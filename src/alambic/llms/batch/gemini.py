@@ -17,6 +17,11 @@ _FINISHED: Final = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 )
 _RESUBMIT: Final = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+_OUTCOME: Final = {
+    "JOB_STATE_EXPIRED": "expired",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_FAILED": "failed",
+}
 
 
 def _state(job: Any) -> str:
@@ -64,6 +69,7 @@ class GeminiBatcher(Batcher):
             status=state,
             finished=state in _FINISHED,
             resubmit=state in _RESUBMIT,
+            outcome=_OUTCOME.get(state, "completed"),
             raw=job,
             reason=str(getattr(error, "message", None) or error or ""),
         )

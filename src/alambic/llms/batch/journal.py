@@ -99,7 +99,7 @@ class BatchJobJournal:
             row = self._conn.execute(
                 "SELECT j.local_id, j.file_id, j.batch_id, j.status, j.created "
                 "FROM job_requests r JOIN jobs j ON j.local_id = r.local_id WHERE r.key = ? AND j.endpoint = ? "
-                "AND j.status NOT IN ('expired', 'cancelled', 'abandoned') "
+                "AND j.status NOT IN ('expired', 'cancelled', 'failed', 'abandoned') "
                 "ORDER BY j.created DESC LIMIT 1",
                 (key, self.endpoint),
             ).fetchone()
@@ -113,6 +113,12 @@ class BatchJobJournal:
                 (self.endpoint,),
             ).fetchall()
         return frozenset(r[0] for r in rows)
+
+    def release(self, local_id: str, keys: list[str]) -> None:
+        """These requests are no longer held by this job (a rerun may submit them again)."""
+        self._write(
+            "DELETE FROM job_requests WHERE local_id = ? AND key = ?", [(local_id, k) for k in keys]
+        )
 
     def keys_of(self, local_id: str) -> list[str]:
         with self._lock:

@@ -56,6 +56,9 @@ class BatchAPILLM(ProviderLLM):
         limits = super()._scheduler_limits()
         if self.use_batch_api:  # one "attempt" waits for a whole job: hours, not seconds
             limits.timeout = 48 * 3600.0
+            # the job was the attempt: a request it did not answer is not sent again in this
+            # run (a rerun retries passing failures, as for any request)
+            limits.max_retries = 0
             limits.probe_first = False
             limits.adaptive_concurrency = False
         return limits

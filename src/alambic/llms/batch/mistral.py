@@ -16,6 +16,7 @@ __all__ = ["MistralBatcher"]
 _FINISHED: Final = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
 _RESUBMIT: Final = frozenset({"TIMEOUT_EXCEEDED", "CANCELLED"})
 _ENDPOINT: Final = "/v1/chat/completions"
+_OUTCOME: Final = {"TIMEOUT_EXCEEDED": "expired", "CANCELLED": "cancelled", "FAILED": "failed"}
 
 
 class MistralBatcher(Batcher):
@@ -70,6 +71,7 @@ class MistralBatcher(Batcher):
             status=status,
             finished=status in _FINISHED,
             resubmit=status in _RESUBMIT,
+            outcome=_OUTCOME.get(status, "completed"),
             raw=job,
             reason=reason,
         )

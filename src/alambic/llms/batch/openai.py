@@ -68,6 +68,7 @@ class OpenAIBatcher(Batcher):
             status=job.status,
             finished=job.status in _FINISHED,
             resubmit=job.status in _RESUBMIT,
+            outcome=job.status if job.status in _FINISHED else "completed",
             raw=job,
             reason=reason,
         )
