@@ -76,9 +76,14 @@ def placement_bundles(node: Node) -> list[dict[str, float]] | None:
     return [{"GPU": 1.0, "CPU": float(cpus)}] + [{"GPU": 1.0} for _ in range(shards - 1)]
 
 
+PROGRESS_POLL_S = 0.25
+"""How often the driver asks a step's actors for their progress while units are in flight."""
+
+
 class RemoteProgress:
     """What the progress display reads of a step whose copies run in actors: the sum of
-    their LLM counters and failed generations, as last reported with their results."""
+    their LLM counters, failed generations and rows finished, as last reported (with each
+    result, and every :data:`PROGRESS_POLL_S` while units are in flight)."""
 
     def __init__(self) -> None:
         self.reports: dict[int, dict[str, Any]] = {}
@@ -86,7 +91,20 @@ class RemoteProgress:
         self.counters = self
 
     def update(self, actor: int, report: dict[str, Any]) -> None:
+        """Keep an actor's newest report (a poll's answer may arrive after a newer one)."""
+        held = self.reports.get(actor)
+        if (
+            held is not None
+            and held.get("instance") == report.get("instance")  # a restarted actor: replace
+            and int(report.get("seq", 0)) < int(held.get("seq", 0))
+        ):
+            return
         self.reports[actor] = report
+
+    @property
+    def rows_done(self) -> int:
+        """Rows the actors finished, units still in flight included."""
+        return sum(int(r.get("rows_done", 0)) for r in self.reports.values())
 
     @property
     def failures(self) -> int:
@@ -111,6 +129,7 @@ class RemoteProgress:
 
 __all__ = [
     "ACTOR_RESTARTS",
+    "PROGRESS_POLL_S",
     "UNITS_PER_ACTOR",
     "RemoteProgress",
     "actor_options",
