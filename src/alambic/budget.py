@@ -141,6 +141,7 @@ class _Account:
     settled: Spend = field(default_factory=Spend)
     in_flight: Spend = field(default_factory=Spend)
     llm: Any = None
+    price: str = ""  # the pricing's description, where the LLM is in another process
 
 
 class Ticket:
@@ -289,7 +290,7 @@ class RunBudget:
                 raise BudgetExhausted(self.exhausted)
             account = self.accounts.get(key)
             if account is None:
-                account = self.accounts[key] = _Account()
+                account = self.accounts[key] = _Account(price=price)
             account.in_flight.add(worst)
             if self.journal is not None:
                 self._dirty.add(key)
@@ -407,6 +408,8 @@ class RunBudget:
     def _priced(self, account: _Account) -> dict[str, Any]:
         out = account.settled.to_dict()
         if account.llm is None:
+            if account.price:
+                out["price"] = account.price
             return out
         pricing = self._pricing_of(account.llm)
         if not self.capped:  # counted only: price the totals now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from typing import Any
@@ -125,7 +126,7 @@ def test_send_times_are_the_ledgers_not_shifted_by_the_replys_delay() -> None:
     comes back 0-40 ms late does not move its request (a wait counted from the reply's
     arrival did, and bunched requests against a provider's 1 s window)."""
     sends = asyncio.run(_paced_sends(workers=3, each=12, rpm=600))
-    gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
     interval = 60 / (600 * 0.99)
     # the burst of one aside, every gap is the pace (a little timer slack on a busy machine)
     assert min(gaps[1:]) >= interval - 0.012, gaps
@@ -166,10 +167,10 @@ async def _stalled_worker() -> None:
 
     async def stall() -> None:
         await asyncio.sleep(0.02)
-        time.sleep(0.3)  # the event loop blocked: ~6 requests fall due meanwhile
+        time.sleep(0.3)  # noqa: ASYNC251 (the point: the event loop blocked, ~6 fall due)
 
     await asyncio.gather(stall(), *(one() for _ in range(10)))
-    gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
     # never several at once after the stall: at least 90% of the pace's gap between two
     assert min(gaps) >= 0.9 * 60 / (1200 * 0.99) - 0.005, gaps
 

@@ -290,7 +290,7 @@ class RemoteBudget:
         self._registered = ledger.call.remote("register", key, rpm, tpm)
         self._successes = 0
         self._offset: float | None = None  # the ledger's clock minus this process's
-        self._last_sent = 0.0  # when this worker's last request left
+        self._last_sent = 0.0  # when this worker's last request left (or will)
         self.rebooked = 0  # instants missed by more than LATE_S, booked again
 
     async def _measure_clock(self) -> float:
@@ -333,11 +333,12 @@ class RemoteBudget:
             self.rebooked += 1
         # requests a stall held back (and still within LATE_S) leave one by one, at
         # (nearly) the shared pace, and a wake-up a little late is caught up
-        spacing = float(interval) * SPACING_SHARE
-        while (gap := self._last_sent + spacing - time.monotonic()) > 0:
-            await asyncio.sleep(gap)
-        self._last_sent = time.monotonic()
-        return self._last_sent - asked
+        now = time.monotonic()
+        leave = max(now, self._last_sent + float(interval) * SPACING_SHARE)
+        self._last_sent = leave  # taken before sleeping: the next request queues behind
+        if leave > now:
+            await asyncio.sleep(leave - now)
+        return time.monotonic() - asked
 
     def rate_limited(self, started: float) -> None:
         self._ledger.call.remote("slow_down", self.key, max(0.0, time.monotonic() - started))

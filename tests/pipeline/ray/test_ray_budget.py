@@ -81,6 +81,7 @@ def test_a_request_budget_allows_exactly_k_across_two_replicas(
     assert report["total"]["requests"] == 30
     assert report["stopped"] is None
     assert report["by_step"]["gen (test-model)"]["requests"] == 19
+    assert "price" in report["by_step"]["gen (test-model)"]
 
 
 def test_a_budget_on_ray_survives_a_driver_sigkill(
