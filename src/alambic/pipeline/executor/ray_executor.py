@@ -25,19 +25,21 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from alambic.budget import Budget, BudgetExhausted, RunBudget, SharedRunBudget, _Account
+from alambic.budget import Budget, BudgetExhausted, RunBudget
 from alambic.errors import AlambicUserError
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.local import LocalExecutor, LocalRun
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
 from alambic.pipeline.executor.ray_cluster import (
-    PROGRESS_POLL_S,
     UNITS_PER_ACTOR,
+    LedgerBudget,
     RemoteProgress,
     actor_options,
     connect,
     placement_bundles,
+    poll_progress,
+    release,
 )
 from alambic.pipeline.executor.workers import STOPS_THE_RUN, row_window
 from alambic.steps.base import merge_rows
@@ -179,21 +181,7 @@ class RayRun(LocalRun):
         return LedgerBudget(Budget.of(self.budget_limit), self.ledger)
 
     def unload_steps(self) -> None:
-        import ray
-
-        closing = [h.close.remote() for handles in self.actors.values() for h in handles]
-        with contextlib.suppress(Exception):  # actors are killed below whatever happens
-            ray.get(closing, timeout=60)
-        for handles in self.actors.values():
-            for handle in handles:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle)
-        for group in self.placement_groups:
-            with contextlib.suppress(Exception):
-                ray.util.remove_placement_group(group)
-        if self.ledger is not None:
-            with contextlib.suppress(Exception):
-                ray.kill(self.ledger)
+        release(self.actors, self.placement_groups, self.ledger)
         self.actors.clear()
         for node in self.nodes.values():
             for replica in node.replicas:
@@ -284,7 +272,7 @@ class RayRun(LocalRun):
             finally:
                 pool.put_nowait(index)
 
-        polling = asyncio.ensure_future(self.poll_progress(node, handles, progress))
+        polling = asyncio.ensure_future(poll_progress(node.progress, handles, progress))
         try:
             if rows_async:
                 concurrency = node.step.concurrency_hint
@@ -300,52 +288,10 @@ class RayRun(LocalRun):
             if node.progress is not None:
                 node.progress.computed = progress.rows_done
 
-    async def poll_progress(self, node: Node, handles: list[Any], progress: RemoteProgress) -> None:
-        """Ask every actor of ``node`` for its progress every :data:`PROGRESS_POLL_S`, so
-        the display moves while units are in flight, not only when one returns."""
-        import ray
-
-        while True:
-            await asyncio.sleep(PROGRESS_POLL_S)
-            asked = [handle.progress.remote() for handle in handles]
-            for index, answer in enumerate(asked):
-                try:
-                    progress.update(index, await answer)
-                except ray.exceptions.RayError:  # a lost actor: its units are re-sent
-                    continue
-            if node.progress is not None:
-                node.progress.computed = progress.rows_done
-
-
-class LedgerBudget(SharedRunBudget):
-    """The driver's view of a run budget kept by the ledger actor: the run's report, for
-    the summary and the dataset card, comes from there (its journal written first)."""
-
-    def __init__(self, limit: Budget, ledger: Any) -> None:
-        super().__init__(limit, ledger)
-        self._report: dict[str, Any] | None = None
-
-    def flush(self) -> None:
-        import ray
-
-        answer = ray.get(self._ledger.call.remote("spend_report"), timeout=60)
-        if answer is None:
-            return
-        self._report = answer["report"]
-        self.exhausted = answer["exhausted"]
-        for step, model in answer["accounts"]:
-            self.accounts.setdefault((step, model), _Account())
-
-    def report(self) -> dict[str, Any]:
-        if self._report is None:
-            self.flush()
-        assert self._report is not None
-        return self._report
-
 
 def _cause(error: BaseException) -> BaseException:
     cause = getattr(error, "cause", None)
     return cause if isinstance(cause, BaseException) else error
 
 
-__all__ = ["LedgerBudget", "RayExecutor", "RayRun"]
+__all__ = ["RayExecutor", "RayRun"]
