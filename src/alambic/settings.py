@@ -19,6 +19,8 @@ Variable                       Default      Meaning
                                             loss, slower).
 ``ALAMBIC_PROGRESS_INTERVAL``  ``5``        Seconds between two progress lines when output is
                                             piped (not a terminal).
+``ALAMBIC_GC_TUNING``          ``1``        ``0`` leaves Python's garbage collector as it is
+                                            during a run (see ``executor.lifecycle``).
 =============================  ===========  =====================================================
 """
 
@@ -63,6 +65,12 @@ def request_cache_enabled() -> bool:
 def share_request_cache() -> bool:
     """``ALAMBIC_SHARE_REQUEST_CACHE`` (default on: one cache for every pipeline)."""
     return _flag("ALAMBIC_SHARE_REQUEST_CACHE", True)
+
+
+def gc_tuning() -> bool:
+    """``ALAMBIC_GC_TUNING`` (default on: a run freezes the heap it starts with and collects
+    its young objects less often)."""
+    return _flag("ALAMBIC_GC_TUNING", True)
 
 
 def lock_timeout() -> float:
