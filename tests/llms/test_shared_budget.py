@@ -97,7 +97,7 @@ async def _two_workers() -> None:
 
 
 class _JitteryCall:
-    """A ledger call whose reply takes 0-40 ms to come back, like an actor's on a busy
+    """A ledger call whose reply takes 0-160 ms to come back, like an actor's on a busy
     machine (the ledger acts when the call arrives; only the reply is late)."""
 
     def __init__(self, fn: Any, rng: random.Random) -> None:
@@ -108,7 +108,7 @@ class _JitteryCall:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         result = self._fn(*args)
-        loop.call_later(self._rng.uniform(0.0, 0.04), future.set_result, result)
+        loop.call_later(self._rng.uniform(0.0, 0.16), future.set_result, result)
         return future
 
 
@@ -123,14 +123,16 @@ class _JitteryHandle:
 
 def test_send_times_are_the_ledgers_not_shifted_by_the_replys_delay() -> None:
     """Requests leave at the instants the ledger hands out, on every worker: a reply that
-    comes back 0-40 ms late does not move its request (a wait counted from the reply's
+    comes back 0-160 ms late does not move its request (a wait counted from the reply's
     arrival did, and bunched requests against a provider's 1 s window)."""
-    sends = asyncio.run(_paced_sends(workers=3, each=12, rpm=600))
+    sends = asyncio.run(_paced_sends(workers=3, each=6, rpm=300))
     gaps = [b - a for a, b in itertools.pairwise(sends)]
-    interval = 60 / (600 * 0.99)
-    # the burst of one aside, no gap is shorter than the pace (a little timer slack on a
-    # busy machine); a longer one is an instant missed by a stalled loop, booked again
-    assert min(gaps[1:]) >= interval - 0.012, gaps
+    interval = 60 / (300 * 0.99)
+    # gaps are the pace, give or take timer slack; with waits counted from the reply's
+    # arrival they were off by the replies' delays (0-160 ms, half of them over 80 ms). The
+    # median, as a loaded machine oversleeps or stalls now and then.
+    deviations = sorted(abs(gap - interval) for gap in gaps[1:])
+    assert deviations[len(deviations) // 2] <= 0.025, gaps
 
 
 async def _paced_sends(*, workers: int, each: int, rpm: int) -> list[float]:
@@ -171,8 +173,10 @@ async def _stalled_worker() -> None:
 
     await asyncio.gather(stall(), *(one() for _ in range(10)))
     gaps = [b - a for a, b in itertools.pairwise(sends)]
-    # never several at once after the stall: at least 90% of the pace's gap between two
-    assert min(gaps) >= 0.9 * 60 / (1200 * 0.99) - 0.005, gaps
+    # never several at once after the stall: ~90% of the pace's gap between two (one
+    # oversleep on a loaded machine may shorten the gap after it)
+    spacing = 0.9 * 60 / (1200 * 0.99)
+    assert sum(1 for gap in gaps if gap < 0.5 * spacing) <= 1, gaps
 
 
 class _FarLedger(BudgetLedger):

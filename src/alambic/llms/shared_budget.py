@@ -40,8 +40,9 @@ from alambic.llms.limits import REQUEST_PACE, TokenBucket
 
 #: Round trips a worker makes to measure how its clock differs from the ledger's.
 CLOCK_PINGS = 5
-#: A request that wakes more than this after its instant books a new one (at most
-#: :data:`REBOOKS` times): sent late, it would join the next instants' requests in a window.
+#: A request that wakes more than this (or one interval of the pace, if longer) after its
+#: instant books a new one (at most :data:`REBOOKS` times): sent late, it would join the next
+#: instants' requests in a window.
 LATE_S = 0.02
 REBOOKS = 3
 #: Two requests of one worker are never closer than this share of the shared pace's gap:
@@ -326,7 +327,7 @@ class RemoteBudget:
             wait = send - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if time.monotonic() - send <= LATE_S or booking == REBOOKS:
+            if time.monotonic() - send <= max(LATE_S, interval) or booking == REBOOKS:
                 break
             # woken well past its instant (this worker's event loop was busy): sending now
             # would add to the requests of the workers that kept time; book a new instant

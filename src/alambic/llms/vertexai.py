@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from alambic.errors import AlambicUserError
 from alambic.llms.base import split_input
-from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of
+from alambic.llms.batch.llm import BatchAPILLM
+from alambic.llms.provider import drop_none, json_schema_of
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ def to_gemini_contents(messages: ChatType) -> tuple[str | None, list[dict[str, A
     return ("\n\n".join(system) if system else None), contents
 
 
-class VertexAILLM(ProviderLLM):
+class VertexAILLM(BatchAPILLM):
     """Gemini through ``google-genai``.
 
     With ``vertexai=False`` (the default) it calls the Gemini API with ``api_key``,
@@ -40,6 +42,9 @@ class VertexAILLM(ProviderLLM):
     ``project``/``location`` (or ``GOOGLE_CLOUD_PROJECT``/``GOOGLE_CLOUD_LOCATION``) with
     application-default credentials, and needs no key. Several generations use
     ``candidate_count`` in one request; structured output uses ``response_json_schema``.
+
+    ``use_batch_api=True`` sends requests through the Gemini API's batch mode (inline
+    requests, at most ``batch_max_requests`` and about 19 MB per job; see docs/cost.md).
     """
 
     vertexai: bool = False
@@ -52,6 +57,22 @@ class VertexAILLM(ProviderLLM):
     extra_name: ClassVar[str] = "vertexai"
     api_key_env_var: ClassVar[str | None] = "GOOGLE_API_KEY"
     api_key_env_aliases: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY",)
+    batch_max_bytes: ClassVar[int | None] = 19 * 2**20  # inline requests: 20 MB in all
+
+    def load(self) -> None:
+        if self.use_batch_api and self.vertexai:
+            raise AlambicUserError(
+                f"{self.owner()} has use_batch_api=True and vertexai=True: alambic sends "
+                "batch jobs through the Gemini API's batch mode only (Vertex AI batch "
+                "prediction reads from Cloud Storage or BigQuery). Use vertexai=False with "
+                "a Gemini API key, or use_batch_api=False."
+            )
+        super().load()
+
+    def _new_batcher(self, journal: Any, limits: dict[str, Any]) -> Any:
+        from alambic.llms.batch.gemini import GeminiBatcher
+
+        return GeminiBatcher(self._make_client(), journal, model=self.model, **limits)
 
     def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
         return True
@@ -104,24 +125,29 @@ class VertexAILLM(ProviderLLM):
     async def _agenerate(
         self, input: FormattedInput, num_generations: int, **generation_kwargs: Any
     ) -> GenerateOutput:
-        response = await self._client().models.generate_content(
-            **self.request_kwargs(input, num_generations, generation_kwargs)
-        )
-        texts: list[str | None] = []
-        for candidate in response.candidates or []:
-            parts = (candidate.content.parts if candidate.content else None) or []
-            texts.append("".join(p.text or "" for p in parts if not getattr(p, "thought", False)))
-        usage = response.usage_metadata
-        prompt = getattr(usage, "prompt_token_count", None)
-        completion = getattr(usage, "candidates_token_count", None)
-        n = len(texts)
-        per_output: list[int | None] = [None] * n
-        if completion is not None and n:
-            per_output = [completion // n] * n
-        return {
-            "generations": texts,
-            "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
-        }
+        request = self.request_kwargs(input, num_generations, generation_kwargs)
+        if self.use_batch_api:
+            return parse_gemini_response(await self._batcher().submit(request))
+        return parse_gemini_response(await self._client().models.generate_content(**request))
 
 
-__all__ = ["VertexAILLM", "to_gemini_contents"]
+def parse_gemini_response(response: Any) -> GenerateOutput:
+    """Texts (thoughts left out) and token counts of a ``GenerateContentResponse``."""
+    texts: list[str | None] = []
+    for candidate in response.candidates or []:
+        parts = (candidate.content.parts if candidate.content else None) or []
+        texts.append("".join(p.text or "" for p in parts if not getattr(p, "thought", False)))
+    usage = response.usage_metadata
+    prompt = getattr(usage, "prompt_token_count", None)
+    completion = getattr(usage, "candidates_token_count", None)
+    n = len(texts)
+    per_output: list[int | None] = [None] * n
+    if completion is not None and n:
+        per_output = [completion // n] * n
+    return {
+        "generations": texts,
+        "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
+    }
+
+
+__all__ = ["VertexAILLM", "parse_gemini_response", "to_gemini_contents"]
