@@ -30,3 +30,17 @@ def test_import_alambic_is_fast() -> None:
     )
     best = min(float(_probe(code)["s"]) for _ in range(3))  # type: ignore[arg-type]
     assert best < 0.3
+
+
+def test_no_module_of_alambic_is_over_600_lines() -> None:
+    """Modules stay readable: split a module before it passes 600 lines."""
+    from pathlib import Path
+
+    import alambic
+
+    root = Path(alambic.__file__).parent
+    sizes = {
+        str(path.relative_to(root)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in root.rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > 600} == {}

@@ -16,7 +16,6 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
@@ -30,6 +29,8 @@ from alambic.runtime_parameters import (
     unknown_policy,
 )
 from alambic.steps._compat import StepCompatMixin
+from alambic.steps.resources import StepKind, StepResources
+from alambic.steps.rows import merge_rows, normalize_columns, normalize_generator_item
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 from alambic.utils.arguments import unknown_arguments
 from alambic.utils.models import FastPrivateAttributes
@@ -65,41 +66,9 @@ _CURRENT_PIPELINE: contextvars.ContextVar[PipelineLike | None] = contextvars.Con
 )
 
 
-def normalize_columns(columns: StepColumns) -> dict[str, bool]:
-    """A list of columns means all are required; a dict says which are."""
-    if isinstance(columns, dict):
-        return {str(k): bool(v) for k, v in columns.items()}
-    return dict.fromkeys(columns, True)
-
-
 _SHADOWED = "__alambic_shadowed__"
 """Row key carrying columns an input mapping hid from ``process``; restored afterwards (it is
 only present when a row already had a column named like the step's mapped input)."""
-
-
-class StepKind(str, Enum):
-    """How the executor feeds a step (see "The step contract" in docs/architecture.md)."""
-
-    GENERATOR = "generator"
-    """No predecessor: ``process(offset)`` produces the rows."""
-    NORMAL = "normal"
-    """Receives batches of ``input_batch_size`` rows, one list per predecessor."""
-    GLOBAL = "global"
-    """Receives every row at once, in one call."""
-
-
-class StepResources(BaseModel):
-    """How many copies of a step run at once, and what each needs (used by the executors)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    replicas: PositiveInt = 1
-    cpus: float | None = Field(default=None, gt=0)
-    gpus: int | None = Field(default=None, ge=0)
-    memory: int | None = Field(default=None, gt=0, description="Bytes of memory per copy.")
-    resources: dict[str, float] | None = Field(
-        default=None, description="Custom resources per copy (Ray's ``resources=``)."
-    )
 
 
 class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
@@ -574,53 +543,12 @@ class GeneratorStep(_Step):
             yield rows, last
 
 
-def normalize_generator_item(item: Any, *, step_name: str) -> tuple[list[Row], bool | None]:
-    """Accept a ``(rows, is_last)`` pair, a list of rows or a single row from a generator."""
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bool):
-        rows, last = item
-        if isinstance(rows, dict):
-            return [rows], last
-        return list(rows), last
-    if isinstance(item, dict):
-        return [item], None
-    if isinstance(item, list) and all(isinstance(r, dict) for r in item):
-        return item, None
-    raise TypeError(
-        f"Generator step {step_name!r} yielded {type(item).__name__} {item!r:.200}: yield a "
-        "list of rows (dicts), a single row, or a (rows, is_last) pair."
-    )
-
-
 def shared_budget_ledger() -> Any:
     """A new ledger of API rate budgets, for a distributed executor to host once per run and
     hand to every copy of every step (:meth:`_Step.attach_shared_budget`)."""
     from alambic.llms.shared_budget import BudgetLedger
 
     return BudgetLedger()
-
-
-def merge_rows(inputs: list[list[Row]]) -> list[Row]:
-    """Row i of the result holds the columns of row i of every input (later inputs win; the
-    metadata dicts are merged)."""
-    from alambic.errors import METADATA_COLUMN
-
-    if len(inputs) == 1:
-        return inputs[0]
-    length = max((len(rows) for rows in inputs), default=0)
-    merged: list[Row] = []
-    for i in range(length):
-        row: Row = {}
-        metadata: dict[str, Any] = {}
-        for rows in inputs:
-            if i < len(rows):
-                row.update(rows[i])
-                meta = rows[i].get(METADATA_COLUMN)
-                if isinstance(meta, dict):
-                    metadata.update(meta)
-        if metadata:
-            row[METADATA_COLUMN] = metadata
-        merged.append(row)
-    return merged
 
 
 def _signature_view(component: Any, dumped: Any) -> Any:
