@@ -264,4 +264,7 @@ class StructuredOutputError(AlambicError, ValueError):
 
 
 class StoreError(AlambicError, RuntimeError):
-    """The run store cannot be used: corrupt, from another version, or locked."""
+    """The run store cannot be used: corrupt, from another version, locked, or its disk full."""
+
+    disk_full: bool = False
+    """True when the disk (or quota) holding the store is full."""

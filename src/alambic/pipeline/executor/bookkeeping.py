@@ -62,7 +62,10 @@ class RunBookkeeping:
             self.data_dir = self.tmp_dir / "data"
             return
         from alambic.pipeline.store import RequestCacheStore, RunStore, request_cache_path
+        from alambic.pipeline.store.reserve import DiskReserve
 
+        reserve = DiskReserve(cache_dir, settings.disk_reserve_bytes())
+        reserve.ensure()  # before any write: a full disk must find it whole
         pipeline_signature = self.pipeline.signature()
         if DATASET_SOURCE in signatures:
             pipeline_signature = combine(pipeline_signature, signatures[DATASET_SOURCE])
@@ -72,12 +75,13 @@ class RunBookkeeping:
             pipeline_signature=pipeline_signature,
             pipeline_yaml=self.pipeline.to_yaml(),
             lock_timeout=settings.lock_timeout(),
+            reserve=reserve,
         )
         self.data_dir = self.store.run_dir / "data"
         if settings.request_cache_enabled():
             shared = settings.share_request_cache()
             path = request_cache_path(cache_dir, None if shared else self.store.run_dir)
-            self.request_cache = RequestCacheStore.open(path)
+            self.request_cache = RequestCacheStore.open(path, reserve=reserve)
         self.store.begin_run()
         for name, node in self.nodes.items():
             step = node.step

@@ -156,8 +156,18 @@ async def run_ordered(
             producer.cancel()
         elif not producer.cancelled():
             producer.exception()  # already re-raised by the consumer: mark it retrieved
+        while not order.empty():  # the run stops: units still computing settle on their own
+            item = order.get_nowait()
+            if item is not None and isinstance(item[1], asyncio.Future):
+                item[1].add_done_callback(_settled)
         worker.max_buffered_rows[node.name] = peak
     await worker.close_outputs(node)
+
+
+def _settled(task: asyncio.Future[list[Row]]) -> None:
+    """Mark a unit's outcome retrieved: the error that stopped the run was raised already."""
+    if not task.cancelled():
+        task.exception()
 
 
 __all__ = ["Abandoned", "run_ordered"]
