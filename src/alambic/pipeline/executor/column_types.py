@@ -95,9 +95,9 @@ class ColumnTypes:
             )
         message = (
             f"Row refused by step {self.step_name!r}: {'; '.join(parts)}. A parquet column "
-            "holds one type, so alambic neither stores nor sends this row (no step after "
-            "it makes a request for it). Give every value of the column one type (e.g. "
-            "str(value)) and run again."
+            "holds one type: the value is not stored (None in its place) and no step after "
+            "this one sends a request for the row. Give every value of the column one type "
+            "(e.g. str(value)) and run again."
         )
         self.refused += 1
         if self.refused == 1:

@@ -20,6 +20,7 @@ from pydantic import Field, PositiveInt, PrivateAttr
 
 from alambic.errors import (
     METADATA_COLUMN,
+    ColumnTypeError,
     ErrorKind,
     LLMRequestError,
     error_entry,
@@ -346,7 +347,8 @@ class Task(_Task, Step):
         if METADATA_COLUMN in row:
             refused = row_refusal(row)
             if refused is not None:
-                raise LLMRequestError(f"Not sent: {refused}", kind=ErrorKind.INPUT)
+                error = LLMRequestError(f"Not sent: {refused}", kind=ErrorKind.INPUT)
+                raise error from ColumnTypeError(refused)
         return self.format_input(row)
 
     def _format_inputs_safely(
