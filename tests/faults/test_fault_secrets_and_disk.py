@@ -106,6 +106,24 @@ def test_a_disk_without_room_for_the_reserve_refuses_to_start_before_any_request
     assert not (small_tmpfs / "cache" / RESERVE_FILENAME).exists()  # no half-made reserve
 
 
+def test_without_a_reserve_a_full_disk_still_stops_cleanly_and_says_what_is_repaid(
+    openai_server_factory: Factory, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filler = "z" * 4000
+    server = openai_server_factory(reply=lambda request, i: filler + str(request["messages"]))
+    monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(small_tmpfs / "cache"))
+    monkeypatch.setenv("ALAMBIC_DISK_RESERVE_MB", "0")
+    result = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
+    assert result["error_type"] == "StoreError"
+    assert "Disk full" in result["error"]
+    assert "free some space" in result["error"]
+    assert not (small_tmpfs / "cache" / RESERVE_FILENAME).exists()
+    # the run released its locks: the same process can run the pipeline again at once
+    again = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
+    assert again["error_type"] == "StoreError"
+    assert "Another run" not in again["error"]
+
+
 def test_a_full_disk_with_the_request_cache_off_gives_the_documented_message(
     openai_server_factory: Factory, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -187,12 +187,14 @@ class RunBookkeeping:
         for writer in self.writers.values():
             with contextlib.suppress(Exception):  # already failing: the first error wins
                 writer.close()
-        if self.request_cache is not None:
-            self.request_cache.close()
-        if self.store is not None:
-            self.store.close()
-        if self.tmp_dir is not None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        try:
+            if self.request_cache is not None:
+                self.request_cache.close()  # raises if answers stayed unwritten (disk full)
+        finally:
+            if self.store is not None:
+                self.store.close()
+            if self.tmp_dir is not None:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def distiset(self) -> Distiset:
         from alambic.distiset import Distiset
