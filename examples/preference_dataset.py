@@ -124,7 +124,9 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
             ),
         )
         pairs = FormatTextGenerationDPO(
-            name="format_dpo", tie_strategy="drop" if args.drop_unpaired else "flag"
+            name="format_dpo",
+            tie_strategy="drop" if args.drop_unpaired else "flag",
+            add_pair_status=True,
         )
         keep = KeepColumns(name="keep_columns", columns=OUTPUT_COLUMNS)
         load >> generators >> group >> judge >> pairs >> keep

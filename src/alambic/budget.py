@@ -33,6 +33,7 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "RunBudget",
+    "RunStopping",
     "Spend",
     "Ticket",
     "current_budget",
@@ -93,6 +94,10 @@ class Budget(BaseModel):
 
 class BudgetExhausted(AlambicError):
     """The next request could pass the run's budget: nothing more is sent."""
+
+
+class RunStopping(BudgetExhausted):
+    """The run is stopping (a first Ctrl-C): no new request is sent, like a spent budget."""
 
 
 @dataclass
@@ -179,6 +184,60 @@ class Ticket:
             self._budget._settle(self, input_tokens, output_tokens)
 
 
+class CountingTicket(Ticket):
+    """A ticket of a run without a cap: nothing is reserved, the reply's usage is counted.
+
+    It is on every request's path, so it does the least: no worst case is computed unless
+    the reply reports no usage, and nothing is held in flight (only a stop is checked).
+    """
+
+    __slots__ = ("_max_out", "_messages")
+
+    def __init__(
+        self, budget: RunBudget, key: tuple[str, str], messages: Any, max_out: int
+    ) -> None:
+        self._budget = budget
+        self.key = key
+        self.pricing = None
+        self.batch = False
+        self._messages = messages
+        self._max_out = max_out
+        self._held = False
+
+    @property
+    def worst(self) -> Spend:  # type: ignore[override]
+        return Spend(1, _prompt_bytes(self._messages), self._max_out)
+
+    def reserve(self) -> None:
+        budget = self._budget
+        if budget.halted is not None:
+            raise RunStopping(budget.halted)
+        if budget.exhausted is not None:
+            raise BudgetExhausted(budget.exhausted)
+        self._held = True
+
+    def release(self, *, sent: bool) -> None:
+        if self._held:
+            self._held = False
+            if sent:
+                with self._budget._lock:
+                    self._budget.accounts[self.key].settled.requests += 1
+
+    def settle(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if input_tokens is None:
+            input_tokens = _prompt_bytes(self._messages)
+        if output_tokens is None:
+            output_tokens = self._max_out
+        with self._budget._lock:
+            settled = self._budget.accounts[self.key].settled
+            settled.requests += 1
+            settled.input_tokens += input_tokens
+            settled.output_tokens += output_tokens
+
+
 class RunBudget:
     """The budget of one run, shared by every LLM in it (thread-safe)."""
 
@@ -188,12 +247,19 @@ class RunBudget:
         self.earlier = Spend()
         self.accounts: dict[tuple[str, str], _Account] = {}
         self.exhausted: str | None = None
+        self.halted: str | None = None
         self._pricing: dict[int, Pricing] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         if journal is not None:
             for spend in journal.load().values():
                 self.earlier.add(spend)
+
+    def halt(self, reason: str) -> None:
+        """Refuse every request from now on (the executor calls this on a first Ctrl-C): a
+        request waiting for a free slot or retrying after a backoff is not sent."""
+        if self.halted is None:
+            self.halted = reason
 
     @property
     def capped(self) -> bool:
@@ -225,11 +291,11 @@ class RunBudget:
                 "max_new_tokens, so the worst case of its replies is unbounded and a USD or "
                 "token budget cannot be kept: set generation_kwargs={'max_new_tokens': ...}."
             )
-        input_tokens = _prompt_bytes(messages)
-        output_tokens = n * int(max_tokens or 0)
         batch = bool(getattr(llm, "use_batch_api", False))
         if not self.capped:  # only counted: priced once, at the end (off the hot path)
-            return Ticket(self, key, None, Spend(1, input_tokens, output_tokens), batch)
+            return CountingTicket(self, key, messages, n * int(max_tokens or 0))
+        input_tokens = _prompt_bytes(messages)
+        output_tokens = n * int(max_tokens or 0)
         pricing = self._pricing_of(llm)
         usd = pricing.cost(input_tokens, output_tokens, batch=batch)
         return Ticket(self, key, pricing, Spend(1, input_tokens, output_tokens, usd), batch)
@@ -244,6 +310,8 @@ class RunBudget:
 
     def _reserve(self, ticket: Ticket) -> None:
         with self._lock:
+            if self.halted is not None:
+                raise RunStopping(self.halted)
             if self.exhausted is not None:
                 raise BudgetExhausted(self.exhausted)
             worst = ticket.worst

@@ -38,6 +38,9 @@ DISTILABEL_METADATA_KEY = "alambic_metadata"
 (``Distiset.with_metadata_column("distilabel_metadata")`` renames it in a result)."""
 
 MODULE_RENAMES: dict[str, str] = {
+    "distilabel.models.mixins.magpie": "alambic.llms.magpie",
+    "distilabel.models.llms.mixins.magpie": "alambic.llms.magpie",
+    "distilabel.llms.mixins.magpie": "alambic.llms.magpie",
     "distilabel.models.llms": "alambic.llms",
     "distilabel.models.embeddings": "alambic.embeddings",
     "distilabel.models": "alambic.llms",

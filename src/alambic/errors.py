@@ -46,8 +46,37 @@ class AlambicUserError(AlambicError, ValueError):
     """A mistake in how alambic is used; raised before any token is spent where possible."""
 
 
-class InvalidNameError(AlambicUserError):
-    """A step or pipeline name contains characters that cannot be used."""
+def _validation_error_base() -> type[ValueError]:
+    """pydantic's ``ValidationError`` where pydantic-core lets it be subclassed (2.x recent);
+    else ``ValueError``, so :class:`InvalidNameError` still is one."""
+    from pydantic import ValidationError
+
+    try:
+        type("_Probe", (AlambicUserError, ValidationError), {})
+    except TypeError:  # an older pydantic-core: its ValidationError is final
+        return ValueError
+    return ValidationError
+
+
+class InvalidNameError(AlambicUserError, _validation_error_base()):  # type: ignore[misc]
+    """A step or pipeline name contains characters that cannot be used.
+
+    It is also pydantic's ``ValidationError`` (what distilabel raises for a bad step name),
+    so ``except ValidationError``, ``except ValueError`` and ``except AlambicError`` all catch
+    it. Build it with :meth:`for_name`.
+    """
+
+    @classmethod
+    def for_name(cls, owner: str, name: object, message: str) -> InvalidNameError:
+        """The error for the bad ``name`` of ``owner`` (a step class name, ``"Pipeline"``)."""
+        from pydantic import ValidationError
+        from pydantic_core import PydanticCustomError
+
+        if not issubclass(cls, ValidationError):
+            return cls(message)
+        error = PydanticCustomError("invalid_name", "{message}", {"message": message})
+        line = {"type": error, "loc": ("name",), "input": name}
+        return cast(InvalidNameError, cls.from_exception_data(owner, [line]))  # type: ignore[list-item]
 
 
 class MappingError(AlambicUserError):

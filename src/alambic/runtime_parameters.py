@@ -9,14 +9,23 @@ pipeline file can run with other batch sizes, temperatures or paths without bein
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from alambic.errors import RuntimeParameterError
 
 T = TypeVar("T")
+
+
+class UnknownRuntimeParameterWarning(UserWarning):
+    """``run(parameters=...)`` named a step or a runtime parameter that does not exist.
+
+    As in distilabel, the name is ignored and the run goes on; ``run(...,
+    strict_parameters=True)`` (and the CLI's ``--param``) refuse it instead.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +96,46 @@ def runtime_parameter_names(model: BaseModel) -> dict[str, Any]:
     return names
 
 
-def set_runtime_parameters(model: BaseModel, params: dict[str, Any], *, owner: str) -> None:
-    """Set runtime parameters from ``params``; an unknown name is an error listing known ones."""
+def set_runtime_parameters(
+    model: BaseModel,
+    params: dict[str, Any],
+    *,
+    owner: str,
+    unknown: Literal["raise", "warn"] = "raise",
+) -> None:
+    """Set runtime parameters from ``params``.
+
+    An unknown name raises :class:`RuntimeParameterError` (``unknown="raise"``) or, with
+    ``unknown="warn"`` (what ``Pipeline.run`` does, as distilabel), is ignored with an
+    :class:`UnknownRuntimeParameterWarning`; either way the message has a did-you-mean and the
+    known names.
+    """
     known = runtime_parameter_names(model)
     for key, value in params.items():
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RuntimeParameterError(
+            message = (
                 f"{owner} has no runtime parameter {key!r}.{hint} "
                 f"Runtime parameters of {owner}: {sorted(known) or 'none'}."
             )
+            if unknown == "raise":
+                raise RuntimeParameterError(message)
+            warnings.warn(
+                f"{message} It is ignored; run(..., strict_parameters=True) refuses it instead.",
+                UnknownRuntimeParameterWarning,
+                stacklevel=2,
+            )
+            continue
         if isinstance(known[key], dict):
             if not isinstance(value, dict):
                 raise RuntimeParameterError(
                     f"Runtime parameter {key!r} of {owner} is a component: give a dict of its "
                     f"parameters {sorted(known[key])}, not {value!r}."
                 )
-            set_runtime_parameters(getattr(model, key), value, owner=f"{owner}.{key}")
+            set_runtime_parameters(
+                getattr(model, key), value, owner=f"{owner}.{key}", unknown=unknown
+            )
         else:
             try:
                 setattr(model, key, value)

@@ -22,6 +22,8 @@ Variable                       Default      Meaning
 ``ALAMBIC_DISK_RESERVE_MB``    ``8``        Space kept in the cache folder, freed when the disk
                                             fills so answers already received are written
                                             (``0``: no reserve).
+``ALAMBIC_GC_TUNING``          ``1``        ``0`` leaves Python's garbage collector as it is
+                                            during a run (see ``executor.lifecycle``).
 =============================  ===========  =====================================================
 """
 
@@ -66,6 +68,12 @@ def request_cache_enabled() -> bool:
 def share_request_cache() -> bool:
     """``ALAMBIC_SHARE_REQUEST_CACHE`` (default on: one cache for every pipeline)."""
     return _flag("ALAMBIC_SHARE_REQUEST_CACHE", True)
+
+
+def gc_tuning() -> bool:
+    """``ALAMBIC_GC_TUNING`` (default on: a run freezes the heap it starts with and collects
+    its young objects less often)."""
+    return _flag("ALAMBIC_GC_TUNING", True)
 
 
 def lock_timeout() -> float:

@@ -44,7 +44,10 @@ def _tasks() -> list[tuple[Any, dict[str, Any]]]:
         (InstructionBacktranslation(name="b", llm=LLM), {}),
         (Genstruct(name="g", llm=LLM), {}),
         (SelfInstruct(name="si", llm=LLM), {}),
-        (StructuredGeneration(name="sg", llm=LLM), {"structured_output": {"type": "object"}}),
+        (
+            StructuredGeneration(name="sg", llm=LLM, add_parsed_generation=True),
+            {"structured_output": {"type": "object"}},
+        ),
         (PrometheusEval(name="p", llm=LLM, mode="absolute", rubric="helpfulness"), {}),
         (PairwiseJudge(name="pj", llm=LLM), {}),
     ]

@@ -108,3 +108,47 @@ def test_journal_carries_spend_to_the_next_run(tmp_path: Path) -> None:
     finally:
         current_step().reset(token)
     assert budget.report()["by_step"]["gen (m)"]["requests"] == 1
+
+
+def test_a_run_without_a_cap_counts_usage_and_prices_it_at_the_end() -> None:
+    """No cap: tickets reserve nothing, replies are counted (the worst case stands in for a
+    reply without usage), the report prices the totals, and a stop still stops sending."""
+    budget = RunBudget(None)
+    llm = _llm()
+    current_step().set("gen")
+    answered = budget.ticket(llm, MESSAGES, 1, 10)
+    answered.reserve()
+    answered.settle(5, 7)
+    no_usage = budget.ticket(llm, MESSAGES, 1, 10)
+    no_usage.reserve()
+    no_usage.settle(None, None)  # counted as its worst case: 108 prompt bytes, 10 tokens
+    failed = budget.ticket(llm, MESSAGES, 1, 10)
+    failed.reserve()
+    failed.release(sent=True)  # a sent request that failed counts as a request only
+    report = budget.report()
+    assert report["this_run"] == {
+        "requests": 3,
+        "input_tokens": 5 + 108,
+        "output_tokens": 7 + 10,
+        "usd": pytest.approx(((5 + 108) * 1 + (7 + 10) * 2) / 1e6),
+    }
+    assert report["by_step"]["gen (m)"]["requests"] == 3
+    budget.exhausted = "interrupted"
+    with pytest.raises(BudgetExhausted, match="interrupted"):
+        budget.ticket(llm, MESSAGES, 1, 10).reserve()
+
+
+def test_a_halted_run_refuses_every_request_capped_or_not() -> None:
+    """A first Ctrl-C halts the run's budget: requests waiting for a slot or a retry are
+    refused (RunStopping, which the executor treats as 'left for the next run')."""
+    from alambic.budget import RunStopping
+
+    for limit in (None, Budget(requests=100)):
+        budget = RunBudget(limit)
+        llm = _llm()
+        budget.ticket(llm, MESSAGES, 1, 10).reserve()
+        budget.halt("interrupted (Ctrl-C)")
+        budget.halt("something later")  # the first reason stays
+        with pytest.raises(RunStopping, match=r"interrupted \(Ctrl-C\)"):
+            budget.ticket(llm, MESSAGES, 1, 10).reserve()
+        assert budget.exhausted is None  # not a spent budget: a rerun needs no higher cap

@@ -153,3 +153,86 @@ def test_requests_the_sdk_finished_are_not_merged_again() -> None:
     assert merged.extensions["timeout"] == http.Timeout(7.0).as_dict()
     secure = client.build_request("GET", "https://example.invalid/v1/models", timeout=timeout)
     assert secure.headers["x-client-default"] == "1"
+
+
+def test_every_connection_is_kept_for_reuse_at_high_concurrency() -> None:
+    """With more requests in flight than the old idle cap (256), later waves reuse the
+    connections already open: never more connections than requests were ever in flight."""
+    body = json.dumps(CHAT).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    in_flight = 400
+
+    async def main() -> tuple[int, int, int]:
+        connections = [0]
+        arrived = [0]
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections[0] += 1
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                arrived[0] += 1
+                await asyncio.sleep(0.3)  # so that many requests are in flight together
+                writer.write(reply)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        llm = OpenAILLM(model="m", base_url=url, max_retries=0, max_concurrency=in_flight)
+        llm.load()
+        try:
+            for _ in range(3):  # three waves; between them every connection is idle
+                outs = await asyncio.gather(
+                    *(llm.agenerate([{"role": "user", "content": "x"}]) for _ in range(in_flight))
+                )
+                assert all(o["generations"] == ["hi"] for o in outs)
+        finally:
+            await llm.aclose()
+            server.close()
+        return connections[0], arrived[0], llm.scheduler.counters.max_in_flight
+
+    connections, requests, most_in_flight = asyncio.run(main())
+    assert requests == 3 * in_flight
+    assert most_in_flight > 256  # the case the old cap got wrong
+    # with 256 idle connections kept, each wave reopened (most_in_flight - 256) connections
+    assert connections <= most_in_flight
+
+
+def test_the_options_given_to_the_sdk_are_the_clients_own() -> None:
+    """``_post_chat`` passes headers, retries and timeout explicitly (cheaper for the SDK):
+    the request the server gets carries the LLM's key, timeout and no retry."""
+    body = json.dumps(CHAT).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    heads: list[bytes] = []
+
+    async def main() -> str | None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head.lower())
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(reply)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        llm = OpenAILLM(model="m", base_url=url, api_key="sk-test-123", timeout=37, max_retries=0)
+        llm.load()
+        try:
+            out = await llm.agenerate([{"role": "user", "content": "x"}])
+        finally:
+            await llm.aclose()
+            server.close()
+        return out["generations"][0]
+
+    assert asyncio.run(main()) == "hi"
+    head = heads[0]
+    assert b"authorization: bearer sk-test-123" in head
+    assert b"x-stainless-read-timeout: 37" in head
+    assert b"x-stainless-retry-count: 0" in head

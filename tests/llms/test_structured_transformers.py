@@ -133,7 +133,7 @@ def test_tasks_get_schema_valid_rows_natively(native_llm: TransformersLLM) -> No
     for row in rows:
         _assert_person(row["generation"])
 
-    per_row = StructuredGeneration(llm=native_llm)
+    per_row = StructuredGeneration(llm=native_llm, add_parsed_generation=True)
     per_row.load()
     rows = next(
         per_row.process(

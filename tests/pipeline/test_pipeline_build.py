@@ -306,7 +306,7 @@ def test_parameters_for_an_unknown_step() -> None:
         load = LoadDataFromDicts(name="load", data=_rows(1))
         load >> Tag(name="tag")
     with pytest.raises(RuntimeParameterError, match=r"'tagg'.*Steps: \['load', 'tag'\]"):
-        _run(p, parameters={"tagg": {"tag": "y"}})
+        _run(p, parameters={"tagg": {"tag": "y"}}, strict_parameters=True)
 
 
 def test_unknown_runtime_parameter_name() -> None:
@@ -315,7 +315,7 @@ def test_unknown_runtime_parameter_name() -> None:
         gen = TextGeneration(name="gen", llm=FakeLLM(), input_mappings={"instruction": "text"})
         load >> gen
     with pytest.raises(RuntimeParameterError, match="input_batch_sise"):
-        _run(p, parameters={"gen": {"input_batch_sise": 3}})
+        _run(p, parameters={"gen": {"input_batch_sise": 3}}, strict_parameters=True)
 
 
 def test_validation_failure_sends_no_request_to_the_llm() -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from alambic.llms.huggingface import InferenceEndpointsLLM
     from alambic.llms.litellm import LiteLLM
     from alambic.llms.llamacpp import LlamaCppLLM
+    from alambic.llms.magpie import MagpieChatTemplateMixin
     from alambic.llms.mistral import MistralLLM
     from alambic.llms.ollama import OllamaLLM
     from alambic.llms.openai import OpenAILLM
@@ -42,6 +43,7 @@ _LAZY: dict[str, str] = {
     "vLLM": "alambic.llms.vllm",
     "OpenAILLM": "alambic.llms.openai",
     "TransformersLLM": "alambic.llms.transformers",
+    "MagpieChatTemplateMixin": "alambic.llms.magpie",
 }
 
 
@@ -63,6 +65,7 @@ __all__ = [
     "InferenceEndpointsLLM",
     "LiteLLM",
     "LlamaCppLLM",
+    "MagpieChatTemplateMixin",
     "MistralLLM",
     "OllamaLLM",
     "OpenAILLM",

@@ -75,12 +75,13 @@ from alambic.runtime_parameters import (
 )
 from alambic.utils.aio import run_sync
 from alambic.utils.arguments import unknown_arguments
+from alambic.utils.models import FastPrivateAttributes
 from alambic.utils.serialization import dump_component
 
 logger = logging.getLogger("alambic")
 
 
-class LLM(StructuredRequests, BaseModel, ABC):
+class LLM(StructuredRequests, FastPrivateAttributes, BaseModel, ABC):
     """Base of every LLM: a model name, ``load``/``unload`` and ``generate``."""
 
     model_config = ConfigDict(
@@ -442,7 +443,10 @@ class AsyncLLM(LLM):
         base = ""
         if cache is not None:
             base = self._base_key(input, kwargs, raw)
-            found = cache.get_many([request_key(base, j) for j in todo])
+            keys = [request_key(base, j) for j in todo]
+            # a cache on disk looks up the rows of a batch in one query (see aget_many)
+            aget_many = getattr(cache, "aget_many", None)
+            found = await aget_many(keys) if aget_many is not None else cache.get_many(keys)
             for j, hit in enumerate(found):
                 if hit is not None:
                     texts[j], in_tok[j], out_tok[j] = (

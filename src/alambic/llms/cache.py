@@ -28,6 +28,9 @@ class RequestCache(Protocol):
 
     A cache that batches its writes may also offer ``commit_pending()``: LLMs call it before
     each request they send, so no request leaves while an earlier answer is uncommitted.
+    A cache whose lookups cost a query may offer ``async aget_many(keys)``, used on the event
+    loop instead of ``get_many`` (the run store's cache answers a loop iteration's lookups
+    with one query).
     """
 
     def get_many(self, keys: list[str]) -> list[CachedGeneration | None]: ...

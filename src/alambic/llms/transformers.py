@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt, PrivateAttr
 from alambic.errors import ModelNotAvailableError
 from alambic.llms.base import LLM, split_input
 from alambic.llms.few_shot import FewShotPromptFormat
+from alambic.llms.magpie import MagpieChatTemplateMixin
 from alambic.llms.structured import resolve_spec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
@@ -50,7 +51,7 @@ _ALLOWED = {
 }
 
 
-class TransformersLLM(LLM):
+class TransformersLLM(LLM, MagpieChatTemplateMixin):
     """A chat model run in this process with ``transformers``.
 
     ``model`` is a local folder or a hub id; prompts are rendered with the tokenizer's chat
@@ -67,6 +68,11 @@ class TransformersLLM(LLM):
     break the schema, so the reply is valid JSON unless ``max_new_tokens`` cuts it short. A
     schema ``outlines_core`` cannot compile, or a missing ``outlines``, falls back to the
     schema in the prompt; replies are validated and re-asked either way.
+
+    For Magpie, ``magpie_pre_query_template="qwen2"`` (distilabel's
+    :class:`~alambic.llms.magpie.MagpieChatTemplateMixin`) tells the ``Magpie`` tasks the
+    model's chat format, and makes ``generate`` on a conversation that does not end with a
+    user message end the prompt with the text that opens a user turn.
 
     A *base* model (pretrained only, no chat template) answers better when prompted with a
     few worked examples than with a chat format: ``prompt_format=FewShotPromptFormat()``
@@ -216,6 +222,16 @@ class TransformersLLM(LLM):
             return (bos or "") + self.prompt_format.render(messages)
         if self._tokenizer.chat_template is None:
             return "\n".join(str(m["content"]) for m in messages) + "\n"
+        if self.magpie_template() is not None and (not messages or messages[-1]["role"] != "user"):
+            # Magpie (distilabel's mixin): the conversation, then the text opening a user turn
+            rendered: str = (
+                self._tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=False
+                )
+                if messages
+                else ""
+            )
+            return self.apply_magpie_pre_query_template(rendered, messages)
         prompt: str = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )

@@ -10,10 +10,12 @@ distiset = pipeline.run(parameters={generate.name: {"llm": {"generation_kwargs":
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
 import logging
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from alambic.errors import AlambicUserError, PipelineValidationError, RuntimeParameterError
 from alambic.pipeline._compat import PipelineCompatMixin, Signature, derive_pipeline_name
 from alambic.pipeline.dag import DAG
+from alambic.runtime_parameters import UnknownRuntimeParameterWarning
 from alambic.steps.base import _CURRENT_PIPELINE, _Step
 from alambic.utils.naming import validate_name
 
@@ -54,7 +57,7 @@ class Pipeline(PipelineCompatMixin):
         enable_metadata: bool = True,
         requirements: list[str] | None = None,
     ) -> None:
-        self.name = validate_name(name or derive_pipeline_name(), what="pipeline")
+        self.name = validate_name(name or derive_pipeline_name(), what="pipeline", owner="Pipeline")
         self.requirements = list(requirements or [])
         self.description = description
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -62,6 +65,7 @@ class Pipeline(PipelineCompatMixin):
         self.dag = DAG()
         self._token: Token[Any] | None = None
         self.last_summary: dict[str, Any] | None = None
+        self._strict_parameters = False
 
     # -- building --------------------------------------------------------------------------
 
@@ -105,14 +109,38 @@ class Pipeline(PipelineCompatMixin):
 
     # -- parameters and validation ---------------------------------------------------------
 
-    def apply_parameters(self, parameters: dict[str, dict[str, Any]] | None) -> None:
+    def apply_parameters(
+        self, parameters: dict[str, dict[str, Any]] | None, *, strict: bool | None = None
+    ) -> None:
+        """Set each step's runtime parameters from ``{step name: {parameter: value}}``.
+
+        A step or parameter name that does not exist is ignored with an
+        :class:`~alambic.runtime_parameters.UnknownRuntimeParameterWarning` (as distilabel
+        does), or refused with :class:`RuntimeParameterError` when ``strict`` (default: what
+        ``run(strict_parameters=...)`` chose, else ``False``).
+        """
+        if strict is None:
+            strict = getattr(self, "_strict_parameters", False)
         for step_name, params in (parameters or {}).items():
             if step_name not in self.dag.steps:
-                raise RuntimeParameterError(
+                close = difflib.get_close_matches(step_name, list(self.dag.steps), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                message = (
                     f"run(parameters=...) names step {step_name!r}, which is not in pipeline "
-                    f"{self.name!r}. Steps: {list(self.dag.steps)}."
+                    f"{self.name!r}.{hint} Steps: {list(self.dag.steps)}."
                 )
-            self.dag.steps[step_name].set_runtime_parameters(params)
+                if strict:
+                    raise RuntimeParameterError(message)
+                warnings.warn(
+                    f"{message} Its parameters are ignored; run(..., strict_parameters=True) "
+                    "refuses them instead.",
+                    UnknownRuntimeParameterWarning,
+                    stacklevel=2,
+                )
+                continue
+            self.dag.steps[step_name].set_runtime_parameters(
+                params, unknown="raise" if strict else "warn"
+            )
 
     def validate(
         self, *, dataset_columns: list[str] | None = None, has_dataset: bool = False
@@ -225,6 +253,7 @@ class Pipeline(PipelineCompatMixin):
         executor: Executor | str = "local",
         retry_failed: bool | Iterable[str] = True,
         budget: Budget | float | dict[str, Any] | None = None,
+        strict_parameters: bool = False,
     ) -> Distiset:
         """Run the pipeline and return its :class:`Distiset`.
 
@@ -238,7 +267,9 @@ class Pipeline(PipelineCompatMixin):
         limits, authentication, a step's exception), ``False`` (none) or a list of kinds.
         ``budget`` caps the run at a number of USD, or ``Budget(usd=..., tokens=...,
         requests=...)``: the run stops cleanly before a request that could pass it (see
-        docs/cost.md).
+        docs/cost.md). A step or runtime parameter in ``parameters`` that does not exist is
+        ignored with an ``UnknownRuntimeParameterWarning`` naming the closest match (as in
+        distilabel); ``strict_parameters=True`` refuses it before anything starts.
         """
         import inspect
 
@@ -254,16 +285,20 @@ class Pipeline(PipelineCompatMixin):
                     "budgets yet; run with executor='local' to keep one."
                 )
             extra["budget"] = budget
-        distiset = chosen.run(
-            self,
-            parameters=parameters,
-            use_cache=use_cache,
-            dataset=dataset,
-            show_progress=show_progress,
-            storage=storage,
-            retry_failed=retry_failed,
-            **extra,
-        )
+        self._strict_parameters = strict_parameters  # read by apply_parameters
+        try:
+            distiset = chosen.run(
+                self,
+                parameters=parameters,
+                use_cache=use_cache,
+                dataset=dataset,
+                show_progress=show_progress,
+                storage=storage,
+                retry_failed=retry_failed,
+                **extra,
+            )
+        finally:
+            self._strict_parameters = False
         if self.artifacts_directory.is_dir():
             distiset.artifacts_path = self.artifacts_directory
         return distiset

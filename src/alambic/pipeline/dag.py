@@ -114,8 +114,8 @@ class DAG:
         for name in order:
             step = self.steps[name]
             try:
-                inputs = step.get_inputs()
-                outputs = step.get_outputs()
+                inputs = step.own_inputs()
+                outputs = step.own_outputs()
             except Exception as exc:
                 raise PipelineValidationError(
                     f"Step {name!r} ({type(step).__name__}) cannot tell its columns: {exc}"

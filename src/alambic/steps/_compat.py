@@ -54,7 +54,7 @@ class StepCompatMixin(RuntimeParameterDefaults):
         self._verify_mapping("output_mappings", mapping, self._declared("outputs"))
 
     def _declared(self, which: str) -> list[str]:
-        getter = "get_inputs" if which == "inputs" else "get_outputs"
+        getter = "own_inputs" if which == "inputs" else "own_outputs"
         return list(getattr(self, getter)())  # a dict of column -> required
 
     def _verify_mapping(self, label: str, mapping: dict[str, str], columns: list[str]) -> None:

@@ -17,7 +17,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, model_validator
 
@@ -31,6 +31,7 @@ from alambic.runtime_parameters import (
 from alambic.steps._compat import StepCompatMixin
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 from alambic.utils.arguments import misspelt_arguments, unknown_arguments
+from alambic.utils.models import FastPrivateAttributes
 from alambic.utils.naming import snake_case, validate_name
 from alambic.utils.serialization import dump_component
 
@@ -100,7 +101,7 @@ class StepResources(BaseModel):
     )
 
 
-class _Step(StepCompatMixin, BaseModel, ABC):
+class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
     """What every kind of step shares: name, columns, mappings, pipeline membership."""
 
     model_config = ConfigDict(
@@ -171,7 +172,7 @@ class _Step(StepCompatMixin, BaseModel, ABC):
             while f"{base}_{index}" in taken:
                 index += 1
             self.name = f"{base}_{index}"
-        validate_name(self.name)
+        validate_name(self.name, owner=type(self).__name__)
         self._validate_mappings()
         if pipeline is not None:
             self.pipeline = pipeline
@@ -196,11 +197,27 @@ class _Step(StepCompatMixin, BaseModel, ABC):
         """Columns this step writes."""
         return []
 
-    def get_inputs(self) -> dict[str, bool]:
+    def own_inputs(self) -> dict[str, bool]:
+        """Input columns under the step's own names (before ``input_mappings``)."""
         return normalize_columns(self.inputs)
 
-    def get_outputs(self) -> dict[str, bool]:
+    def own_outputs(self) -> dict[str, bool]:
+        """Output columns under the step's own names (before ``output_mappings``)."""
         return normalize_columns(self.outputs)
+
+    def get_inputs(self) -> dict[str, bool]:
+        """Input columns as the incoming rows name them (after ``input_mappings``) -> required.
+
+        As distilabel's ``get_inputs()``; :meth:`own_inputs` gives the step's own names.
+        """
+        return self.mapped_inputs()
+
+    def get_outputs(self) -> dict[str, bool]:
+        """Output columns as the outgoing rows name them (after ``output_mappings``).
+
+        As distilabel's ``get_outputs()``; :meth:`own_outputs` gives the step's own names.
+        """
+        return self.mapped_outputs()
 
     @property
     def step_name(self) -> str:
@@ -210,8 +227,8 @@ class _Step(StepCompatMixin, BaseModel, ABC):
 
     def _validate_mappings(self) -> None:
         try:
-            inputs = self.get_inputs()
-            outputs = self.get_outputs()
+            inputs = self.own_inputs()
+            outputs = self.own_outputs()
         except Exception:  # columns that depend on load(); checked again by the pipeline
             return
         self.check_mappings(inputs, outputs)
@@ -237,11 +254,11 @@ class _Step(StepCompatMixin, BaseModel, ABC):
 
     def mapped_inputs(self) -> dict[str, bool]:
         """Input columns as they are named in the incoming rows (after ``input_mappings``)."""
-        return {self.input_mappings.get(c, c): req for c, req in self.get_inputs().items()}
+        return {self.input_mappings.get(c, c): req for c, req in self.own_inputs().items()}
 
     def mapped_outputs(self) -> dict[str, bool]:
         """Output columns as they are named in the outgoing rows (after ``output_mappings``)."""
-        return {self.output_mappings.get(c, c): req for c, req in self.get_outputs().items()}
+        return {self.output_mappings.get(c, c): req for c, req in self.own_outputs().items()}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -353,9 +370,12 @@ class _Step(StepCompatMixin, BaseModel, ABC):
     def runtime_parameters_names(self) -> dict[str, Any]:
         return runtime_parameter_names(self)
 
-    def set_runtime_parameters(self, params: dict[str, Any]) -> None:
-        """Set runtime parameters (an unknown name is an error that lists the known ones)."""
-        set_runtime_parameters(self, params, owner=f"step {self.name!r}")
+    def set_runtime_parameters(
+        self, params: dict[str, Any], *, unknown: Literal["raise", "warn"] = "raise"
+    ) -> None:
+        """Set runtime parameters; an unknown name raises (or warns, ``unknown="warn"``, what
+        ``Pipeline.run`` uses) with a did-you-mean and the known names."""
+        set_runtime_parameters(self, params, owner=f"step {self.name!r}", unknown=unknown)
 
     def missing_runtime_parameters(self) -> list[str]:
         return missing_required_runtime_parameters(self)
@@ -462,7 +482,7 @@ class Step(_Step):
     def rename_output_row(self, row: Row) -> Row:
         if not self.input_mappings and not self.output_mappings:
             return row
-        outputs = self.get_outputs()
+        outputs = self.own_outputs()
         shadowed = row.get(_SHADOWED) or {}
         new: Row = {}
         for column, value in row.items():

@@ -26,7 +26,7 @@ def conv(answer: str) -> list[dict[str, str]]:
 
 def test_best_and_lowest_with_models() -> None:
     [out] = run(
-        FormatTextGenerationDPO(),
+        FormatTextGenerationDPO(add_pair_status=True),
         [row(["a", "b", "c"], [3, 5, 1], generation_models=["m1", "m2", "m3"])],
     )
     assert out["prompt"] == "Q?"
@@ -47,7 +47,10 @@ def test_ties_on_best_and_worst_take_the_first() -> None:
 
 
 def test_none_ratings_and_none_generations_are_skipped() -> None:
-    [out] = run(FormatTextGenerationDPO(), [row(["a", None, "c", "d"], [None, 5, 4, float("nan")])])
+    [out] = run(
+        FormatTextGenerationDPO(add_pair_status=True),
+        [row(["a", None, "c", "d"], [None, 5, 4, float("nan")])],
+    )
     # "b" is missing (None generation), "a" and "d" unrated: only "c" is a candidate
     assert out["pair_status"] == "too_few_rated"
     [out] = run(FormatTextGenerationDPO(), [row(["a", None, "c", "d"], [2, 5, 4, None])])
@@ -66,7 +69,7 @@ def test_none_ratings_and_none_generations_are_skipped() -> None:
     ],
 )
 def test_rows_without_a_pair_are_flagged(generations: list[Any], ratings: Any, status: str) -> None:
-    [out] = run(FormatTextGenerationDPO(), [row(generations, ratings)])
+    [out] = run(FormatTextGenerationDPO(add_pair_status=True), [row(generations, ratings)])
     assert out["pair_status"] == status
     for column in ("chosen", "chosen_model", "chosen_rating", "rejected", "rejected_rating"):
         assert out[column] is None
@@ -123,7 +126,7 @@ def test_chat_dpo_uses_the_conversation() -> None:
 
 
 def test_declared_columns() -> None:
-    step = FormatTextGenerationDPO()
+    step = FormatTextGenerationDPO(add_pair_status=True)
     assert list(step.get_outputs()) == [
         "prompt",
         "prompt_id",

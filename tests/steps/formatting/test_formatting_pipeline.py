@@ -36,7 +36,9 @@ def test_formatting_steps_in_a_pipeline() -> None:
         load >> [
             FormatTextGenerationSFT(name="text_sft"),
             FormatChatGenerationSFT(name="chat_sft"),
-            FormatTextGenerationDPO(name="text_dpo", input_mappings={"ratings": "scores"}),
+            FormatTextGenerationDPO(
+                name="text_dpo", input_mappings={"ratings": "scores"}, add_pair_status=True
+            ),
             FormatChatGenerationDPO(
                 name="chat_dpo", input_mappings={"ratings": "scores"}, tie_strategy="drop"
             ),

@@ -27,6 +27,7 @@ ROW = {"instruction": "Describe a pet.", "structured_output": SCHEMA}
 
 
 def make(**kwargs: Any) -> StructuredGeneration:
+    kwargs.setdefault("add_parsed_generation", True)
     return StructuredGeneration(name="sg", llm=FakeLLM(), **kwargs)
 
 

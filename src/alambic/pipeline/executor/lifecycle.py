@@ -6,20 +6,25 @@
   the event loop is mostly idle, never while it is busy (the two would share the GIL).
 - The first Ctrl-C stops reading rows and sending requests; work in flight finishes and is
   committed. The second cancels everything at once.
+- While the loop runs, the garbage collector leaves alone the heap the run started with
+  (:func:`steady_gc`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from alambic import settings
 
 logger = logging.getLogger("alambic")
 
@@ -105,12 +110,58 @@ class WarmUp:
             self.thread.join()
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation during a run (Python's
+default is 700)."""
+
+_gc_lock = threading.Lock()
+_gc_runs = [0]
+_gc_saved: list[tuple[int, int, int]] = []
+
+
+@contextlib.contextmanager
+def steady_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the run's hot path, and restore it afterwards.
+
+    After imports and model loading the heap holds millions of long-lived objects (an API
+    SDK alone brings thousands of classes), and every request allocates a few hundred
+    containers, so Python's default schedule (a young collection every 700 allocations, a
+    full one when enough survive) kept walking that heap: measured on W7 (10,000 rows, 2,000
+    in flight), 2,400 collections and about a third of the client's CPU. The run freezes the
+    heap it starts with (``gc.freeze``: never scanned until the run ends) and collects its
+    young objects every 10,000 allocations instead of 700. Cycles are still collected.
+    ``ALAMBIC_GC_TUNING=0`` turns this off. Runs overlapping in threads share one setting:
+    the last to end restores the collector.
+    """
+    if not settings.gc_tuning():
+        yield
+        return
+    with _gc_lock:
+        _gc_runs[0] += 1
+        if _gc_runs[0] == 1:
+            threshold = gc.get_threshold()
+            _gc_saved[:] = [threshold]
+            gc.freeze()
+            gc.set_threshold(max(threshold[0], GC_YOUNG_THRESHOLD), threshold[1], threshold[2])
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs[0] -= 1
+            if _gc_runs[0] == 0:
+                gc.set_threshold(*_gc_saved[0])
+                gc.unfreeze()
+
+
 class Interrupts:
     """Ctrl-C handling: the first stops new work, the second cancels every task."""
 
     def __init__(self) -> None:
         self.count = 0
         self.stopping = asyncio.Event()
+        self.on_stop: list[Callable[[str], None]] = []
+        """Called once with the reason when the run starts stopping (the run's budget
+        refuses requests from then on, including those waiting for a slot or a retry)."""
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self.stopping = asyncio.Event()
@@ -121,6 +172,7 @@ class Interrupts:
             self.count += 1
             if self.count == 1:
                 self.stopping.set()
+                self._notify("interrupted (Ctrl-C)")
                 logger.warning(
                     "Stopping: no new rows are read and no new request is sent; requests in "
                     "flight finish and are saved. Press Ctrl-C again to exit at once."
@@ -146,10 +198,15 @@ class Interrupts:
             )
         self.count = max(self.count, 1)
         self.stopping.set()
+        self._notify(reason)
+
+    def _notify(self, reason: str) -> None:
+        for listener in self.on_stop:
+            listener(reason)
 
     @property
     def stopped(self) -> bool:
         return self.stopping.is_set()
 
 
-__all__ = ["Interrupts", "WarmUp", "prefetch_imports"]
+__all__ = ["GC_YOUNG_THRESHOLD", "Interrupts", "WarmUp", "prefetch_imports", "steady_gc"]

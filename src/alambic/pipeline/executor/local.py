@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from alambic.pipeline.executor.base import Executor, prepare_run, retry_kinds
 from alambic.pipeline.executor.bookkeeping import RunBookkeeping
 from alambic.pipeline.executor.graph import Node, build_nodes, connect_queues
-from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp, prefetch_imports
+from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp, prefetch_imports, steady_gc
 from alambic.pipeline.executor.spending import open_budget, report_budget
 from alambic.pipeline.executor.workers import Workers
 from alambic.pipeline.progress import ProgressReporter
@@ -133,9 +133,11 @@ class LocalRun(Workers):
                 self.warm_up.start_now()
             self.load_steps()
             budget = open_budget(self.budget_limit, book.store, use_cache=self.use_cache)
+            self.interrupts.on_stop.append(budget.halt)
             token = budget.activate()
             try:
-                asyncio.run(self.arun())
+                with steady_gc():
+                    asyncio.run(self.arun())
             finally:
                 budget.deactivate(token)
                 report_budget(pipeline, budget)

@@ -221,22 +221,23 @@ class Workers:
         step = node.step
         assert isinstance(step, Step)
         concurrency = step.concurrency_hint
-        sending = asyncio.Semaphore(concurrency)
         interrupts = self.interrupts
 
+        # Every admitted row starts at once (the window bounds them): their cache lookups
+        # share a query, and they wait for the LLM's own slots, which a row sleeping before a
+        # retry does not hold. Once the run stops, the run's budget refuses their requests.
         async def one(row: Row) -> list[Row]:
-            async with sending:
-                if interrupts.stopped:
-                    raise Abandoned
-                try:
-                    return await step.aprocess_row(row)
-                except BudgetExhausted as exc:  # the budget stops the run: left for the next
-                    interrupts.stop(str(exc))
-                    raise Abandoned from exc
-                except STOPS_THE_RUN:
-                    raise
-                except Exception as exc:  # this row fails with the reason; the run goes on
-                    return self.failed_rows(node, [[row]], exc)
+            if interrupts.stopped:
+                raise Abandoned
+            try:
+                return await step.aprocess_row(row)
+            except BudgetExhausted as exc:  # budget spent or run stopping: left for the next
+                interrupts.stop(str(exc))
+                raise Abandoned from exc
+            except STOPS_THE_RUN:
+                raise
+            except Exception as exc:  # this row fails with the reason; the run goes on
+                return self.failed_rows(node, [[row]], exc)
 
         async def compute(inputs: list[list[Row]]) -> list[Row]:
             rows = merge_rows(inputs)

@@ -90,6 +90,10 @@ class RequestCacheStore(StoreHandle):
         self._pending: dict[str, CachedGeneration] = {}
         self._buffer_lock = threading.Lock()
         self._scheduled = False
+        self._lookups: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[list[str], asyncio.Future[list[CachedGeneration | None]]]],
+        ] = {}
         self.hits = 0
         self.misses = 0
 
@@ -170,6 +174,35 @@ class RequestCacheStore(StoreHandle):
         self.hits += hits
         self.misses += len(keys) - hits
         return result
+
+    async def aget_many(self, keys: list[str]) -> list[CachedGeneration | None]:
+        """:meth:`get_many` on the event loop: the lookups made in one loop iteration (the
+        rows of a batch start together) share one query instead of one query each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[CachedGeneration | None]] = loop.create_future()
+        with self._buffer_lock:
+            waiting = self._lookups.setdefault(loop, [])
+            waiting.append((keys, future))
+            first = len(waiting) == 1
+        if first:
+            loop.call_soon(self._look_up_waiting, loop)
+        return await future
+
+    def _look_up_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._buffer_lock:
+            waiting = self._lookups.pop(loop, [])
+        try:
+            found = self.get_many([key for keys, _ in waiting for key in keys])
+        except BaseException as exc:  # a damaged or closed cache: every waiter gets it
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for keys, future in waiting:
+            if not future.done():  # its request was cancelled meanwhile
+                future.set_result(found[start : start + len(keys)])
+            start += len(keys)
 
     def put_many(self, items: list[tuple[str, CachedGeneration]]) -> None:
         """Store answers; they are committed before this process waits on anything again.

@@ -11,9 +11,11 @@ The rule, for each row:
    lowest-rated one (first on ties) with ``rejected_strategy="lowest"``, or one drawn at
    random with ``"random"`` (seeded by ``seed`` and the prompt, so reruns give the same pair).
 4. A row with no such pair -- all candidates rated the same (a tie) or fewer than two
-   candidates -- is kept with ``chosen``/``rejected`` columns ``None`` and ``pair_status``
-   ``"tie"`` or ``"too_few_rated"`` (``tie_strategy="flag"``, the default), or removed
-   (``tie_strategy="drop"``). Paired rows have ``pair_status="ok"``.
+   candidates -- is kept with ``chosen``/``rejected`` columns ``None`` (``tie_strategy="flag"``,
+   the default), or removed (``tie_strategy="drop"``). Why it has no pair (``"tie"`` or
+   ``"too_few_rated"``) is in ``alambic_metadata["pair_status_<step name>"]``; with
+   ``add_pair_status=True`` every row also gets a ``pair_status`` column (``"ok"`` for
+   paired rows). The default output columns are distilabel's, with no extra column.
 
 ``chosen`` and ``rejected`` are whole conversations (system and user turns, then the
 assistant's answer), the layout of ``HuggingFaceH4/ultrafeedback_binarized`` that TRL's
@@ -28,7 +30,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from alambic.errors import ColumnTypeError
+from alambic.errors import METADATA_COLUMN, ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.base import Step
 from alambic.steps.formatting._common import chat_conversation, prompt_id, text_conversation
@@ -55,12 +57,19 @@ class _FormatDPO(Step):
         "with None pairs and pair_status set ('flag'), or remove them ('drop').",
     )
     seed: int = Field(default=0, description="Seed of rejected_strategy='random'.")
+    add_pair_status: bool = Field(
+        default=False,
+        description="Add a 'pair_status' column ('ok', 'tie' or 'too_few_rated') to every "
+        "row. Without it the columns are distilabel's, and a row without a pair says why in "
+        "alambic_metadata['pair_status_<step name>'].",
+    )
 
     _runs_inline: ClassVar[bool] = True
 
     @property
     def outputs(self) -> StepColumns:
-        return ["prompt", "prompt_id", *PAIR_COLUMNS, "pair_status"]
+        columns = ["prompt", "prompt_id", *PAIR_COLUMNS]
+        return [*columns, "pair_status"] if self.add_pair_status else columns
 
     def _conversation(self, row: Row) -> tuple[str, ChatType]:
         raise NotImplementedError
@@ -73,9 +82,16 @@ class _FormatDPO(Step):
             pair, status = self._pair(row, pid)
             if pair is None and self.tie_strategy == "drop":
                 continue
-            out: Row = {**row, "prompt": prompt, "prompt_id": pid, "pair_status": status}
+            out: Row = {**row, "prompt": prompt, "prompt_id": pid}
+            if self.add_pair_status:
+                out["pair_status"] = status
             if pair is None:
                 out.update(dict.fromkeys(PAIR_COLUMNS))
+                if not self.add_pair_status:
+                    metadata = out.get(METADATA_COLUMN)
+                    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+                    metadata[f"pair_status_{self.step_name}"] = status
+                    out[METADATA_COLUMN] = metadata
             else:
                 models = row.get("generation_models")
                 for side, (index, text, rating) in zip(("chosen", "rejected"), pair, strict=True):
@@ -131,8 +147,8 @@ class FormatTextGenerationDPO(_FormatDPO):
 
     Outputs ``prompt`` (the instruction), ``prompt_id`` (its SHA-256), ``chosen`` /
     ``rejected`` conversations, ``chosen_model`` / ``rejected_model`` (from the optional
-    ``generation_models`` column, else ``None``), ``chosen_rating`` / ``rejected_rating`` and
-    ``pair_status``. The pairing rule, ties included, is in this module's docstring. Ratings
+    ``generation_models`` column, else ``None``), ``chosen_rating`` / ``rejected_rating``
+    (and ``pair_status`` with ``add_pair_status=True``). The pairing rule, ties included, is in this module's docstring. Ratings
     from another column (``scores``, ``rewards``) come in with
     ``input_mappings={"ratings": "scores"}``.
     """

@@ -71,7 +71,7 @@ class _DatasetLoader(GeneratorStep):
     def load(self) -> None:
         super().load()
         self._ensure_open()
-        self.check_mappings(self.get_inputs(), self.get_outputs())
+        self.check_mappings(self.own_inputs(), self.own_outputs())
 
     def unload(self) -> None:
         self._dataset = None

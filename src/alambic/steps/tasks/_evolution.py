@@ -122,6 +122,36 @@ class EvolutionChain:
         return text
 
 
+def check_mutation_templates(
+    owner: str, templates: dict[str, str] | None, placeholders: Sequence[str]
+) -> dict[str, str] | None:
+    """Refuse distilabel-style ``mutation_templates`` that are empty or lack a placeholder."""
+    if templates is None:
+        return None
+    if not templates:
+        raise ValueError(
+            f"{owner}: mutation_templates is empty. Leave it out for the default mutations, "
+            "or give {name: prompt} with " + " and ".join(placeholders) + " in each prompt."
+        )
+    for name, template in templates.items():
+        missing = [p for p in placeholders if p not in template]
+        if missing:
+            raise ValueError(
+                f"{owner}: mutation_templates[{name!r}] lacks {missing}, where the text to "
+                f"rewrite goes: {template[:80]!r}. Put {' and '.join(placeholders)} in it "
+                "(distilabel's placeholders)."
+            )
+    return templates
+
+
+def fill_mutation_template(template: str, values: dict[str, str]) -> ChatType:
+    """A distilabel-style mutation template with its ``<PLACEHOLDER>``s replaced, as a chat."""
+    content = template
+    for placeholder, value in values.items():
+        content = content.replace(placeholder, value)
+    return [{"role": "user", "content": content}]
+
+
 class EvolutionTask(LenientFormatOutput, Task):
     """Base of tasks that rewrite one column of each row ``num_evolutions`` times."""
 
@@ -152,7 +182,11 @@ class EvolutionTask(LenientFormatOutput, Task):
 
     @property
     def mutation_names(self) -> list[str]:
-        mutations: dict[str, str] = getattr(self, "mutations", None) or self.default_mutations
+        mutations: dict[str, str] = (
+            getattr(self, "mutation_templates", None)
+            or getattr(self, "mutations", None)
+            or self.default_mutations
+        )
         return sorted(mutations)
 
     def mutation_for(self, text: str, step: int, index: int = 0) -> str:
@@ -252,7 +286,7 @@ def rows_from_chains(
     ``chains`` hold ``num_generations`` consecutive chains per input row; ``values_of`` gives
     the output columns of a chain that did not fail.
     """
-    columns = [c for c in task.get_outputs() if c != "model_name"]
+    columns = [c for c in task.own_outputs() if c != "model_name"]
     name = task.name
     per_chain: list[tuple[Row, dict[str, Any], dict[str, Any]]] = []
     for chain in chains:

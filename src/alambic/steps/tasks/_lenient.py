@@ -38,7 +38,7 @@ class LenientFormatOutput:
         columns = getattr(self, "_output_columns", None)
         if callable(columns):
             return dict.fromkeys(columns())
-        outputs = self.get_outputs()  # type: ignore[attr-defined]
+        outputs = self.own_outputs()  # type: ignore[attr-defined]
         return dict.fromkeys(c for c in outputs if c != "model_name")
 
     def format_output(

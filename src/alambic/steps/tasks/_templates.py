@@ -28,6 +28,7 @@ __all__ = [
     "check_template",
     "render",
     "render_checked",
+    "render_source",
     "sandboxed_environment",
     "template_source",
 ]
@@ -113,14 +114,27 @@ def render_checked(template: jinja2.Template, values: dict[str, Any], *, owner: 
 
 
 def template_source(task: str, name: str) -> str:
-    """The text of ``templates/<task>/<name>.jinja2``."""
-    path = resources.files("alambic.steps.tasks").joinpath("templates", task, f"{name}.jinja2")
+    """The text of ``templates/<task>/<name>.jinja2`` (``templates/<name>.jinja2`` when
+    ``task`` is empty: the files named as distilabel names them, e.g.
+    ``complexity-scorer.jinja2``)."""
+    parts = ["templates", *([task] if task else []), f"{name}.jinja2"]
+    path = resources.files("alambic.steps.tasks").joinpath(*parts)
     return path.read_text(encoding="utf-8")
 
 
 @cache
 def _compiled(task: str, name: str) -> jinja2.Template:
     return _ENV.from_string(template_source(task, name))
+
+
+@cache
+def _compiled_source(source: str, owner: str) -> jinja2.Template:
+    return check_template(source, owner=owner)
+
+
+def render_source(source: str, /, *, owner: str, **values: Any) -> str:
+    """Render template text (a module constant a user may have replaced), checked once."""
+    return render_checked(_compiled_source(source, owner), values, owner=owner).strip()
 
 
 def render(task: str, name: str, /, **values: Any) -> str:

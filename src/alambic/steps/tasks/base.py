@@ -102,7 +102,7 @@ class _Task(_Step):
     def progress_source(self) -> Any:
         return self.llm if isinstance(self.llm, AsyncLLM) else None
 
-    def get_outputs(self) -> dict[str, bool]:
+    def own_outputs(self) -> dict[str, bool]:
         outputs = normalize_columns(self.outputs)
         if self.add_reasoning_column:
             outputs.setdefault("reasoning", False)
@@ -139,7 +139,7 @@ class _Task(_Step):
             )
 
     def _output_columns(self) -> list[str]:
-        return [c for c in self.get_outputs() if c != "model_name"]
+        return [c for c in self.own_outputs() if c != "model_name"]
 
     def _format_one(
         self, text: str | None, error: GenerationError | None, row: Row

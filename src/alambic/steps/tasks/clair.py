@@ -21,7 +21,11 @@ from alambic.steps.tasks._templates import render, template_source
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
-_SYSTEM = template_source("clair", "system").strip()
+SYSTEM_PROMPT: str = template_source("clair", "system").strip()
+"""CLAIR's system prompt (alambic's wording), under distilabel's name; the user message is
+``templates/clair.jinja2`` (``task``, ``student_solution``)."""
+
+_SYSTEM = SYSTEM_PROMPT
 
 
 class CLAIR(LenientFormatOutput, Task):
@@ -45,8 +49,8 @@ class CLAIR(LenientFormatOutput, Task):
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         content = render(
+            "",
             "clair",
-            "user",
             task=require_text(self.name, "task", input.get("task"), kind="CLAIR"),
             student_solution=require_text(
                 self.name, "student_solution", input.get("student_solution"), kind="CLAIR"

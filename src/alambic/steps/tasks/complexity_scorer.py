@@ -58,7 +58,7 @@ class ComplexityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
                 "row, make it a one-element list first, e.g. MergeColumns(columns="
                 "['instruction'], output_column='instructions')."
             )
-        prompt = render("complexity_scorer", "prompt", instructions=instructions)
+        prompt = render("", "complexity-scorer", instructions=instructions)
         messages: ChatType = [{"role": "user", "content": prompt}]
         return self.with_structured_output(messages)
 

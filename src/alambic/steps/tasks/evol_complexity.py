@@ -12,10 +12,23 @@ from __future__ import annotations
 from pydantic import Field
 
 from alambic.steps.tasks.evol_instruct import (
+    GENERATION_MUTATION_TEMPLATES as _EVOL_GENERATION_TEMPLATES,
+)
+from alambic.steps.tasks.evol_instruct import (
     IN_DEPTH_MUTATIONS,
     EvolInstruct,
     EvolInstructGenerator,
 )
+from alambic.steps.tasks.evol_instruct import MUTATION_TEMPLATES as _EVOL_TEMPLATES
+
+MUTATION_TEMPLATES: dict[str, str] = {k: v for k, v in _EVOL_TEMPLATES.items() if k != "BREADTH"}
+"""The in-depth mutations as whole rewriting prompts (``<PROMPT>`` placeholder), under
+distilabel's names; for ``mutation_templates=``."""
+
+GENERATION_MUTATION_TEMPLATES: dict[str, str] = {
+    k: v for k, v in _EVOL_GENERATION_TEMPLATES.items() if k != "BREADTH"
+}
+""":data:`MUTATION_TEMPLATES` plus ``FRESH_START``, for :class:`EvolComplexityGenerator`."""
 
 
 class EvolComplexity(EvolInstruct):
@@ -47,4 +60,9 @@ class EvolComplexityGenerator(EvolInstructGenerator):
     )
 
 
-__all__ = ["EvolComplexity", "EvolComplexityGenerator"]
+__all__ = [
+    "GENERATION_MUTATION_TEMPLATES",
+    "MUTATION_TEMPLATES",
+    "EvolComplexity",
+    "EvolComplexityGenerator",
+]

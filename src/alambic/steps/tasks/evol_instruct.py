@@ -14,10 +14,17 @@ import logging
 import random
 from typing import Any
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
+from alambic.errors import AlambicUserError
 from alambic.llms.typing import ChatType
-from alambic.steps.tasks._evolution import EvolutionChain, EvolutionTask, clean_rewrite
+from alambic.steps.tasks._evolution import (
+    EvolutionChain,
+    EvolutionTask,
+    check_mutation_templates,
+    clean_rewrite,
+    fill_mutation_template,
+)
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError
 from alambic.steps.tasks._templates import render
@@ -49,7 +56,64 @@ def mutation_prompt(mutation: str, method: str, instruction: str) -> ChatType:
     return [{"role": "user", "content": content}]
 
 
-class EvolInstruct(EvolutionTask):
+PROMPT_PLACEHOLDER = "<PROMPT>"
+"""Where the instruction goes in a distilabel-style mutation template."""
+
+_DISTILABEL_NAMES = {
+    "CONSTRAINTS": "constraints",
+    "DEEPENING": "deepen",
+    "CONCRETIZING": "concretize",
+    "INCREASED_REASONING_STEPS": "reasoning",
+    "BREADTH": "breadth",
+}
+
+
+def _whole_prompt(name: str) -> str:
+    methods = {**IN_DEPTH_MUTATIONS, **IN_BREADTH_MUTATIONS}
+    content = mutation_prompt(name, methods[name], PROMPT_PLACEHOLDER)[0]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+MUTATION_TEMPLATES: dict[str, str] = {
+    key: _whole_prompt(name) for key, name in _DISTILABEL_NAMES.items()
+}
+"""distilabel's names for the Evol-Instruct mutations -> the whole rewriting prompt (alambic's
+wording), ``<PROMPT>`` where the instruction goes. Pass it, or your own dict of that form, as
+``mutation_templates=`` to :class:`EvolInstruct` or :class:`EvolInstructGenerator`."""
+
+GENERATION_MUTATION_TEMPLATES: dict[str, str] = {
+    "FRESH_START": "Write one new question or request for an AI assistant that uses one or "
+    "more of these words: <PROMPT>\nReply with the request only.",
+    **MUTATION_TEMPLATES,
+}
+""":data:`MUTATION_TEMPLATES` plus ``FRESH_START`` (a new request from words of a pooled
+one), distilabel's set for :class:`EvolInstructGenerator`."""
+
+
+class _MutationTemplates:
+    """distilabel's ``mutation_templates`` argument: name -> the whole rewriting prompt."""
+
+    name: str | None
+    mutation_templates: dict[str, str] | None
+
+    @model_validator(mode="after")
+    def _check_mutation_templates(self) -> Any:
+        check_mutation_templates(
+            f"Step {self.name!r} ({type(self).__name__})",
+            self.mutation_templates,
+            [PROMPT_PLACEHOLDER],
+        )
+        return self
+
+    def _mutation_request(self, mutation: str, methods: dict[str, str], text: str) -> ChatType:
+        if self.mutation_templates:
+            template = self.mutation_templates[mutation]
+            return fill_mutation_template(template, {PROMPT_PLACEHOLDER: text})
+        return mutation_prompt(mutation, methods[mutation], text)
+
+
+class EvolInstruct(_MutationTemplates, EvolutionTask):
     """Evolve each ``instruction`` ``num_evolutions`` times (WizardLM's Evol-Instruct).
 
     Output columns: ``evolved_instruction`` (the last version) or, with ``store_evolutions``,
@@ -67,6 +131,11 @@ class EvolInstruct(EvolutionTask):
     mutations: dict[str, str] = Field(
         default_factory=lambda: {**IN_DEPTH_MUTATIONS, **IN_BREADTH_MUTATIONS},
         description="Mutation name -> how to rewrite (picked at random each step).",
+    )
+    mutation_templates: dict[str, str] | None = Field(
+        default=None,
+        description="distilabel's form: name -> the whole rewriting prompt with <PROMPT> "
+        "where the instruction goes (e.g. MUTATION_TEMPLATES); replaces mutations.",
     )
     generate_answers: bool = Field(default=False, description="Also answer the instructions.")
     include_original_instruction: bool = Field(
@@ -89,7 +158,7 @@ class EvolInstruct(EvolutionTask):
         return [*columns, "model_name"]
 
     def mutation_prompt(self, mutation: str, row: Row, text: str) -> ChatType:
-        return mutation_prompt(mutation, self.mutations[mutation], text)
+        return self._mutation_request(mutation, self.mutations, text)
 
     def _stored(self, chain: EvolutionChain) -> list[str]:
         return chain.texts if self.include_original_instruction else chain.texts[1:]
@@ -145,7 +214,7 @@ _SEED_INSTRUCTIONS = [
 ]
 
 
-class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
+class EvolInstructGenerator(_MutationTemplates, LenientFormatOutput, GeneratorTask):
     """Generate ``num_instructions`` new instructions by evolving a seed pool (WizardLM).
 
     Each round takes instructions from the pool (``seed_instructions`` at first, then also
@@ -168,6 +237,11 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
         default_factory=lambda: {**IN_DEPTH_MUTATIONS, **IN_BREADTH_MUTATIONS},
         description="Mutation name -> how to rewrite.",
     )
+    mutation_templates: dict[str, str] | None = Field(
+        default=None,
+        description="distilabel's form: name -> the whole rewriting prompt with <PROMPT> "
+        "where the instruction goes (e.g. GENERATION_MUTATION_TEMPLATES); replaces mutations.",
+    )
     generate_answers: bool = Field(default=False, description="Also answer each instruction.")
     min_length: int = Field(default=10, ge=0, description="Shortest accepted instruction (chars).")
     max_length: int = Field(default=2048, ge=1, description="Longest accepted instruction (chars).")
@@ -178,6 +252,39 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
     def outputs(self) -> StepColumns:
         columns = ["instruction", "answer"] if self.generate_answers else ["instruction"]
         return [*columns, "model_name"]
+
+    def load(self) -> None:
+        self.check_counts()
+        super().load()
+
+    def check_counts(self) -> None:
+        """Refuse, before any request, settings that cannot produce ``num_instructions`` rows.
+
+        Called by ``load()`` and ``process()``: the lengths and ``batch_size`` may be changed
+        after construction (``run(parameters=...)``).
+        """
+        owner = f"Step {self.name!r} (EvolInstructGenerator)"
+        if self.min_length > self.max_length:
+            raise AlambicUserError(
+                f"{owner}: min_length={self.min_length} is above max_length={self.max_length}, "
+                "so every evolved instruction would be eliminated. Give min_length <= "
+                f"max_length (e.g. min_length={min(10, self.max_length)})."
+            )
+        if not self.mutations and not self.mutation_templates:
+            raise AlambicUserError(
+                f"{owner}: mutations is empty, so no instruction can be evolved. Leave it out "
+                "for the default in-depth and in-breadth methods, or give {name: method}."
+            )
+        per_round = self.batch_size or 50
+        reachable = per_round * self.max_rounds
+        if self.num_instructions > reachable:
+            rounds = -(-self.num_instructions // per_round)
+            raise AlambicUserError(
+                f"{owner}: num_instructions={self.num_instructions} cannot be reached: at most "
+                f"batch_size ({per_round}) x max_rounds ({self.max_rounds}) = {reachable} "
+                f"rewrites are tried. Raise max_rounds to at least {rounds} (more if the model "
+                "often fails the elimination checks) or batch_size, or ask for fewer."
+            )
 
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
@@ -194,8 +301,9 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
         return {"instruction": text}
 
     def process(self, offset: int = 0) -> GeneratorOutput:
+        self.check_counts()
         rng = random.Random(self.seed)
-        names = sorted(self.mutations)
+        names = sorted(self.mutation_templates or self.mutations)
         pool = list(self.seed_instructions)
         seen = {" ".join(s.split()).casefold() for s in pool}
         produced = 0
@@ -207,7 +315,7 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
             bases = [rng.choice(pool) for _ in range(size)]
             chosen = [rng.choice(names) for _ in range(size)]
             prompts = [
-                mutation_prompt(m, self.mutations[m], base)
+                self._mutation_request(m, self.mutations, base)
                 for m, base in zip(chosen, bases, strict=True)
             ]
             outputs = self.llm.generate(prompts, num_generations=1)
@@ -289,8 +397,11 @@ class EvolInstructGenerator(LenientFormatOutput, GeneratorTask):
 
 
 __all__ = [
+    "GENERATION_MUTATION_TEMPLATES",
     "IN_BREADTH_MUTATIONS",
     "IN_DEPTH_MUTATIONS",
+    "MUTATION_TEMPLATES",
+    "PROMPT_PLACEHOLDER",
     "EvolInstruct",
     "EvolInstructGenerator",
     "mutation_prompt",

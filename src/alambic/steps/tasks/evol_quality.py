@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
-from alambic.steps.tasks._evolution import EvolutionChain, EvolutionTask
+from alambic.steps.tasks._evolution import (
+    EvolutionChain,
+    EvolutionTask,
+    check_mutation_templates,
+    fill_mutation_template,
+)
 from alambic.steps.tasks._templates import render
 from alambic.steps.typing import Row, StepColumns
 
@@ -28,6 +33,27 @@ QUALITY_MUTATIONS: dict[str, str] = {
     "details": "add details, examples or steps that make it more complete and precise.",
 }
 """Deita's response-quality evolution axes (our wording)."""
+
+PROMPT_PLACEHOLDER = "<PROMPT>"
+RESPONSE_PLACEHOLDER = "<RESPONSE>"
+
+
+def _whole_prompt(method: str) -> str:
+    return render(
+        "evol_quality",
+        "rewrite",
+        method=method,
+        instruction=PROMPT_PLACEHOLDER,
+        response=RESPONSE_PLACEHOLDER,
+    )
+
+
+MUTATION_TEMPLATES: dict[str, str] = {
+    name.upper(): _whole_prompt(method) for name, method in QUALITY_MUTATIONS.items()
+}
+"""distilabel's names (``HELPFULNESS``, ``RELEVANCE``, ``DEEPENING``, ``CREATIVITY``,
+``DETAILS``) -> the whole rewriting prompt (alambic's wording), with ``<PROMPT>`` (the
+instruction) and ``<RESPONSE>`` (the response to improve); for ``mutation_templates=``."""
 
 
 class EvolQuality(EvolutionTask):
@@ -44,9 +70,23 @@ class EvolQuality(EvolutionTask):
         default_factory=lambda: dict(QUALITY_MUTATIONS),
         description="Mutation name -> how to rewrite (picked at random each step).",
     )
+    mutation_templates: dict[str, str] | None = Field(
+        default=None,
+        description="distilabel's form: name -> the whole rewriting prompt with <PROMPT> "
+        "and <RESPONSE> (e.g. MUTATION_TEMPLATES); replaces mutations.",
+    )
     include_original_response: bool = Field(
         default=False, description="With store_evolutions, list the input first."
     )
+
+    @model_validator(mode="after")
+    def _check_mutation_templates(self) -> EvolQuality:
+        check_mutation_templates(
+            f"Step {self.name!r} (EvolQuality)",
+            self.mutation_templates,
+            [PROMPT_PLACEHOLDER, RESPONSE_PLACEHOLDER],
+        )
+        return self
 
     @property
     def source_column(self) -> str:
@@ -67,6 +107,11 @@ class EvolQuality(EvolutionTask):
                 f"Step {self.name!r} (EvolQuality): column 'instruction' must hold text, got "
                 f"{type(instruction).__name__}."
             )
+        if self.mutation_templates:
+            return fill_mutation_template(
+                self.mutation_templates[mutation],
+                {PROMPT_PLACEHOLDER: instruction, RESPONSE_PLACEHOLDER: text},
+            )
         content = render(
             "evol_quality",
             "rewrite",
@@ -83,4 +128,10 @@ class EvolQuality(EvolutionTask):
         return {"evolved_response": chain.current}
 
 
-__all__ = ["QUALITY_MUTATIONS", "EvolQuality"]
+__all__ = [
+    "MUTATION_TEMPLATES",
+    "PROMPT_PLACEHOLDER",
+    "QUALITY_MUTATIONS",
+    "RESPONSE_PLACEHOLDER",
+    "EvolQuality",
+]

@@ -54,7 +54,7 @@ class Genstruct(LenientFormatOutput, Task):
         messages: ChatType = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": render("genstruct", "user", **values)})
+        messages.append({"role": "user", "content": render("", "genstruct", **values)})
         return messages
 
     def parse_output(

@@ -235,7 +235,7 @@ class EmbeddingTaskGenerator(LenientFormatOutput, _OnePromptGenerator):
                 flat.append({**row, "task": task, "model_name": model})
         return flat
 
-    def get_outputs(self) -> dict[str, bool]:
+    def own_outputs(self) -> dict[str, bool]:
         # the parser writes "tasks"; rows are flattened afterwards
         return {"task" if self.flatten_tasks else "tasks": True, "model_name": True}
 

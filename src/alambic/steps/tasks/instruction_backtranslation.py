@@ -55,7 +55,7 @@ class InstructionBacktranslation(LenientFormatOutput, Task):
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append(
-            {"role": "user", "content": render("instruction_backtranslation", "user", **values)}
+            {"role": "user", "content": render("", "instruction-backtranslation", **values)}
         )
         return messages
 

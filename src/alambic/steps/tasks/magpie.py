@@ -9,80 +9,44 @@ template; repeating the two steps gives multi-turn conversations.
 
 Writing the user turn needs raw text completion, with no chat template applied: the LLM must
 implement ``complete`` (``supports_raw_completion``), as local engines do
-(``TransformersLLM``) and as ``OpenAILLM`` does against servers with ``/v1/completions``.
+(``TransformersLLM``) and as ``OpenAILLM`` does against servers with ``/v1/completions``; or
+it carries :class:`~alambic.llms.magpie.MagpieChatTemplateMixin` with a pre-query template
+(distilabel's way), and then renders the prompt itself inside ``generate``.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from alambic.errors import AlambicUserError, ColumnTypeError
-from alambic.llms.typing import ChatItem, ChatType
+from alambic.llms._overrides import as_generate_output
+from alambic.llms.magpie import (
+    PRE_QUERY_TEMPLATES,
+    MagpieChatTemplateMixin,
+    MagpieTemplate,
+    resolve_template,
+)
+from alambic.llms.typing import ChatType
 from alambic.steps.tasks._evolution import EvolutionChain, rows_from_chains
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
 
-
-class MagpieTemplate(BaseModel):
-    """How a model family writes a conversation as raw text.
-
-    ``system``/``user``/``assistant`` are formats with a ``{content}`` placeholder;
-    ``user_header`` is the pre-query template (what opens a user turn); ``stop`` lists the
-    markers that end a turn, where a completion is cut.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    prefix: str = ""
-    system: str
-    user: str
-    assistant: str
-    user_header: str
-    stop: list[str] = Field(default_factory=list)
-
-    def render(self, conversation: Sequence[ChatItem]) -> str:
-        """The raw prompt that asks the model for the next user turn."""
-        formats = {"system": self.system, "user": self.user, "assistant": self.assistant}
-        body = "".join(formats[m["role"]].replace("{content}", m["content"]) for m in conversation)
-        return f"{self.prefix}{body}{self.user_header}"
-
-    def cut(self, completion: str) -> str:
-        """The completion up to the first end-of-turn marker, stripped."""
-        end = len(completion)
-        for marker in self.stop:
-            found = completion.find(marker)
-            if found != -1:
-                end = min(end, found)
-        return completion[:end].strip()
-
-
-_CHATML = MagpieTemplate(
-    system="<|im_start|>system\n{content}<|im_end|>\n",
-    user="<|im_start|>user\n{content}<|im_end|>\n",
-    assistant="<|im_start|>assistant\n{content}<|im_end|>\n",
-    user_header="<|im_start|>user\n",
-    stop=["<|im_end|>", "<|im_start|>", "<|endoftext|>"],
+MAGPIE_MULTI_TURN_SYSTEM_PROMPT: str = (
+    "You are a capable and friendly AI assistant. The user will talk with you over several "
+    "rounds: a first question, then follow-up questions on the same subject. Answer each one "
+    "fully, accurately and to the point, building on what was said before."
 )
-
-PRE_QUERY_TEMPLATES: dict[str, MagpieTemplate] = {
-    "llama3": MagpieTemplate(
-        prefix="<|begin_of_text|>",
-        system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
-        user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>",
-        assistant="<|start_header_id|>assistant<|end_header_id|>\n\n{content}<|eot_id|>",
-        user_header="<|start_header_id|>user<|end_header_id|>\n\n",
-        stop=["<|eot_id|>", "<|start_header_id|>", "<|end_of_text|>"],
-    ),
-    "qwen2": _CHATML,
-    "chatml": _CHATML,
-}
-"""Built-in pre-query templates, by name (Qwen2 uses ChatML)."""
+"""A system prompt for multi-turn Magpie conversations (alambic's wording), under
+distilabel's name. distilabel adds it by itself when ``n_turns > 1`` and no system prompt is
+given; alambic does not (a default system prompt would steer every conversation): pass
+``system_prompt=MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` to get it."""
 
 
 class _MagpieBase(BaseModel):
@@ -113,28 +77,40 @@ class _MagpieBase(BaseModel):
         return self
 
     def template(self) -> MagpieTemplate:
-        """The resolved template; a custom string works for one turn with no system prompt."""
-        spec = self.pre_query_template
-        if isinstance(spec, MagpieTemplate):
-            return spec
-        if spec in PRE_QUERY_TEMPLATES:
-            return PRE_QUERY_TEMPLATES[spec]
-        return MagpieTemplate(system="", user="", assistant="", user_header=spec)
+        """The resolved template; a custom string works for one turn with no system prompt.
+
+        When ``pre_query_template`` is left at its default and the LLM carries
+        :class:`MagpieChatTemplateMixin` with a template, the LLM's template is used.
+        """
+        from_llm = _llm_template(getattr(self, "llm", None))
+        if from_llm is not None and "pre_query_template" not in self.model_fields_set:
+            return from_llm
+        return resolve_template(self.pre_query_template)
+
+    def _delegated(self) -> bool:
+        """True when the LLM renders Magpie prompts itself (distilabel's mixin, no raw
+        completions): user turns are then asked through its ``generate``."""
+        llm = getattr(self, "llm", None)
+        return _llm_template(llm) is not None and not getattr(llm, "supports_raw_completion", False)
 
     def _check_setup(self, step: str, llm: Any, uses_system: bool) -> None:
+        if self._delegated():
+            return  # the LLM's own chat template renders every turn and the system prompt
         if not getattr(llm, "supports_raw_completion", False):
             raise AlambicUserError(
                 f"Step {step!r} (Magpie) needs raw text completions to let the model write "
                 f"the user's turn, but {type(llm).__name__} (model {llm.model_name!r}) only "
                 "accepts chat messages. Use a local engine such as TransformersLLM, or "
                 "OpenAILLM pointed at a server with a /v1/completions endpoint (vLLM, "
-                "llama.cpp, TGI)."
+                "llama.cpp, TGI); or, for your own LLM class, add MagpieChatTemplateMixin "
+                "(alambic.llms.magpie), create it with magpie_pre_query_template=..., and "
+                "call apply_magpie_pre_query_template on the prompts it renders."
             )
-        spec = self.pre_query_template
-        custom = isinstance(spec, str) and spec not in PRE_QUERY_TEMPLATES
+        template = self.template()
+        custom = not template.system
         if custom and (self.n_turns > 1 or uses_system):
             raise AlambicUserError(
-                f"Step {step!r} (Magpie): pre_query_template={str(spec)[:60]!r} is not a "
+                f"Step {step!r} (Magpie): pre_query_template={template.user_header[:60]!r} is not a "
                 f"preset ({sorted(PRE_QUERY_TEMPLATES)}) and a plain string cannot render "
                 "earlier turns or a system prompt. Pass a MagpieTemplate(system=..., "
                 "user=..., assistant=..., user_header=..., stop=[...]) instead."
@@ -151,23 +127,36 @@ class _MagpieBase(BaseModel):
         """Advance every chain through ``n_turns`` user (completion) and assistant turns."""
         template = self.template()
         llm = task.llm
+        delegated = self._delegated()
         for _ in range(self.n_turns):
             live = [c for c in chains if c.error is None]
             if not live:
                 return
             by_prompt: dict[str, list[EvolutionChain]] = defaultdict(list)
+            requests: dict[str, Any] = {}
             for chain in live:
-                by_prompt[template.render(chain.extra["conversation"])].append(chain)
+                conversation = chain.extra["conversation"]
+                if delegated:  # the LLM renders it and appends the pre-query template
+                    key = json.dumps(conversation, sort_keys=True)
+                    requests[key] = list(conversation)
+                else:
+                    key = template.render(conversation)
+                    requests[key] = key
+                by_prompt[key].append(chain)
             # identical prompts are asked once with num_generations=k, so each row gets its
             # own sample (and its own request-cache entry) instead of k copies of one reply
             by_count: dict[int, list[str]] = defaultdict(list)
             for prompt, group in by_prompt.items():
                 by_count[len(group)].append(prompt)
             for count, prompts in by_count.items():
-                outputs = llm.complete(prompts, num_generations=count)
-                for prompt, out in zip(prompts, outputs, strict=True):
+                batch = [requests[p] for p in prompts]
+                if delegated:
+                    outputs = _normalized(llm.generate(batch, num_generations=count), count)
+                else:
+                    outputs = llm.complete(batch, num_generations=count)
+                for prompt, request, out in zip(prompts, batch, outputs, strict=True):
                     for j, chain in enumerate(by_prompt[prompt]):
-                        text = chain.record(prompt, _pick(out, j))
+                        text = chain.record(request, _pick(out, j))
                         if text is None:
                             continue
                         user = template.cut(text)
@@ -186,7 +175,7 @@ class _MagpieBase(BaseModel):
             if not live:
                 return
             conversations = [list(c.extra["conversation"]) for c in live]
-            outputs = llm.generate(conversations, num_generations=1)
+            outputs = _normalized(llm.generate(conversations, num_generations=1), 1)
             for chain, conversation, out in zip(live, conversations, outputs, strict=True):
                 text = chain.record(conversation, out)
                 if text is None:
@@ -202,6 +191,21 @@ class _MagpieBase(BaseModel):
         if self.only_instruction:
             return {"instruction": conversation[-1]["content"]}
         return {"conversation": conversation}
+
+
+def _normalized(outputs: Sequence[Any], count: int) -> list[Any]:
+    """``generate``'s outputs, each a full ``GenerateOutput``: a user's ``generate`` override
+    (distilabel style) may return plain texts, or dicts without token counts."""
+    return [
+        out if isinstance(out, dict) and "statistics" in out else as_generate_output(out, count)
+        for out in outputs
+    ]
+
+
+def _llm_template(llm: Any) -> MagpieTemplate | None:
+    if isinstance(llm, MagpieChatTemplateMixin):
+        return llm.magpie_template()
+    return None
 
 
 def _pick(out: Any, j: int) -> Any:
@@ -266,7 +270,7 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
                 f"Step {self.name!r} (Magpie): column 'system_prompt' must hold text, got "
                 f"{type(system).__name__}."
             )
-        if system and not self.template().system:
+        if system and not self._delegated() and not self.template().system:
             raise AlambicUserError(
                 f"Step {self.name!r} (Magpie): the row has a system prompt, but the plain-string "
                 "pre_query_template cannot render one. Pass a MagpieTemplate instead."
@@ -333,4 +337,11 @@ class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
             yield rows, stop >= self.num_rows
 
 
-__all__ = ["PRE_QUERY_TEMPLATES", "Magpie", "MagpieGenerator", "MagpieTemplate"]
+__all__ = [
+    "MAGPIE_MULTI_TURN_SYSTEM_PROMPT",
+    "PRE_QUERY_TEMPLATES",
+    "Magpie",
+    "MagpieChatTemplateMixin",
+    "MagpieGenerator",
+    "MagpieTemplate",
+]

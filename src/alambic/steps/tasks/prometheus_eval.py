@@ -142,6 +142,12 @@ class PrometheusEval(LenientFormatOutput, Task):
             )
         return value
 
+    def _template_name(self, values: dict[str, Any]) -> str:
+        """distilabel's file name: ``<mode>_with_reference`` / ``<mode>_without_reference``
+        (the two files hold the same template; it shows the reference only when given)."""
+        with_reference = values.get("reference") is not None
+        return f"{self.mode}_{'with' if with_reference else 'without'}_reference"
+
     def format_input(self, input: dict[str, Any]) -> ChatType:
         rubric = self.available_rubrics[self.rubric]
         values: dict[str, Any] = {
@@ -150,7 +156,7 @@ class PrometheusEval(LenientFormatOutput, Task):
         }
         if self.mode == "absolute":
             values["rubric"] = rubric
-            values["response"] = self._text(input, "generation")
+            values["generation"] = self._text(input, "generation")
         else:
             values["rubric"] = rubric.strip().splitlines()[0] if rubric.strip() else rubric
             pair = input.get("generations")
@@ -163,10 +169,13 @@ class PrometheusEval(LenientFormatOutput, Task):
                     f"Step {self.name!r} (PrometheusEval, relative): column 'generations' must "
                     f"be a list of exactly two texts, got {pair!r:.120}."
                 )
-            values["response_a"], values["response_b"] = pair
+            values["generations"] = pair
         return [
             {"role": "system", "content": render("prometheus", "system")},
-            {"role": "user", "content": render("prometheus", self.mode, **values)},
+            {
+                "role": "user",
+                "content": render("prometheus", self._template_name(values), **values),
+            },
         ]
 
     def parse_output(

@@ -62,7 +62,7 @@ class QualityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
                 f"list of texts, got {responses!r:.120}. Map a 'generations' column with "
                 "input_mappings={'responses': 'generations'}."
             )
-        prompt = render("quality_scorer", "prompt", instruction=instruction, responses=responses)
+        prompt = render("", "quality-scorer", instruction=instruction, responses=responses)
         messages: ChatType = [{"role": "user", "content": prompt}]
         return self.with_structured_output(messages)
 

@@ -64,11 +64,11 @@ class SelfInstruct(LenientFormatOutput, Task):
                 f"{type(text).__name__}."
             )
         prompt = render(
-            "self_instruct",
-            "user",
+            "",
+            "self-instruct",
             input=text,
             num_instructions=self.num_instructions,
-            criteria=self.criteria_for_query_generation,
+            criteria_for_query_generation=self.criteria_for_query_generation,
             application_description=self.application_description,
         )
         messages: ChatType = []

@@ -93,7 +93,7 @@ class GenerateSentencePair(LenientFormatOutput, DefaultStructuredOutput, Task):
         )
         messages: ChatType = [
             {"role": "system", "content": system},
-            {"role": "user", "content": render("sentence_pair", "user", anchor=anchor)},
+            {"role": "user", "content": render("", "generate-sentence-pair", anchor=anchor)},
         ]
         return self.with_structured_output(messages)
 

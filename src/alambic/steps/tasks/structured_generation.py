@@ -28,8 +28,9 @@ class StructuredGeneration(LenientFormatOutput, Task):
     """Answer ``instruction`` with JSON that validates against the row's ``structured_output``.
 
     ``structured_output`` holds a JSON schema (a dict, or its JSON text), or
-    ``{"schema": <JSON schema>, "format": "json"}``. Output columns: ``generation`` (the JSON
-    text, normalised) and ``parsed_generation`` (the decoded value). The reply may be wrapped
+    ``{"schema": <JSON schema>, "format": "json"}``. Output column: ``generation`` (the JSON
+    text, normalised), as in distilabel; ``add_parsed_generation=True`` adds
+    ``parsed_generation`` (the decoded value). The reply may be wrapped
     in fences or prose; it is checked against the schema's types, ``required``, ``enum``,
     ``properties``, ``items`` and ``additionalProperties: false``. A reply that is not valid
     JSON or does not match is a failed row whose reason names the first mismatch.
@@ -45,6 +46,11 @@ class StructuredGeneration(LenientFormatOutput, Task):
     system_prompt: str | None = Field(
         default=None, description="Extra system text, before the schema description."
     )
+    add_parsed_generation: bool = Field(
+        default=False,
+        description="Also output 'parsed_generation', the decoded JSON value (off: the "
+        "columns are distilabel's).",
+    )
 
     @property
     def inputs(self) -> StepColumns:
@@ -52,7 +58,9 @@ class StructuredGeneration(LenientFormatOutput, Task):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["generation", "parsed_generation", "model_name"]
+        if self.add_parsed_generation:
+            return ["generation", "parsed_generation", "model_name"]
+        return ["generation", "model_name"]
 
     def _schema(self, input: dict[str, Any]) -> dict[str, Any]:
         value = input.get("structured_output")
@@ -107,7 +115,10 @@ class StructuredGeneration(LenientFormatOutput, Task):
                 raise ReplyParseError(
                     f"the reply does not match the schema: {problem}: {preview(output)!r}"
                 )
-        return {"generation": json.dumps(value, ensure_ascii=False), "parsed_generation": value}
+        generation = json.dumps(value, ensure_ascii=False)
+        if self.add_parsed_generation:
+            return {"generation": generation, "parsed_generation": value}
+        return {"generation": generation}
 
 
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> str | None:

@@ -19,9 +19,16 @@ from alambic.errors import ColumnTypeError
 from alambic.llms.typing import FormattedInput
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
-from alambic.steps.tasks._templates import render
+from alambic.steps.tasks._templates import render_source, template_source
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
+
+TEXT_CLASSIFICATION_TEMPLATE: str = template_source("text_classification", "user")
+"""The user message of :class:`TextClassification` (alambic's wording), under distilabel's
+name. It is read at each render, so replacing it (``text_classification.
+TEXT_CLASSIFICATION_TEMPLATE = "..."``) changes the prompt; its variables are ``text``,
+``context``, ``query_title``, ``n``, ``labels`` (``(label, description)`` pairs) and
+``default_label``."""
 
 
 class TextClassification(LenientFormatOutput, Task):
@@ -111,9 +118,9 @@ class TextClassification(LenientFormatOutput, Task):
             if isinstance(self.available_labels, dict)
             else [(label, "") for label in self.available_labels or []]
         )
-        prompt = render(
-            "text_classification",
-            "user",
+        prompt = render_source(
+            TEXT_CLASSIFICATION_TEMPLATE,
+            owner=f"Step {self.name!r} (TextClassification)",
             context=self.context,
             query_title=self.query_title,
             n=self.n,
@@ -186,4 +193,4 @@ def _labels_mentioned(text: str, labels: list[str]) -> list[str]:
     return [label for _, label in sorted(found)]
 
 
-__all__ = ["TextClassification"]
+__all__ = ["TEXT_CLASSIFICATION_TEMPLATE", "TextClassification"]

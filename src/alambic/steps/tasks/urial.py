@@ -62,7 +62,7 @@ class URIAL(LenientFormatOutput, Task):
 
     def prompt(self, input: dict[str, Any]) -> str:
         """The plain-text URIAL prompt for one row."""
-        return render("urial", "prompt", conversation=self._conversation(input)) + "\n"
+        return render("", "urial", messages=self._conversation(input)) + "\n"
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         return [{"role": "user", "content": self.prompt(input)}]
