@@ -25,6 +25,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mb
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -70,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             keep = KeepColumns(columns=["instruction", "generation"])
             load >> gen >> keep
         start = time.perf_counter()
+        cpu_start, server_cpu_start = time.process_time(), process_cpu_s(proc.pid)
         sampler = threading.Thread(target=sample, args=(start,), daemon=True)
         sampler.start()
         distiset = pipeline.run(use_cache=False, show_progress=False)
         wall = time.perf_counter() - start
+        client_cpu = time.process_time() - cpu_start
+        server_cpu = process_cpu_s(proc.pid) - server_cpu_start
         done.set()
         sampler.join()
         out = distiset["default"]["train"]
@@ -101,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         "(admitted, not yet emitted in order)"
     )
     print(f"  peak RSS (client)      : {peak_rss_mb():.0f} MB")
+    per_request = client_cpu / max(stats["total_requests"], 1)
+    print(
+        f"  CPU per request        : client {per_request * 1e6:.0f} us, server "
+        f"{server_cpu / max(stats['total_requests'], 1) * 1e6:.0f} us; one client process "
+        f"(one core: the GIL) tops out at {1 / per_request:.0f} rows/s here"
+    )
     print("  server in flight over time (s: requests):")
     line = "   "
     for t, n in samples:

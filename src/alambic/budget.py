@@ -38,6 +38,7 @@ __all__ = [
     "Ticket",
     "current_budget",
     "current_step",
+    "format_usd",
 ]
 
 logger = logging.getLogger("alambic")
@@ -102,17 +103,20 @@ class RunStopping(BudgetExhausted):
 
 @dataclass
 class Spend:
-    """Requests and tokens spent and what they cost (``usd`` None: a price is unknown)."""
+    """Requests and tokens spent and what they cost (``usd`` None: a price is unknown).
+    ``cached_tokens`` counts the input tokens a provider served from its prompt cache."""
 
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     usd: Decimal | None = Decimal(0)
+    cached_tokens: int = 0
 
     def add(self, other: Spend, sign: int = 1) -> None:
         self.requests += sign * other.requests
         self.input_tokens += sign * other.input_tokens
         self.output_tokens += sign * other.output_tokens
+        self.cached_tokens += sign * other.cached_tokens
         if self.usd is None or other.usd is None:
             self.usd = None
         else:
@@ -123,12 +127,16 @@ class Spend:
         return self.input_tokens + self.output_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``cached_tokens`` appears only when some input was served from a prompt cache."""
+        out: dict[str, Any] = {
             "requests": self.requests,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "usd": None if self.usd is None else float(self.usd),
         }
+        if self.cached_tokens:
+            out["cached_tokens"] = self.cached_tokens
+        return out
 
 
 class Journal(Protocol):
@@ -177,11 +185,14 @@ class Ticket:
             self._held = False
             self._budget._release(self, sent=sent)
 
-    def settle(self, input_tokens: int | None, output_tokens: int | None) -> None:
-        """The reply came back: the claim becomes its real usage."""
+    def settle(
+        self, input_tokens: int | None, output_tokens: int | None, cached_tokens: int | None = None
+    ) -> None:
+        """The reply came back: the claim becomes its real usage (``cached_tokens``: the part
+        of the input the provider served from its prompt cache)."""
         if self._held:
             self._held = False
-            self._budget._settle(self, input_tokens, output_tokens)
+            self._budget._settle(self, input_tokens, output_tokens, cached_tokens or 0)
 
 
 class CountingTicket(Ticket):
@@ -223,7 +234,9 @@ class CountingTicket(Ticket):
                 with self._budget._lock:
                     self._budget.accounts[self.key].settled.requests += 1
 
-    def settle(self, input_tokens: int | None, output_tokens: int | None) -> None:
+    def settle(
+        self, input_tokens: int | None, output_tokens: int | None, cached_tokens: int | None = None
+    ) -> None:
         if not self._held:
             return
         self._held = False
@@ -236,6 +249,8 @@ class CountingTicket(Ticket):
             settled.requests += 1
             settled.input_tokens += input_tokens
             settled.output_tokens += output_tokens
+            if cached_tokens:
+                settled.cached_tokens += cached_tokens
 
 
 class RunBudget:
@@ -346,19 +361,21 @@ class RunBudget:
             if self.journal is not None:
                 self._dirty.add(ticket.key)
 
-    def _settle(self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None) -> None:
+    def _settle(
+        self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None, cached: int
+    ) -> None:
         worst = ticket.worst
         used_in = worst.input_tokens if input_tokens is None else input_tokens
         used_out = worst.output_tokens if output_tokens is None else output_tokens
         usd = (
             Decimal(0)
             if ticket.pricing is None
-            else ticket.pricing.cost(used_in, used_out, batch=ticket.batch)
+            else ticket.pricing.cost(used_in, used_out, cached_tokens=cached, batch=ticket.batch)
         )
         with self._lock:
             account = self.accounts[ticket.key]
             account.in_flight.add(worst, -1)
-            account.settled.add(Spend(1, used_in, used_out, usd))
+            account.settled.add(Spend(1, used_in, used_out, usd, cached))
             if self.journal is not None:
                 self._dirty.add(ticket.key)
 
@@ -415,9 +432,15 @@ class RunBudget:
                 remaining["tokens"] = max(0, self.limit.tokens - total.tokens)
             if self.limit.requests is not None:
                 remaining["requests"] = max(0, self.limit.requests - total.requests)
-            by_step = {
-                f"{step} ({model})": self._priced(account)
+            accounts = [
+                {"step": step, "model": model, **self._priced(account)}
                 for (step, model), account in sorted(self.accounts.items())
+            ]
+            by_step = {
+                f"{a['step']} ({a['model']})": {
+                    k: v for k, v in a.items() if k not in ("step", "model")
+                }
+                for a in accounts
             }
             this_run = self.spent().to_dict()
             if not self.capped:  # priced at the end: the sum of the accounts' prices
@@ -433,7 +456,33 @@ class RunBudget:
                 "remaining": remaining,
                 "stopped": self.exhausted,
                 "by_step": by_step,
+                "accounts": accounts,
             }
+
+    def live(self) -> list[tuple[str, str, Spend]]:
+        """What each (step, model) has spent so far, priced (the live progress display).
+        Requests in flight are not included; ``usd`` is ``None`` where a price is unknown."""
+        with self._lock:
+            items = [
+                (key, Spend(**vars(account.settled)), account.llm)
+                for key, account in sorted(self.accounts.items())
+            ]
+        out = []
+        for (step, model), spend, llm in items:
+            if not self.capped and llm is not None:  # counted only: price the totals now
+                try:
+                    pricing = self._pricing_of(llm)
+                except ValueError:  # a half-set price: the run's report says so at the end
+                    spend.usd = None
+                else:
+                    spend.usd = pricing.cost(
+                        spend.input_tokens,
+                        spend.output_tokens,
+                        cached_tokens=spend.cached_tokens,
+                        batch=bool(getattr(llm, "use_batch_api", False)),
+                    )
+            out.append((step, model, spend))
+        return out
 
     def _priced(self, account: _Account) -> dict[str, Any]:
         out = account.settled.to_dict()
@@ -445,11 +494,21 @@ class RunBudget:
             usd = pricing.cost(
                 settled.input_tokens,
                 settled.output_tokens,
+                cached_tokens=settled.cached_tokens,
                 batch=bool(getattr(account.llm, "use_batch_api", False)),
             )
             out["usd"] = None if usd is None else float(usd)
         out["price"] = pricing.describe()
         return out
+
+
+def format_usd(value: float | Decimal | None) -> str:
+    """``$0.000354`` (rounded to 1e-8 USD, no trailing zeros), ``unknown`` for ``None``:
+    an unknown price is never shown as 0."""
+    if value is None:
+        return "unknown"
+    amount = Decimal(str(value)).quantize(Decimal("1e-8")).normalize()
+    return f"${amount:f}" if amount else "$0"
 
 
 def _prompt_bytes(messages: Any) -> int:

@@ -331,12 +331,36 @@ class Distiset(dict[str, Any]):
         Each leaf becomes a config (``<leaf>/<split>/*.parquet``, declared in the card's YAML
         header so ``load_dataset(repo_id, "<leaf>")`` works); ``pipeline.yaml`` holds the
         pipeline definition with its secrets masked. ``token`` defaults to the logged-in one
-        (``HF_TOKEN``); ``endpoint`` to ``HF_ENDPOINT``.
+        (``HF_TOKEN``); ``endpoint`` to ``HF_ENDPOINT``. A failure (offline, unreachable,
+        no token...) raises one :class:`~alambic.errors.HubError` naming the repo, the cause
+        and the fix, with the library's exception as its ``__cause__``.
         """
+        from alambic.hub_errors import hub_errors
+
         hub = require("huggingface_hub", feature="Distiset.push_to_hub", extra="hf")
         distiset = self if include_metadata else self.without_metadata()
-        api = hub.HfApi(endpoint=endpoint, token=token)
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        with hub_errors(repo_id, endpoint=endpoint, token=token):
+            api = hub.HfApi(endpoint=endpoint, token=token)
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            return self._upload(
+                api,
+                distiset,
+                repo_id,
+                generate_card,
+                commit_message=commit_message,
+                revision=revision,
+            )
+
+    def _upload(
+        self,
+        api: Any,
+        distiset: Distiset,
+        repo_id: str,
+        generate_card: bool,
+        *,
+        commit_message: str | None,
+        revision: str | None,
+    ) -> str:
         with tempfile.TemporaryDirectory(prefix="alambic-push-") as tmp:
             folder = Path(tmp)
             for leaf in distiset:

@@ -19,7 +19,8 @@ so code written against the builtins keeps working::
     ├── LLMRequestError (RuntimeError)       a request failed for good (after retries)
     ├── LLMConfigurationError (RuntimeError) no request of an LLM can succeed: the step stops
     ├── StructuredOutputError (ValueError)   a reply never validated against its schema
-    └── StoreError (RuntimeError)            the run store is corrupt, locked or incompatible
+    ├── StoreError (RuntimeError)            the run store is corrupt, locked or incompatible
+    └── HubError (RuntimeError)              a push to the Hugging Face Hub failed
 """
 
 from __future__ import annotations
@@ -125,6 +126,11 @@ class MissingAPIKeyError(AlambicUserError):
 
 class ModelNotAvailableError(AlambicError, OSError):
     """A model is neither a local folder nor downloadable from the hub."""
+
+
+class HubError(AlambicError, RuntimeError):
+    """A push to the Hugging Face Hub failed: the message names the repo, the cause and the
+    fix; the library's own exception is chained as ``__cause__``."""
 
 
 class ErrorKind(str, Enum):

@@ -71,6 +71,7 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
         "started",
         "rows this run",
         "failed rows",
+        "cost",  # issue 14's last column
     ]
     first, second = (line.split("\t") for line in lines[1:3])
     assert first[0] == second[0] == "cli-demo"
@@ -79,6 +80,7 @@ def test_runs_list_show_rm(alambic: Run, workdir: Path) -> None:
     assert second[3] == "finished with 1 failed"
     assert first[5] == "load_data_from_dicts_0=6, gen=6"
     assert (first[6], second[6]) == ("0", "1")
+    assert (first[7], second[7]) == ("$0", "$0")  # FakeLLM runs in the process: free
     ref = f"{second[1]}/{second[2]}"
     shown = alambic("runs", "show", ref).stdout
     assert f"run:         1  (ref {ref})" in shown

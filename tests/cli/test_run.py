@@ -163,3 +163,26 @@ def test_push_to_the_local_hub_server(alambic: Run) -> None:
         )
         assert "pushed to me/data" in proc.stderr
         assert any(name.endswith(".parquet") for name in hub.list_files("me/data"))
+
+
+def test_an_unreachable_provider_is_one_error_without_tracebacks(
+    alambic: Run, workdir: Path
+) -> None:
+    from alambic.testing.processes import free_port
+
+    (workdir / "api.py").write_text(
+        "from alambic.llms import OpenAILLM\n"
+        "from alambic.pipeline import Pipeline\n"
+        "from alambic.steps import LoadDataFromDicts\n"
+        "from alambic.steps.tasks import TextGeneration\n"
+        "with Pipeline(name='api') as pipeline:\n"
+        "    load = LoadDataFromDicts(data=[{'instruction': f'q{i}'} for i in range(12)])\n"
+        f"    llm = OpenAILLM(model='m', base_url='http://127.0.0.1:{free_port()}/v1')\n"
+        "    load >> TextGeneration(name='gen', llm=llm, input_batch_size=4)\n"
+    )
+    proc = alambic("run", "api.py", check=1)
+    assert "Traceback" not in proc.stderr
+    assert "never retrieved" not in proc.stderr  # the other batches' copies of the error
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert "nothing accepts connections at http://127.0.0.1:" in error
+    assert "fix base_url=" in error

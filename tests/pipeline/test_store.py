@@ -358,3 +358,31 @@ def test_real_client_sends_each_request_once_and_no_secret_reaches_the_files(
     assert any(p.name == "store.sqlite" for p in files)
     for path in files:
         assert secret.encode() not in path.read_bytes(), path
+
+
+def test_request_cache_keeps_latency_and_retries_and_upgrades_an_older_file(
+    tmp_path: Path,
+) -> None:
+    from alambic.pipeline.store.request_cache import (
+        REQUEST_CACHE_APPLICATION_ID,
+        REQUEST_CACHE_VERSION,
+    )
+
+    path = tmp_path / "requests.sqlite"
+    old = sqlite3.connect(path)  # a file written before latency and retries were kept
+    old.execute(
+        "CREATE TABLE requests (key TEXT PRIMARY KEY, text TEXT, input_tokens INTEGER, "
+        "output_tokens INTEGER, created_at REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO requests VALUES ('old', 'earlier', 1, 2, 0.0)")
+    old.execute(f"PRAGMA application_id={REQUEST_CACHE_APPLICATION_ID}")
+    old.execute(f"PRAGMA user_version={REQUEST_CACHE_VERSION}")
+    old.commit()
+    old.close()
+    timed: CachedGeneration = {**gen("timed"), "latency_s": 0.125, "retries": 2}
+    with RequestCacheStore.open(path) as cache:
+        assert cache.get_many(["old"]) == [gen("earlier")]
+        cache.put_many([("timed", timed), ("plain", gen("plain"))])
+        assert cache.get_many(["timed", "plain"]) == [timed, gen("plain")]  # pending
+    with RequestCacheStore.open(path) as cache:
+        assert cache.get_many(["timed", "plain", "old"]) == [timed, gen("plain"), gen("earlier")]

@@ -131,9 +131,8 @@ def run_command(
         saved = distiset.save_to_disk(output)
         print(f"dataset saved to {saved}/ (look at it with: alambic view {saved})", file=sys.stderr)
     if push_to_hub is not None:
-        from alambic.cli._hub import push
-
-        url = push(distiset, push_to_hub, private=private)
+        # a failure is one HubError with the repo, the cause and the fix (alambic.hub_errors)
+        url = distiset.push_to_hub(push_to_hub, private=private)
         print(f"pushed to {push_to_hub}: {url}", file=sys.stderr)
     rows = {name: sum(len(split) for split in dd.values()) for name, dd in distiset.items()}
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,7 +22,25 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-HEADERS = ("pipeline", "definition", "run", "status", "started", "rows this run", "failed rows")
+HEADERS = (
+    "pipeline",
+    "definition",
+    "run",
+    "status",
+    "started",
+    "rows this run",
+    "failed rows",
+    "cost",
+)
+
+
+def _cost(info: RunInfo) -> str:
+    """What the run's requests cost: ``unknown`` when a price is, ``-`` when not recorded."""
+    from alambic.budget import format_usd
+
+    if info.spend is None:
+        return "-"
+    return format_usd(info.cost_usd)
 
 
 def _row(info: RunInfo) -> tuple[str, ...]:
@@ -29,7 +48,16 @@ def _row(info: RunInfo) -> tuple[str, ...]:
     started = info.started_at.strftime("%Y-%m-%d %H:%M:%S") if info.started_at else "-"
     failed = "-" if info.failed_rows is None else str(info.failed_rows)
     status = info.status if info.error is None else f"{info.status}: {info.error}"
-    return (info.pipeline_name, info.definition_id, str(info.run_id), status, started, rows, failed)
+    return (
+        info.pipeline_name,
+        info.definition_id,
+        str(info.run_id),
+        status,
+        started,
+        rows,
+        failed,
+        _cost(info),
+    )
 
 
 @app.command("list", help="Every stored run: a table with a header, oldest first per pipeline.")
@@ -110,8 +138,41 @@ def show_command(
     for step in info.steps:
         mark = "yes" if step.finished else "no"
         print(f"  {step.name}\t{step.rows_this_run}\t{step.rows}\t{mark}")
+    _print_spend(info)
     print(f"\nlook at the rows: alambic view {info.ref}; pipeline YAML: --yaml")
     return 0
+
+
+def _print_spend(info: RunInfo) -> None:
+    """Requests, tokens and cost per step and per model (``-``: the run recorded none)."""
+    print(f"cost:        {_cost(info)}" + ("" if info.spend is not None else " (not recorded)"))
+    if not info.spend:
+        return
+    print("spend:       step, model, requests, tokens in / out / cached, cost, price")
+    models: dict[str, list[dict[str, Any]]] = {}
+    for entry in info.spend:
+        models.setdefault(str(entry.get("model")), []).append(entry)
+        print(f"  {entry.get('step')}\t{entry.get('model')}\t" + _usage(entry))
+    print("per model:   model, requests, tokens in / out / cached, cost")
+    for model, entries in models.items():
+        total: dict[str, Any] = {
+            key: sum(int(e.get(key) or 0) for e in entries)
+            for key in ("requests", "input_tokens", "output_tokens", "cached_tokens")
+        }
+        usds = [e.get("usd") for e in entries]
+        total["usd"] = None if None in usds else sum(Decimal(str(u)) for u in usds)
+        print(f"  {model}\t" + _usage(total, price=False))
+
+
+def _usage(entry: dict[str, Any], *, price: bool = True) -> str:
+    from alambic.budget import format_usd
+
+    text = (
+        f"{entry.get('requests', 0)}\t{entry.get('input_tokens', 0)} / "
+        f"{entry.get('output_tokens', 0)} / {entry.get('cached_tokens', 0)}\t"
+        f"{format_usd(entry.get('usd'))}"
+    )
+    return text + (f"\t{entry['price']}" if price and entry.get("price") else "")
 
 
 @app.command(

@@ -40,6 +40,7 @@ from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError
 from alambic.llms.cache import (
     CachedGeneration,
     RequestCache,
+    answered,
     canonical_json,
     request_base_key,
     request_key,
@@ -441,6 +442,8 @@ class AsyncLLM(LLM):
         reasonings: list[str | None] = [None] * num_generations
         todo = list(range(num_generations))
         base = ""
+        latency: float | None = None  # of the (slowest) request answering this input
+        retries = 0  # failed attempts before the answers
         if cache is not None:
             base = self._base_key(input, kwargs, raw)
             keys = [request_key(base, j) for j in todo]
@@ -454,18 +457,27 @@ class AsyncLLM(LLM):
                         hit["input_tokens"],
                         hit["output_tokens"],
                     )
+                    if "latency_s" in hit:  # of the request that answered it, when first made
+                        latency = max(latency or 0.0, hit["latency_s"])
+                        retries = max(retries, hit.get("retries", 0))
             todo = [j for j, hit in enumerate(found) if hit is None]
         while todo:
             if len(todo) == 1:
                 out = await self._one(input, 1, kwargs, raw)
                 fill_slots(todo, out, texts, in_tok, out_tok, errors, reasonings)
+                latency = out.get("latency_s", latency)
+                retries += out.get("retries", 0)
                 break
             if self._n_ignored or not self.supports_n:
                 outs = await asyncio.gather(*(self._one(input, 1, kwargs, raw) for _ in todo))
                 for slot, out in zip(todo, outs, strict=True):
                     fill_slots([slot], out, texts, in_tok, out_tok, errors, reasonings)
+                    latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
+                    retries += out.get("retries", 0)
                 break
             out = await self._one(input, len(todo), kwargs, raw)
+            latency = max(latency or 0.0, out.get("latency_s", 0.0)) or None
+            retries += out.get("retries", 0)
             got = min(len(out["generations"]), len(todo))
             fill_slots(todo[:got], out, texts, in_tok, out_tok, errors, reasonings)
             if got == len(todo):
@@ -481,14 +493,7 @@ class AsyncLLM(LLM):
             )
             todo = todo[got:]
         if cache is not None:
-            items: list[tuple[str, CachedGeneration]] = [
-                (
-                    request_key(base, j),
-                    {"text": texts[j], "input_tokens": in_tok[j], "output_tokens": out_tok[j]},
-                )
-                for j in range(num_generations)
-                if errors[j] is None and texts[j] is not None
-            ]
+            items = answered(base, texts, in_tok, out_tok, errors, latency, retries)
             if items:
                 cache.put_many(items)
         result: GenerateOutput = {
@@ -499,6 +504,10 @@ class AsyncLLM(LLM):
             result["errors"] = errors
         if any(r is not None for r in reasonings):
             result["reasonings"] = reasonings
+        if latency is not None:
+            result["latency_s"] = latency
+        if retries:
+            result["retries"] = retries
         return result
 
     async def _one(
@@ -534,13 +543,17 @@ class AsyncLLM(LLM):
                 ticket=ticket,
             )
         except LLMRequestError as exc:
-            return failed_output(n, exc)
+            failed = failed_output(n, exc)
+            if exc.attempts > 1 and scheduler.limits.record_request_info:
+                failed["retries"] = exc.attempts - 1
+            return failed
         stats = out["statistics"]
         if ticket is not None:
             outputs = stats["output_tokens"]
             ticket.settle(
                 (stats["input_tokens"] or [None])[0],
                 None if any(o is None for o in outputs) else sum(o or 0 for o in outputs),
+                (stats.get("cached_tokens") or [None])[0],
             )
         for i, o in zip(stats["input_tokens"], stats["output_tokens"], strict=False):
             scheduler.record_tokens(i, o, estimated // n)

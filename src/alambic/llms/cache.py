@@ -12,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
+
+from typing_extensions import NotRequired, TypedDict
 
 
 class CachedGeneration(TypedDict):
-    """One answered generation, as stored."""
+    """One answered generation, as stored (``latency_s`` and ``retries``: of the request that
+    answered it, where recorded, so a row rebuilt from the cache is the row first made)."""
 
     text: str | None
     input_tokens: int | None
     output_tokens: int | None
+    latency_s: NotRequired[float]
+    retries: NotRequired[int]
 
 
 class RequestCache(Protocol):
@@ -92,10 +97,38 @@ def request_key(base_key: str, index: int) -> str:
     return f"{base_key}:{index}"
 
 
+def answered(
+    base_key: str,
+    texts: list[str | None],
+    input_tokens: list[int | None],
+    output_tokens: list[int | None],
+    errors: list[Any],
+    latency_s: float | None = None,
+    retries: int = 0,
+) -> list[tuple[str, CachedGeneration]]:
+    """The cache entries of a request's answered generations (failed ones are not kept),
+    with the request's latency and retries, so a row rebuilt from them is the row first made."""
+    items: list[tuple[str, CachedGeneration]] = [
+        (
+            request_key(base_key, j),
+            {"text": text, "input_tokens": input_tokens[j], "output_tokens": output_tokens[j]},
+        )
+        for j, text in enumerate(texts)
+        if errors[j] is None and text is not None
+    ]
+    if latency_s is not None:
+        for _, item in items:
+            item["latency_s"] = latency_s
+            if retries:
+                item["retries"] = retries
+    return items
+
+
 __all__ = [
     "CachedGeneration",
     "InMemoryRequestCache",
     "RequestCache",
+    "answered",
     "request_base_key",
     "request_key",
 ]

@@ -342,6 +342,9 @@ def parse_chat_completion(body: bytes, num_generations: int) -> GenerateOutput:
         "generations": texts[: max(num_generations, 1)],
         "statistics": {"input_tokens": [prompt] * n, "output_tokens": per_output},
     }
+    details = usage.get("prompt_tokens_details")
+    if details and details.get("cached_tokens"):  # part of the prompt billed at the cache rate
+        out["statistics"]["cached_tokens"] = [details["cached_tokens"]] * n
     reasonings = [reasoning_of(c.get("message")) for c in choices]
     return with_reasonings(out, reasonings[: max(num_generations, 1)])
 

@@ -52,8 +52,8 @@ _TABLE_PROVIDERS: Final[dict[str, str]] = {
     "CohereLLM": "cohere",
     "VertexAILLM": "google",
 }
-# Engines in this process: no per-token price.
-_LOCAL_ENGINES: Final = frozenset({"TransformersLLM", "vLLM", "LlamaCppLLM"})
+# Engines in this process (and the fake one of tests and demos): no per-token price.
+_LOCAL_ENGINES: Final = frozenset({"TransformersLLM", "vLLM", "LlamaCppLLM", "FakeLLM"})
 
 _registered: dict[tuple[str, str | None], tuple[Decimal, Decimal, Decimal | None]] = {}
 _registered_lock = threading.Lock()

@@ -27,6 +27,7 @@ from alambic.errors import (
 )
 from alambic.llms.base import AsyncLLM
 from alambic.llms.classify import InvalidResponseError, classify_sdk_error, status_and_headers
+from alambic.llms.scheduler import SchedulerLimits
 from alambic.llms.typing import GenerateOutput
 from alambic.redaction import register_secret
 from alambic.utils.imports import require
@@ -128,6 +129,11 @@ class ProviderLLM(AsyncLLM):
             f"{type(self).__name__}(model={self.model!r}) has no API key: {where} "
             f"(server: {self.resolved_base_url() or 'the default endpoint'})."
         )
+
+    def _scheduler_limits(self) -> SchedulerLimits:
+        limits = super()._scheduler_limits()
+        limits.record_request_info = True  # rows keep latency_<step>, retries_<step>
+        return limits
 
     def owner(self) -> str:
         """How errors name this LLM: ``OpenAILLM(model='gpt-4o')``."""

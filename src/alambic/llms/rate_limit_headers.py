@@ -61,7 +61,20 @@ def _int(value: Any) -> int | None:
 def read_rate_limit_headers(headers: Mapping[str, str] | Any) -> RateLimitHeaders | None:
     """Rate-limit headers in OpenAI (``x-ratelimit-*``) or Anthropic
     (``anthropic-ratelimit-*``) style; ``None`` when the reply carries none."""
-    get = headers.get
+    get: Any
+    raw = getattr(headers, "raw", None)
+    if isinstance(raw, list):  # the HTTP library's headers: one pass over the names instead
+        # of a scan of every header per name asked (this runs for every reply)
+        found = {
+            name.lower().decode("latin-1"): value.decode("latin-1")
+            for name, value in raw
+            if b"ratelimit" in name.lower()
+        }
+        if not found:
+            return None
+        get = found.get
+    else:
+        get = headers.get
     limit = get("x-ratelimit-limit-requests")
     if limit is not None or get("x-ratelimit-limit-tokens") is not None:
         return RateLimitHeaders(

@@ -48,7 +48,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from alambic.errors import ErrorKind, LLMConfigurationError, LLMRequestError, StoreError
 from alambic.llms.classify import never_connected
@@ -140,6 +140,10 @@ class SchedulerLimits:
     learn_from_headers: bool = True
     probe_first: bool = True
     """Send the first request alone (off for batch jobs, where it would be a job of one)."""
+    record_request_info: bool = False
+    """Put the seconds the successful attempt took in its result's ``latency_s``, and the
+    failed attempts before it (if any) in ``retries`` (API clients, whose results are
+    ``GenerateOutput`` dicts: the rows keep them for the viewer)."""
 
 
 def estimate_tokens(messages: Any, max_tokens: Any = None) -> int:
@@ -323,6 +327,11 @@ class RequestScheduler:
                     if ticket is not None:
                         ticket.release(sent=True)
                 else:
+                    if limits.record_request_info:  # latency: without queueing or retries
+                        info = cast("dict[str, Any]", result)
+                        info["latency_s"] = time.monotonic() - started
+                        if tries > 1:
+                            info["retries"] = tries - 1
                     self._succeeded = True
                     self._refused_in_a_row = 0
                     if limits.adaptive_concurrency:

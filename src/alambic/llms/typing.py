@@ -24,6 +24,9 @@ class TokenStatistics(TypedDict):
 
     input_tokens: list[int | None]
     output_tokens: list[int | None]
+    cached_tokens: NotRequired[list[int | None]]
+    """Of the input tokens, those the provider served from its prompt cache (billed lower);
+    present only when the provider reported some."""
 
 
 class GenerationError(TypedDict):
@@ -48,6 +51,10 @@ class GenerateOutput(TypedDict):
     errors: NotRequired[list[GenerationError | None]]
     reasonings: NotRequired[list[str | None]]
     """The reasoning (thinking) the backend returned apart from each generation, if any."""
+    latency_s: NotRequired[float]
+    """Seconds from sending the request to its reply (API clients; not for cached answers)."""
+    retries: NotRequired[int]
+    """Failed attempts before the reply (API clients; only when there were some)."""
 
 
 StructuredOutputSpec = dict[str, Any]

@@ -1,7 +1,9 @@
 """Progress of a run: a live table on a terminal, plain lines elsewhere, and a summary.
 
 Per step: rows received and produced, rows/s, failures; per API LLM: requests in flight,
-retries, rate-limited answers and tokens (from its request scheduler's counters).
+retries, rate-limited answers (from its request scheduler's counters); per step and per
+model: tokens in / out / cached and what they cost (from the run's budget, which counts every
+request's usage; ``unknown`` where a price is, never 0).
 
 Piped (stderr is not a terminal: a file, a CI log): one plain line every
 ``ALAMBIC_PROGRESS_INTERVAL`` seconds (default 5) on stderr, and the run summary at the end,
@@ -15,9 +17,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alambic import settings
+from alambic.budget import Spend, format_usd
+
+if TYPE_CHECKING:
+    from alambic.budget import RunBudget
 
 logger = logging.getLogger("alambic")
 
@@ -63,9 +69,15 @@ class ProgressReporter:
     """Shows progress while a run goes; call ``start``/``stop`` around it."""
 
     def __init__(
-        self, pipeline_name: str, *, show: bool | None = None, interval: float = 0.25
+        self,
+        pipeline_name: str,
+        *,
+        show: bool | None = None,
+        interval: float = 0.25,
+        budget: RunBudget | None = None,
     ) -> None:
         self.pipeline_name = pipeline_name
+        self.budget = budget
         self.steps: list[StepProgress] = []
         self.interactive = sys.stderr.isatty() if show is None else show
         self.quiet = show is False
@@ -139,11 +151,34 @@ class ProgressReporter:
                     f"{llm.get('rate_limited', 0)} rate-limited, tokens "
                     f"{llm.get('input_tokens', 0)} in / {llm.get('output_tokens', 0)} out"
                 )
+            spend = s.get("spend")
+            if spend:
+                text += f"; {_tokens(spend)} tokens in/out/cached, cost {format_usd(spend['usd'])}"
             lines.append(text)
+        models = data.get("spend_by_model") or {}
+        for model, spend in models.items():
+            lines.append(
+                f"  model {model}: {spend['requests']} requests, {_tokens(spend)} tokens "
+                f"in/out/cached, cost {format_usd(spend['usd'])}"
+            )
+        if models:
+            lines.append(f"  total cost: {format_usd(data['cost_usd'])}")
         return "\n".join(lines)
+
+    def spending(self) -> tuple[dict[str, Spend], dict[str, Spend]]:
+        """What each step and each model spent so far, priced (``usd`` None: unknown)."""
+        by_step: dict[str, Spend] = {}
+        by_model: dict[str, Spend] = {}
+        if self.budget is None:
+            return by_step, by_model
+        for step, model, spend in self.budget.live():
+            by_step.setdefault(step, Spend()).add(spend)
+            by_model.setdefault(model, Spend()).add(spend)
+        return by_step, by_model
 
     def _line(self) -> str:
         now = time.monotonic()
+        by_step, by_model = self.spending()
         parts = []
         for s in self.steps:
             text = f"{s.name}: {s.rows_out} rows ({s.rate(now):.0f}/s)"
@@ -152,7 +187,15 @@ class ProgressReporter:
             counters = s.llm_counters()
             if counters:
                 text += f", {counters['in_flight']} in flight, {counters['retries']} retries"
+            spend = by_step.get(s.name)
+            if spend is not None:
+                text += f", tokens {_tokens(spend.to_dict())}, {format_usd(spend.usd)}"
             parts.append(text)
+        for model, spend in by_model.items():
+            parts.append(
+                f"model {model}: {spend.requests} requests, tokens {_tokens(spend.to_dict())}, "
+                f"{format_usd(spend.usd)}"
+            )
         elapsed = now - self.started
         return f"[{self.pipeline_name}] {elapsed:.0f}s " + " | ".join(parts)
 
@@ -171,11 +214,14 @@ class ProgressReporter:
             "retries",
             "429s",
             "failed",
-            "tokens in/out",
+            "tokens in/out/cached",
+            "cost",
         ):
             table.add_column(column, justify="right" if column != "step" else "left")
+        by_step, by_model = self.spending()
         for s in self.steps:
             c = s.llm_counters()
+            spend = by_step.get(s.name)
             table.add_row(
                 s.name + (" ✓" if s.finished else ""),
                 str(s.rows_in),
@@ -186,13 +232,25 @@ class ProgressReporter:
                 str(c.get("retries", "")),
                 str(c.get("rate_limited", "")),
                 str(s.failed),
-                f"{c.get('input_tokens', '')}/{c.get('output_tokens', '')}" if c else "",
+                _tokens(spend.to_dict()) if spend is not None else "",
+                format_usd(spend.usd) if spend is not None else "",
+            )
+        for model, spend in by_model.items():  # per model, under the steps
+            table.add_row(
+                f"model {model}",
+                *[""] * 4,
+                str(spend.requests),
+                *[""] * 3,
+                _tokens(spend.to_dict()),
+                format_usd(spend.usd),
+                style="dim",
             )
         return table
 
     def summary(self) -> dict[str, Any]:
         now = time.monotonic()
-        return {
+        by_step, by_model = self.spending()
+        summary: dict[str, Any] = {
             "pipeline": self.pipeline_name,
             "elapsed_s": round(now - self.started, 3),
             "steps": {
@@ -202,10 +260,26 @@ class ProgressReporter:
                     "rows_per_s": round(s.rate(now), 1),
                     "failed_rows": s.failed,
                     **({"llm": s.llm_counters()} if s.llm is not None else {}),
+                    **({"spend": by_step[s.name].to_dict()} if s.name in by_step else {}),
                 }
                 for s in self.steps
             },
         }
+        if by_model:
+            total = Spend()
+            for spend in by_model.values():
+                total.add(spend)
+            summary["spend_by_model"] = {m: s.to_dict() for m, s in by_model.items()}
+            summary["cost_usd"] = total.to_dict()["usd"]
+        return summary
+
+
+def _tokens(spend: dict[str, Any]) -> str:
+    """``120/40/0``: input, output and cached input tokens."""
+    return (
+        f"{spend.get('input_tokens', 0)}/{spend.get('output_tokens', 0)}/"
+        f"{spend.get('cached_tokens', 0)}"
+    )
 
 
 def _in_flight(counters: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,24 @@ class RunInfo:
     failed_rows: int | None = None
     """Rows of the leaf steps that this run committed with an error recorded (``None``: the
     store could not say)."""
+    spend: tuple[dict[str, Any], ...] | None = None
+    """What each (step, model) spent in this run: ``step``, ``model``, ``requests``,
+    ``input_tokens``, ``output_tokens``, ``cached_tokens`` (when some), ``usd`` (``None``:
+    the price is unknown) and ``price`` (its source). ``None``: not recorded (the run is
+    still going, was killed, or was made by an older alambic)."""
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What this run's requests cost in USD: ``None`` when not recorded or when a price
+        is unknown (see :attr:`cost_known`), never a made-up 0."""
+        if not self.cost_known:
+            return None
+        return float(sum(Decimal(str(entry["usd"])) for entry in self.spend or ()))
+
+    @property
+    def cost_known(self) -> bool:
+        """Whether the run recorded its spending with every price known."""
+        return self.spend is not None and all(e.get("usd") is not None for e in self.spend)
 
     @property
     def rows_per_step(self) -> dict[str, int]:
@@ -235,6 +254,7 @@ def _read_runs(
                 steps=tuple(steps),
                 path=folder,
                 failed_rows=failed.get(rid),
+                spend=_stored_spend(meta, rid),
             )
         )
     definitions: dict[str, Any] = {}
@@ -248,6 +268,18 @@ def _stored_count(meta: dict[str, Any], run_id: int) -> int | None:
     """The failed-row count the run recorded when it finished (``None`` for older runs)."""
     value = meta.get(f"failed_rows:{run_id}")
     return None if value is None else int(value)
+
+
+def _stored_spend(meta: dict[str, Any], run_id: int) -> tuple[dict[str, Any], ...] | None:
+    """What the run recorded it spent when it ended (``None``: nothing recorded)."""
+    value = meta.get(f"spend:{run_id}")
+    if value is None:
+        return None
+    try:
+        entries = json.loads(value)
+    except ValueError:
+        return None
+    return tuple(e for e in entries if isinstance(e, dict)) if isinstance(entries, list) else None
 
 
 def _with_failures(status: str, failed: int | None) -> str:

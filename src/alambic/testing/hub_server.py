@@ -63,7 +63,10 @@ class HubTestServer:
     answered 404 for lack of an endpoint, to see what a client needed.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+        #: When set, writes (POST) need ``Authorization: Bearer <token>`` and answer 401
+        #: otherwise, as the Hub does for a missing or wrong token.
+        self.token = token
         self._tmp = Path(tempfile.mkdtemp(prefix="alambic-hub-"))
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._lock = threading.Lock()
@@ -224,6 +227,11 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.hub.requests.append((self.command, self.path))
+        token = self.hub.token
+        if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+            self._body()
+            self._error(401, "Invalid credentials in Authorization header", "Unauthorized")
+            return
         segments, _ = self._split()
         body = self._body()
         if segments == ["api", "repos", "create"]:

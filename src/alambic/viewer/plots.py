@@ -10,6 +10,8 @@ from alambic.viewer.queries import METADATA
 from alambic.viewer.sources import Source
 
 MAX_SCORE_COLUMNS = 6
+LATENCY = "latency s"
+"""Title of the per-request latency histograms (``alambic_metadata['latency_<task>']``)."""
 
 
 def _numbers(value: Any) -> list[float]:
@@ -40,8 +42,8 @@ def collect(source: Source, step: str) -> dict[str, list[float]]:
                         nums = _numbers(v)
                         if nums:
                             series.setdefault(f"{stat} ({key[11:]})", []).extend(nums)
-                elif "latency" in key:
-                    series.setdefault(f"latency s ({key})", []).extend(_numbers(value))
+                elif key.startswith("latency_"):  # seconds each request of a task took
+                    series.setdefault(f"{LATENCY} ({key[8:]})", []).extend(_numbers(value))
     columns = [k for k in series if k.startswith("column ")][:MAX_SCORE_COLUMNS]
     others = [k for k in series if not k.startswith("column ")]
     return {k: series[k] for k in columns + others if series[k]}
@@ -66,6 +68,9 @@ def histogram(title: str, values: Iterable[float]) -> str:
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
     ax.hist(data, bins=min(30, max(5, len(set(data)))), color="#4c72b0")
     ax.set_title(f"{title} (n={len(data)})", fontsize=9)
+    if title.startswith(LATENCY):
+        ax.set_xlabel("seconds from sending a request to its reply", fontsize=8)
+        ax.set_ylabel("requests", fontsize=8)
     ax.tick_params(labelsize=8)
     return _svg(fig)
 

@@ -41,6 +41,7 @@ class RunBookkeeping:
         self.forced: dict[str, bool] = {}
         self.retrying = False
         self.failed_rows = 0  # rows with an error among those written to the leaves
+        self.spend: list[dict[str, Any]] | None = None  # per (step, model), kept by the store
 
     def open(
         self,
@@ -181,7 +182,9 @@ class RunBookkeeping:
         failed: int | None = None
         if status == "finished":
             failed = self.store.failed_rows() if replayed else self.failed_rows
-        self.store.finish_run(status, failed_rows=failed)
+        if replayed:
+            self.spend = []  # nothing was sent
+        self.store.finish_run(status, failed_rows=failed, spend=self.spend)
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from alambic.budget import current_budget
 from alambic.pipeline.executor.base import Executor, prepare_run, retry_kinds
 from alambic.pipeline.executor.bookkeeping import RunBookkeeping
 from alambic.pipeline.executor.graph import Node, build_nodes, connect_queues
@@ -127,7 +128,7 @@ class LocalRun(Workers):
                 logger.info(
                     "Pipeline %r already finished: returning its stored result.", pipeline.name
                 )
-                book.finish_run("finished", replayed=True)
+                book.finish_run("finished", replayed=True)  # nothing spent
                 return book.distiset()
             if any(node.step.exclusive_engine for node in self.nodes.values()):
                 self.warm_up.start_now()
@@ -140,7 +141,7 @@ class LocalRun(Workers):
                     asyncio.run(self.arun())
             finally:
                 budget.deactivate(token)
-                report_budget(pipeline, budget)
+                book.spend = report_budget(pipeline, budget)
                 self.unload_steps()
                 self.warm_up.join()
             book.finish_run("interrupted" if self.interrupts.count else "finished")
@@ -197,7 +198,9 @@ class LocalRun(Workers):
         loop = asyncio.get_running_loop()
         connect_queues(self.nodes)
         self.interrupts.install(loop)
-        reporter = ProgressReporter(self.pipeline.name, show=self.show_progress)
+        reporter = ProgressReporter(
+            self.pipeline.name, show=self.show_progress, budget=current_budget()
+        )
         for node in self.nodes.values():
             node.progress = reporter.add_step(
                 node.name, node.step.progress_source(), list(node.replicas or [node.step])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alambic.pipeline.executor.batching import batch_size, units
 from alambic.pipeline.executor.graph import Node
@@ -156,18 +156,18 @@ async def run_ordered(
             producer.cancel()
         elif not producer.cancelled():
             producer.exception()  # already re-raised by the consumer: mark it retrieved
-        while not order.empty():  # the run stops: units still computing settle on their own
-            item = order.get_nowait()
+        while not order.empty():  # units still queued when the consumer raised: their
+            item = order.get_nowait()  # error is the one already raised (or moot)
             if item is not None and isinstance(item[1], asyncio.Future):
-                item[1].add_done_callback(_settled)
+                item[1].add_done_callback(_retrieved)
         worker.max_buffered_rows[node.name] = peak
     await worker.close_outputs(node)
 
 
-def _settled(task: asyncio.Future[list[Row]]) -> None:
-    """Mark a unit's outcome retrieved: the error that stopped the run was raised already."""
-    if not task.cancelled():
-        task.exception()
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a unit's outcome as seen, so asyncio does not print it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 __all__ = ["Abandoned", "run_ordered"]

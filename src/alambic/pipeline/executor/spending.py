@@ -30,19 +30,21 @@ def open_budget(limit: Any, store: RunStore | None, *, use_cache: bool) -> RunBu
     return RunBudget(Budget.of(limit), journal)
 
 
-def report_budget(pipeline: Pipeline, budget: RunBudget) -> None:
+def report_budget(pipeline: Pipeline, budget: RunBudget) -> list[dict[str, Any]]:
     """Put the spending in ``pipeline.last_summary`` (``spend``, and ``budget`` with a cap)
-    and say, when the cap stopped the run, what was spent and what remains."""
+    and say, when the cap stopped the run, what was spent and what remains. Returns what
+    each (step, model) spent in this run, for the run store (``alambic runs``)."""
     budget.flush()
     if not budget.accounts:
-        return
+        return []
     report = budget.report()
+    accounts: list[dict[str, Any]] = report["accounts"]
     if pipeline.last_summary is not None:
         pipeline.last_summary["spend"] = report["by_step"]
         if budget.capped:
             pipeline.last_summary["budget"] = report
     if not budget.capped:
-        return
+        return accounts
     spent, remaining = report["total"], report["remaining"]
     if budget.exhausted is not None:
         logger.warning(
@@ -55,6 +57,7 @@ def report_budget(pipeline: Pipeline, budget: RunBudget) -> None:
         )
     else:
         logger.info("Budget %s: spent %s; remaining %s.", budget.limit.describe(), spent, remaining)
+    return accounts
 
 
 __all__ = ["open_budget", "report_budget"]

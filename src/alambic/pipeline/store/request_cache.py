@@ -2,8 +2,9 @@
 
 The file (by default ``<cache_dir>/requests.sqlite``) maps a request key (see
 :mod:`alambic.llms.cache`: a hash of backend identity without secrets, model, messages,
-schema, generation settings, plus the generation index) to the reply text and its token
-counts. Nothing else is stored: no API key, no headers, no URL with credentials.
+schema, generation settings, plus the generation index) to the reply text, its token
+counts, and the request's latency and retries (API clients). Nothing else is stored: no API
+key, no headers, no URL with credentials.
 
 Several processes may use one file at once (two different pipelines running side by side):
 SQLite serialises their writes. Each process holds a shared ``flock`` on ``<file>.lock`` while
@@ -30,6 +31,7 @@ from alambic.pipeline.store._sqlite import (
     connect,
     ensure_schema,
     now,
+    translate_error,
 )
 from alambic.pipeline.store.reserve import DiskReserve
 
@@ -43,11 +45,39 @@ _SCHEMA = (
         text TEXT,
         input_tokens INTEGER,
         output_tokens INTEGER,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        latency_s REAL,
+        retries INTEGER
     )""",
 )
+# added to format 1 without a new version: older alambic names its columns, so it still
+# reads and writes a file that has them
+_ADDED_COLUMNS = (("latency_s", "REAL"), ("retries", "INTEGER"))
+_Params = tuple[str, str | None, int | None, int | None, float, float | None, int | None]
 
 _CHUNK = 500  # keys per SELECT (SQLite's default limit is 32,766 variables)
+
+
+def _add_columns(conn: sqlite3.Connection, file: StoreFile) -> None:
+    """Give a file written before latency and retries were kept their columns."""
+    try:
+        if {row[1] for row in conn.execute("PRAGMA table_info(requests)")} >= {
+            name for name, _ in _ADDED_COLUMNS
+        }:
+            return
+        conn.execute("BEGIN IMMEDIATE")  # another process may be adding them too
+        try:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise translate_error(exc, file) from exc
 
 
 def request_cache_path(cache_dir: Path, run_dir: Path | None = None) -> Path:
@@ -86,7 +116,7 @@ class RequestCacheStore(StoreHandle):
         self._reader = reader
         self._conns = conns
         self._closed = False
-        self._buffer: list[tuple[str, str | None, int | None, int | None, float]] = []
+        self._buffer: list[_Params] = []
         self._pending: dict[str, CachedGeneration] = {}
         self._buffer_lock = threading.Lock()
         self._scheduled = False
@@ -130,6 +160,7 @@ class RequestCacheStore(StoreHandle):
                 version=REQUEST_CACHE_VERSION,
                 schema=_SCHEMA,
             )
+            _add_columns(writer_conn, file)
             reader_conn = connect(file)
             conns.append(reader_conn)
         except BaseException:
@@ -159,16 +190,21 @@ class RequestCacheStore(StoreHandle):
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, text, input_tokens, output_tokens in self._reader.all(
-                "SELECT key, text, input_tokens, output_tokens FROM requests "
+            for key, text, input_tokens, output_tokens, latency, retries in self._reader.all(
+                "SELECT key, text, input_tokens, output_tokens, latency_s, retries FROM requests "
                 f"WHERE key IN ({marks})",
                 chunk,
             ):
-                found[key] = {
+                entry: CachedGeneration = {
                     "text": text,
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
                 }
+                if latency is not None:
+                    entry["latency_s"] = latency
+                if retries:
+                    entry["retries"] = retries
+                found[key] = entry
         result = [found.get(k) for k in keys]
         hits = sum(1 for r in result if r is not None)
         self.hits += hits
@@ -219,7 +255,16 @@ class RequestCacheStore(StoreHandle):
             raise StoreError(f"The request cache {self.path} is closed.")
         at = now()
         params = [
-            (key, gen["text"], gen["input_tokens"], gen["output_tokens"], at) for key, gen in items
+            (
+                key,
+                gen["text"],
+                gen["input_tokens"],
+                gen["output_tokens"],
+                at,
+                gen.get("latency_s"),
+                gen.get("retries"),
+            )
+            for key, gen in items
         ]
         with self._buffer_lock:
             for key, gen in items:
@@ -258,7 +303,7 @@ class RequestCacheStore(StoreHandle):
         committed, error = self._writer.try_now(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-                "created_at) VALUES (?, ?, ?, ?, ?)",
+                "created_at, latency_s, retries) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
         )

@@ -317,11 +317,18 @@ class RunStore(StoreHandle):
         self._run_steps = set()
         return self._run_id
 
-    def finish_run(self, status: str, *, failed_rows: int | None = None) -> None:
+    def finish_run(
+        self,
+        status: str,
+        *,
+        failed_rows: int | None = None,
+        spend: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Set the current run's final status and flush everything to the file.
 
         ``failed_rows``: rows of the run's output that carry an error (kept in the ``meta``
-        table as ``failed_rows:<run id>``; ``list_runs`` shows ``finished with N failed``)."""
+        table as ``failed_rows:<run id>``; ``list_runs`` shows ``finished with N failed``).
+        ``spend``: what each (step, model) spent in this run (``spend:<run id>``, JSON)."""
         if status not in RUN_STATUSES[1:]:
             raise ValueError(
                 f"Unknown run status {status!r}; use one of {', '.join(RUN_STATUSES[1:])}."
@@ -335,6 +342,11 @@ class RunStore(StoreHandle):
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, at, run_id)
             )
+            if spend is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    (f"spend:{run_id}", json.dumps(spend, default=str)),
+                )
             if failed_rows is not None:
                 conn.executemany(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",

@@ -34,9 +34,14 @@ CREATE TABLE IF NOT EXISTS spend (
     in_flight_input_tokens INTEGER NOT NULL,
     in_flight_output_tokens INTEGER NOT NULL,
     in_flight_usd TEXT,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (step, model)
 )
 """
+_COLUMNS = (
+    "step, model, requests, input_tokens, output_tokens, usd, in_flight_requests, "
+    "in_flight_input_tokens, in_flight_output_tokens, in_flight_usd, cached_tokens"
+)
 
 
 class SpendJournal:
@@ -54,13 +59,18 @@ class SpendJournal:
         self._earlier: dict[tuple[str, str], Spend] = {}
         try:
             self._conn.execute(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(spend)")}
+            if "cached_tokens" not in columns:  # a journal written before cached tokens counted
+                self._conn.execute(
+                    "ALTER TABLE spend ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0"
+                )
             if fresh:
                 self._conn.execute("DELETE FROM spend")
-            rows = self._conn.execute("SELECT * FROM spend").fetchall()
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM spend").fetchall()
         except sqlite3.Error as exc:
             raise translate_error(exc, self.file) from exc
         for row in rows:
-            spend = Spend(row[2], row[3], row[4], _dec(row[5]))
+            spend = Spend(row[2], row[3], row[4], _dec(row[5]), row[10])
             spend.add(Spend(row[6], row[7], row[8], _dec(row[9])))
             self._earlier[(row[0], row[1])] = spend
 
@@ -86,13 +96,16 @@ class SpendJournal:
                     in_flight.input_tokens,
                     in_flight.output_tokens,
                     _text(in_flight.usd),
+                    total.cached_tokens,
                 )
             )
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    f"INSERT OR REPLACE INTO spend ({_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:

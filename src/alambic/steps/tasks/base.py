@@ -179,6 +179,8 @@ class _Task(_Step):
             errors = out.get("errors") or [None] * len(out["generations"])
             reasonings = out.get("reasonings") or [None] * len(out["generations"])
             stats = out["statistics"]
+            latency = out.get("latency_s")
+            retries = out.get("retries")
             values: list[dict[str, Any]] = []
             metas: list[dict[str, Any]] = []
             for j, text in enumerate(out["generations"]):
@@ -192,6 +194,10 @@ class _Task(_Step):
                     "input_tokens": stats["input_tokens"][j],
                     "output_tokens": stats["output_tokens"][j],
                 }
+                if latency is not None:  # seconds its request took (none: answered from cache)
+                    meta[f"latency_{name}"] = latency
+                if retries:  # failed attempts before the answer
+                    meta[f"retries_{name}"] = retries
                 if error is not None:
                     meta[f"error_{name}"] = dict(error)
                     self._record_failure(error)

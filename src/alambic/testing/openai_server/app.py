@@ -54,6 +54,7 @@ class _Stats:
         self.repeated = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
         self.dropped = 0
         self.hung = 0
 
@@ -68,6 +69,7 @@ class _Stats:
             "unique_requests": len(self.seen),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
             "dropped": self.dropped,
             "hung": self.hung,
             "requests": list(self.requests),
@@ -244,7 +246,7 @@ class _App(_Generation):
             return _error(400, f"Invalid request: {exc}")
         reply.delay = delay
         if scripted is not None:
-            self._account(tokens)
+            self._account(tokens, reply)
             return reply
 
         # 2. rate limits
@@ -292,7 +294,7 @@ class _App(_Generation):
             data = json.loads(reply.body)
             data["choices"] = []
             reply.body = json.dumps(data).encode()
-        self._account(tokens)
+        self._account(tokens, reply)
         return reply
 
     def finish(self, status: int | None) -> None:
@@ -302,7 +304,8 @@ class _App(_Generation):
         if status is not None:
             stats.statuses[status] = stats.statuses.get(status, 0) + 1
 
-    def _account(self, tokens: tuple[int, int]) -> None:
+    def _account(self, tokens: tuple[int, int], reply: _Reply) -> None:
+        self.stats.cached_tokens += reply.cached_tokens
         self.stats.prompt_tokens += tokens[0]
         self.stats.completion_tokens += tokens[1]
 

@@ -68,6 +68,9 @@ class ServerConfig:
     stream_delay_s: float = 0.0
     #: In-process only: custom reply text; called on the server thread.
     reply: ReplyFn | None = None
+    #: Chat replies say this many of their prompt tokens (at most all of them) came from a
+    #: prompt cache (``usage.prompt_tokens_details.cached_tokens``), as OpenAI reports it.
+    cached_prompt_tokens: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` for out-of-range knobs, before they cause odd behaviour."""

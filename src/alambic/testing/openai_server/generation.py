@@ -105,14 +105,19 @@ class _Generation:
         model = request.get("model", self.config.model)
         ident = self._next_id("chatcmpl")
         created = int(time.time())
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_words,
             "completion_tokens": completion_words,
             "total_tokens": prompt_words + completion_words,
         }
+        cached = min(self.config.cached_prompt_tokens, prompt_words)
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         tokens = (prompt_words, completion_words)
         if request.get("stream"):
-            return self._chat_stream(request, ident, created, model, texts, usage), tokens
+            reply = self._chat_stream(request, ident, created, model, texts, usage)
+            reply.cached_tokens = cached
+            return reply, tokens
         data = {
             "id": ident,
             "object": "chat.completion",
@@ -129,7 +134,9 @@ class _Generation:
             ],
             "usage": usage,
         }
-        return _json_reply(data), tokens
+        reply = _json_reply(data)
+        reply.cached_tokens = cached
+        return reply, tokens
 
     def _chat_stream(
         self,
@@ -138,7 +145,7 @@ class _Generation:
         created: int,
         model: str,
         texts: list[tuple[str, str]],
-        usage: dict[str, int],
+        usage: dict[str, Any],
     ) -> _Reply:
         head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
 

@@ -28,6 +28,8 @@ class _Reply:
     chunk_delay: float = 0.0
     #: False for control endpoints, which stay out of the statistics.
     counted: bool = True
+    #: Prompt tokens the reply says were served from a prompt cache.
+    cached_tokens: int = 0
 
 
 _REASONS: dict[int, str] = {}
