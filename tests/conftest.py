@@ -91,6 +91,16 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vlm_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llava vision-language model with its processor (~1 MB), built once
+    (with the tiny chat model's tokenizer)."""
+    from alambic.testing.tiny_vlm import build_tiny_vlm
+
+    folder = tmp_path_factory.mktemp("tiny-vlm") / "model"
+    return build_tiny_vlm(folder, tokenizer_from=tiny_model_path)
+
+
+@pytest.fixture(scope="session")
 def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama sequence-classification (reward) model, built once."""
     pytest.importorskip("transformers")

@@ -24,6 +24,8 @@ Reply = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 def serve(reply: Reply) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses its connections
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -36,7 +38,10 @@ def serve(reply: Reply) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(raw)
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 64  # a busy machine may be slow to accept
+
+    server = Server(("127.0.0.1", free_port()), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -121,6 +126,88 @@ def test_reasoning_column_on_request(openai_url: str) -> None:
     assert rows[0]["generation"] == "Madrid."
 
 
+def test_a_reply_from_the_request_cache_keeps_its_reasoning() -> None:
+    from alambic.llms.openai import OpenAILLM
+
+    seen: list[str] = []
+
+    def counted(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        seen.append(path)
+        return openai_reply(path, body)
+
+    urls = serve(counted)
+    url = next(urls)
+    try:
+        # retries: a connection error under load is retried (a request that never reached
+        # the server is not counted)
+        llm = OpenAILLM(model="r1", base_url=f"{url}/v1", max_retries=3)
+        questions = ["Capital of Spain?", "no thinking: Capital?", "new-style: Capital?"]
+        first = run(llm, questions, add_reasoning_column=True)
+        assert len(seen) == 3
+        # use_cache=False recomputes the step: every request is answered by the request cache
+        again = run(llm, questions, add_reasoning_column=True)
+        assert len(seen) == 3  # no request reached the server on the rerun
+    finally:
+        next(urls, None)
+    assert again == first
+    assert again[0]["alambic_metadata"]["reasoning_gen"].endswith("Spain's capital is Madrid.")
+    assert again[2]["reasoning"].startswith("The user asks: new-style")
+    assert again[1]["reasoning"] is None
+
+
+def test_the_sync_engines_cache_keeps_reasoning() -> None:
+    from alambic.llms.cache import InMemoryRequestCache
+    from alambic.llms.outputs import from_cache, to_cache
+
+    out: Any = {
+        "generations": ["a", "b"],
+        "statistics": {"input_tokens": [3, 3], "output_tokens": [1, 1]},
+        "reasonings": ["why a", None],
+    }
+    cache = InMemoryRequestCache()
+    cache.put_many(to_cache("k", out))
+    back = from_cache(cache.get_many(["k:0", "k:1"]))
+    assert back == out
+    out.pop("reasonings")
+    cache.put_many(to_cache("m", out))
+    assert "reasonings" not in from_cache(cache.get_many(["m:0", "m:1"]))
+
+
+def test_an_old_request_cache_file_gains_the_reasoning_column(tmp_path: Any) -> None:
+    import sqlite3
+
+    from alambic.pipeline.store.request_cache import (
+        REQUEST_CACHE_APPLICATION_ID,
+        REQUEST_CACHE_VERSION,
+        RequestCacheStore,
+    )
+
+    path = tmp_path / "requests.sqlite"
+    conn = sqlite3.connect(path)  # the layout written before reasoning was kept
+    conn.execute(
+        "CREATE TABLE requests (key TEXT PRIMARY KEY, text TEXT, input_tokens INTEGER, "
+        "output_tokens INTEGER, created_at REAL NOT NULL)"
+    )
+    conn.execute("INSERT INTO requests VALUES ('old:0', 'hi', 1, 2, 0)")
+    conn.execute(f"PRAGMA application_id={REQUEST_CACHE_APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={REQUEST_CACHE_VERSION}")
+    conn.commit()
+    conn.close()
+    store = RequestCacheStore.open(path)
+    try:
+        assert store.get_many(["old:0"]) == [{"text": "hi", "input_tokens": 1, "output_tokens": 2}]
+        new = {"text": "yo", "input_tokens": 1, "output_tokens": 1, "reasoning": "because"}
+        store.put_many([("new:0", new)])  # type: ignore[list-item]
+        assert store.get_many(["new:0"]) == [new]
+    finally:
+        store.close()
+    again = RequestCacheStore.open(path)  # reopening a migrated file changes nothing
+    try:
+        assert again.get_many(["new:0"])[0]["reasoning"] == "because"  # type: ignore[index]
+    finally:
+        again.close()
+
+
 def test_anthropic_thinking_blocks_are_kept_apart(anthropic_url: str) -> None:
     pytest.importorskip("anthropic")
     from alambic.llms.anthropic import AnthropicLLM
@@ -129,6 +216,24 @@ def test_anthropic_thinking_blocks_are_kept_apart(anthropic_url: str) -> None:
     rows = run(llm, ["Capital of Spain?"])
     assert rows[0]["generation"] == "Madrid."
     assert rows[0]["alambic_metadata"]["reasoning_gen"] == "Spain... its capital is Madrid."
+
+
+def test_gemini_thought_summaries_are_kept_apart() -> None:
+    from alambic.llms.vertexai import VertexAILLM
+    from alambic.testing.gemini_server import GeminiTestServer
+
+    with GeminiTestServer() as server:
+        thinking = {"thinking_config": {"include_thoughts": True}}
+        llm = VertexAILLM(model="gemini-test", base_url=server.url, generation_kwargs=thinking)
+        rows = run(llm, ["Capital of Spain?"], add_reasoning_column=True)
+        plain = VertexAILLM(model="gemini-test", base_url=server.url)
+        [out] = plain.generate([[{"role": "user", "content": "hi"}]])
+    assert rows[0]["generation"] == "reply to: Capital of Spain?"
+    assert rows[0]["reasoning"] == "thinking about: Capital of Spain?"
+    assert rows[0]["alambic_metadata"]["reasoning_gen"] == rows[0]["reasoning"]
+    sent = server.requests[0]["generationConfig"]["thinkingConfig"]
+    assert True in (sent.get("includeThoughts"), sent.get("include_thoughts"))
+    assert "reasonings" not in out
 
 
 def test_reasoning_of_reads_the_known_fields() -> None:

@@ -29,10 +29,14 @@ __all__ = [
     "ImageURL",
     "TextPart",
     "content_text",
+    "decode_data_url",
     "image_part",
     "image_to_data_url",
+    "image_urls",
+    "load_image",
     "reasoning_of",
     "to_anthropic_content",
+    "to_processor_messages",
     "with_reasonings",
 ]
 
@@ -119,6 +123,65 @@ def _file_url(path: Path) -> str:
 def image_part(image: Any) -> ImagePart:
     """An OpenAI ``image_url`` content part for ``image`` (see :func:`image_to_data_url`)."""
     return {"type": "image_url", "image_url": {"url": image_to_data_url(image)}}
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """The media type and bytes of a base64 ``data:`` URL."""
+    header, _, data = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64"):
+        raise ValueError(f"{url[:40]!r}... is not a base64 data: URL.")
+    return header[5:].split(";", 1)[0], base64.b64decode(data)
+
+
+def image_urls(content: Any) -> list[str]:
+    """The URLs of the image parts of a message ``content``, in order."""
+    if not isinstance(content, list):
+        return []
+    return [
+        str(part["image_url"]["url"])
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def load_image(url: str) -> Any:
+    """A PIL image (RGB) from an image part's URL: ``data:`` URLs are decoded here;
+    ``http(s)`` URLs are fetched with ``transformers.image_utils.load_image``."""
+    from PIL import Image
+
+    image: Any
+    if url.startswith("data:"):
+        _, data = decode_data_url(url)
+        image = Image.open(io.BytesIO(data))
+    else:
+        from transformers.image_utils import load_image as fetch
+
+        image = fetch(url)
+    return image.convert("RGB")
+
+
+def to_processor_messages(
+    messages: Any, *, decode: bool = True
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Messages for a multimodal processor's chat template (each image part becomes
+    ``{"type": "image"}``, the form those templates render as the image token) and the
+    images, as PIL images, in the order their tokens appear (none with ``decode=False``)."""
+    converted: list[dict[str, Any]] = []
+    images: list[Any] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            parts: list[dict[str, Any]] = []
+            for part in content:
+                if part.get("type") == "image_url":
+                    if decode:
+                        images.append(load_image(str(part["image_url"]["url"])))
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(part)
+            content = parts
+        converted.append({**message, "content": content})
+    return converted, images
 
 
 def content_text(content: Any) -> str:

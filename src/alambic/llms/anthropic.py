@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+
 from alambic.llms._content import to_anthropic_content, with_reasonings
 from alambic.llms.base import split_input
-from alambic.llms.provider import ProviderLLM, drop_none, json_schema_of, split_known_kwargs
+from alambic.llms.batch.llm import BatchAPILLM
+from alambic.llms.provider import drop_none, json_schema_of, split_known_kwargs
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ def to_anthropic_messages(messages: ChatType) -> tuple[str | None, list[dict[str
     return ("\n\n".join(system) if system else None), turns
 
 
-class AnthropicLLM(ProviderLLM):
+class AnthropicLLM(BatchAPILLM):
     """Claude models through the Messages API (or any server speaking it, such as the
     LiteLLM proxy).
 
@@ -41,15 +44,32 @@ class AnthropicLLM(ProviderLLM):
     returns one reply per request, so several generations are several requests. Structured
     output uses tool use: the schema becomes a tool the model is made to call, and the
     tool's arguments are the reply text (a JSON document).
+
+    ``use_batch_api=True`` sends requests as Message Batches (see docs/cost.md).
     """
 
     max_tokens: int = 1024
+    batch_max_requests: int = Field(
+        default=100_000, gt=0, le=100_000, description="Most requests in one Message Batch."
+    )
 
     sdk_module: ClassVar[str] = "anthropic"
     extra_name: ClassVar[str] = "anthropic"
     api_key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     base_url_env_var: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     supports_n: ClassVar[bool] = False
+    batch_max_bytes: ClassVar[int | None] = 250 * 2**20  # a Message Batch's limit: 256 MB
+
+    def _new_batcher(self, journal: Any, limits: dict[str, Any]) -> Any:
+        from alambic.llms.batch.anthropic import AnthropicBatcher
+
+        client = self.sdk().AsyncAnthropic(
+            api_key=self.resolved_api_key(),
+            base_url=self.resolved_base_url(),
+            max_retries=2,
+            timeout=self.timeout or 120.0,
+        )
+        return AnthropicBatcher(client, journal, **limits)
 
     def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
         return True
@@ -88,19 +108,26 @@ class AnthropicLLM(ProviderLLM):
     async def _agenerate(
         self, input: FormattedInput, num_generations: int, **generation_kwargs: Any
     ) -> GenerateOutput:
+        params = self.request_kwargs(input, generation_kwargs)
+        if self.use_batch_api:
+            return parse_message(await self._batcher().submit(params))
         create = self._client().messages.create
-        known, extra = split_known_kwargs(create, self.request_kwargs(input, generation_kwargs))
-        message = await create(**known, **({"extra_body": extra} if extra else {}))
-        texts: list[str] = []
-        thinking: list[str] = []  # extended-thinking blocks: kept apart from the reply
-        for block in message.content:
-            if block.type == "tool_use":
-                return _single(json.dumps(block.input), message.usage, thinking)
-            if block.type == "text":
-                texts.append(block.text)
-            elif block.type == "thinking":
-                thinking.append(getattr(block, "thinking", "") or "")
-        return _single("".join(texts), message.usage, thinking)
+        known, extra = split_known_kwargs(create, params)
+        return parse_message(await create(**known, **({"extra_body": extra} if extra else {})))
+
+
+def parse_message(message: Any) -> GenerateOutput:
+    """Reply text (or the forced tool call's arguments), reasoning and tokens of a Message."""
+    texts: list[str] = []
+    thinking: list[str] = []  # extended-thinking blocks: kept apart from the reply
+    for block in message.content:
+        if block.type == "tool_use":
+            return _single(json.dumps(block.input), message.usage, thinking)
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "thinking":
+            thinking.append(getattr(block, "thinking", "") or "")
+    return _single("".join(texts), message.usage, thinking)
 
 
 def _single(text: str, usage: Any, thinking: list[str] | None = None) -> GenerateOutput:
@@ -115,4 +142,4 @@ def _single(text: str, usage: Any, thinking: list[str] | None = None) -> Generat
     return with_reasonings(out, [reasoning])
 
 
-__all__ = ["AnthropicLLM", "to_anthropic_messages"]
+__all__ = ["AnthropicLLM", "parse_message", "to_anthropic_messages"]

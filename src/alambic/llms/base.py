@@ -457,6 +457,7 @@ class AsyncLLM(LLM):
                         hit["input_tokens"],
                         hit["output_tokens"],
                     )
+                    reasonings[j] = hit.get("reasoning")
                     if "latency_s" in hit:  # of the request that answered it, when first made
                         latency = max(latency or 0.0, hit["latency_s"])
                         retries = max(retries, hit.get("retries", 0))
@@ -493,7 +494,9 @@ class AsyncLLM(LLM):
             )
             todo = todo[got:]
         if cache is not None:
-            items = answered(base, texts, in_tok, out_tok, errors, latency, retries)
+            items = answered(
+                base, texts, in_tok, out_tok, errors, latency, retries, reasonings=reasonings
+            )
             if items:
                 cache.put_many(items)
         result: GenerateOutput = {

@@ -26,6 +26,26 @@ class CachedGeneration(TypedDict):
     output_tokens: int | None
     latency_s: NotRequired[float]
     retries: NotRequired[int]
+    reasoning: NotRequired[str | None]
+    """The reasoning (thinking) the backend returned beside ``text``, kept so that a reply
+    served from the cache carries the same ``alambic_metadata`` as the first run's."""
+
+
+def cached_generation(
+    text: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    reasoning: str | None = None,
+) -> CachedGeneration:
+    """A cache entry; ``reasoning`` only when the backend returned one."""
+    entry: CachedGeneration = {
+        "text": text,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+    if reasoning is not None:
+        entry["reasoning"] = reasoning
+    return entry
 
 
 class RequestCache(Protocol):
@@ -105,13 +125,17 @@ def answered(
     errors: list[Any],
     latency_s: float | None = None,
     retries: int = 0,
+    reasonings: list[str | None] | None = None,
 ) -> list[tuple[str, CachedGeneration]]:
     """The cache entries of a request's answered generations (failed ones are not kept),
-    with the request's latency and retries, so a row rebuilt from them is the row first made."""
+    with the request's latency and retries and each one's reasoning, so a row rebuilt from
+    them is the row first made."""
     items: list[tuple[str, CachedGeneration]] = [
         (
             request_key(base_key, j),
-            {"text": text, "input_tokens": input_tokens[j], "output_tokens": output_tokens[j]},
+            cached_generation(
+                text, input_tokens[j], output_tokens[j], reasonings[j] if reasonings else None
+            ),
         )
         for j, text in enumerate(texts)
         if errors[j] is None and text is not None
@@ -129,6 +153,7 @@ __all__ = [
     "InMemoryRequestCache",
     "RequestCache",
     "answered",
+    "cached_generation",
     "request_base_key",
     "request_key",
 ]

@@ -4,7 +4,6 @@ llama.cpp server, Ollama, Together, Groq...): set ``base_url`` and, where needed
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import importlib.util
@@ -12,20 +11,20 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
 from alambic.errors import ErrorKind
 from alambic.llms._content import reasoning_of, with_reasonings
 from alambic.llms._http import lean_http_client, sdk_http_module
 from alambic.llms.base import split_input
+from alambic.llms.batch.llm import BatchAPILLM
 from alambic.llms.classify import (
     InvalidResponseError,
     classify_status,
     never_connected,
     retry_after_from_headers,
 )
-from alambic.llms.provider import ProviderLLM, is_loopback_url
-from alambic.llms.scheduler import SchedulerLimits
+from alambic.llms.provider import is_loopback_url
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.typing import FormattedInput, GenerateOutput
 
@@ -64,7 +63,7 @@ def sdk_http_client_kwargs(
         return {}
 
 
-class OpenAILLM(ProviderLLM):
+class OpenAILLM(BatchAPILLM):
     """A chat model served through the OpenAI API or any OpenAI-compatible server.
 
     The key comes from ``api_key`` or the ``OPENAI_API_KEY`` variable (a server on this
@@ -82,19 +81,9 @@ class OpenAILLM(ProviderLLM):
         description="Use alambic's lean HTTP/1.1 transport for http:// servers (faster on "
         "local servers); False uses the SDK's own transport.",
     )
-    use_batch_api: bool = Field(
-        default=False,
-        description="Send requests as Batch API jobs (about half the price, answers within "
-        "24 hours) instead of one HTTP call each. See docs/cost.md.",
-    )
     batch_max_requests: int = Field(
         default=50_000, gt=0, le=50_000, description="Most requests in one batch job."
     )
-    batch_collect_s: float = Field(
-        default=2.0, ge=0, description="Seconds requests are collected before a job is sent."
-    )
-    batch_poll_s: float = Field(default=10.0, gt=0, description="First wait between polls.")
-    batch_poll_max_s: float = Field(default=300.0, gt=0, description="Longest wait between polls.")
 
     sdk_module: ClassVar[str] = "openai"
     extra_name: ClassVar[str] = "openai"
@@ -103,59 +92,22 @@ class OpenAILLM(ProviderLLM):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     prebuilds_client: ClassVar[bool] = True
 
-    _cache_exclude: ClassVar[frozenset[str]] = ProviderLLM._cache_exclude | {
-        "lean_http",
-        "use_batch_api",
-        "batch_max_requests",
-        "batch_collect_s",
-        "batch_poll_s",
-        "batch_poll_max_s",
-    }
-    signature_exclude: ClassVar[frozenset[str]] = ProviderLLM.signature_exclude | {
-        "use_batch_api",
-        "batch_max_requests",
-        "batch_collect_s",
-        "batch_poll_s",
-        "batch_poll_max_s",
-    }
+    _cache_exclude: ClassVar[frozenset[str]] = BatchAPILLM._cache_exclude | {"lean_http"}
     _schema_as_json_object: bool = False
-    _batchers: dict[int, Any] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _batch_concurrency(self) -> OpenAILLM:
-        # a batch job holds thousands of requests at once: let that many wait on it
-        if self.use_batch_api and "max_concurrency" not in self.model_fields_set:
-            self.__dict__["max_concurrency"] = self.batch_max_requests
-        return self
-
-    def _scheduler_limits(self) -> SchedulerLimits:
-        limits = super()._scheduler_limits()
-        if self.use_batch_api:  # one "attempt" waits for a whole job: hours, not seconds
-            limits.timeout = 48 * 3600.0
-            limits.probe_first = False
-            limits.adaptive_concurrency = False
-        return limits
 
     batch_endpoint: ClassVar[str] = "/v1/chat/completions"
     """The ``url`` of a batch line and the job's ``endpoint``, as this API names them."""
+    batch_max_bytes: ClassVar[int | None] = 190 * 2**20  # the input file's limit: 200 MB
 
-    def _batcher(self) -> Any:
-        from alambic.llms.openai_batch import BatchJobJournal, OpenAIBatcher
-        from alambic.settings import cache_dir
+    def batch_journal_endpoint(self) -> str:
+        return self.resolved_base_url()
 
-        loop_id = id(asyncio.get_running_loop())
-        batcher = self._batchers.get(loop_id)
-        if batcher is None:
-            batcher = self._batchers[loop_id] = OpenAIBatcher(
-                self._make_batch_client(),
-                BatchJobJournal(cache_dir(), self.resolved_base_url()),
-                max_requests=self.batch_max_requests,
-                collect_s=self.batch_collect_s,
-                poll_s=self.batch_poll_s,
-                poll_max_s=self.batch_poll_max_s,
-                endpoint=self.batch_endpoint,
-            )
-        return batcher
+    def _new_batcher(self, journal: Any, limits: dict[str, Any]) -> Any:
+        from alambic.llms.batch.openai import OpenAIBatcher
+
+        return OpenAIBatcher(
+            self._make_batch_client(), journal, endpoint=self.batch_endpoint, **limits
+        )
 
     def _make_batch_client(self) -> Any:
         """The SDK's client with its own HTTP stack (file uploads need its multipart code)."""
@@ -165,14 +117,6 @@ class OpenAILLM(ProviderLLM):
             max_retries=2,
             timeout=self.timeout or 120.0,
         )
-
-    async def aclose(self) -> None:
-        batcher = self._batchers.pop(id(asyncio.get_running_loop()), None)
-        if batcher is not None:
-            await batcher.aclose()
-            batcher.journal.close()
-            await batcher.client.close()
-        await super().aclose()
 
     def resolved_base_url(self) -> str:
         return super().resolved_base_url() or ""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from alambic.errors import ErrorKind, LLMRequestError, error_entry
-from alambic.llms.cache import CachedGeneration, request_key
+from alambic.llms.cache import CachedGeneration, cached_generation, request_key
 from alambic.llms.structured import StructuredSpec, validate_reply
 from alambic.llms.typing import (
     ChatType,
@@ -189,15 +189,17 @@ def generate_structured(
 def to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration]]:
     """The cache entries of the successful generations of ``out``."""
     errors = out.get("errors") or [None] * len(out["generations"])
+    reasonings = out.get("reasonings") or [None] * len(out["generations"])
     stats = out["statistics"]
     return [
         (
             request_key(base, j),
-            {
-                "text": text,
-                "input_tokens": stats["input_tokens"][j],
-                "output_tokens": stats["output_tokens"][j],
-            },
+            cached_generation(
+                text,
+                stats["input_tokens"][j],
+                stats["output_tokens"][j],
+                reasonings[j] if j < len(reasonings) else None,
+            ),
         )
         for j, text in enumerate(out["generations"])
         if errors[j] is None
@@ -207,13 +209,17 @@ def to_cache(base: str, out: GenerateOutput) -> list[tuple[str, CachedGeneration
 def from_cache(found: Sequence[CachedGeneration | None]) -> GenerateOutput:
     """A ``GenerateOutput`` from cached generations (every one present)."""
     gens = [f for f in found if f is not None]
-    return {
+    out: GenerateOutput = {
         "generations": [g["text"] for g in gens],
         "statistics": {
             "input_tokens": [g["input_tokens"] for g in gens],
             "output_tokens": [g["output_tokens"] for g in gens],
         },
     }
+    reasonings = [g.get("reasoning") for g in gens]
+    if any(r is not None for r in reasonings):
+        out["reasonings"] = reasonings
+    return out
 
 
 __all__ = [

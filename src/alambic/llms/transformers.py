@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, PositiveInt, PrivateAttr
 
 from alambic.errors import ModelNotAvailableError
+from alambic.llms._content import image_urls, to_processor_messages
 from alambic.llms.base import LLM, split_input
 from alambic.llms.few_shot import FewShotPromptFormat
 from alambic.llms.magpie import MagpieChatTemplateMixin
@@ -78,6 +79,12 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
     few worked examples than with a chat format: ``prompt_format=FewShotPromptFormat()``
     writes each conversation as a plain-text few-shot prompt instead of applying the chat
     template, stops at the end of the answer and strips it (see ``alambic.llms.few_shot``).
+
+    A vision-language model (its config has a ``vision_config``: Llava, Idefics3/SmolVLM,
+    Qwen2-VL...) is loaded with ``AutoModelForImageTextToText`` and its ``AutoProcessor``:
+    image parts of the messages (see ``alambic.llms._content.image_part``) are decoded to
+    PIL images, rendered by the processor's chat template as its image token, and handed to
+    the processor, whose ``pixel_values`` go to ``generate`` with the prompt.
     """
 
     model: str = Field(description="Local folder or Hugging Face hub id.")
@@ -107,6 +114,7 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
     )
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
+    _processor: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _outlines_backend: Any = PrivateAttr(default=None)
     _processors: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -124,13 +132,34 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
         transformers = require("transformers", feature="TransformersLLM", extra="transformers")
         require("torch", feature="TransformersLLM", extra="transformers")
         is_local = Path(self.model).expanduser().exists()
+        processor = None
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                self.tokenizer or self.model,
+            where = {k: v for k, v in self.model_kwargs.items() if k in ("gguf_file", "subfolder")}
+            config = transformers.AutoConfig.from_pretrained(
+                self.model,
                 revision=self.revision,
                 trust_remote_code=self.trust_remote_code,
+                **where,
             )
-            model = transformers.AutoModelForCausalLM.from_pretrained(
+            auto_model = transformers.AutoModelForCausalLM
+            if getattr(config, "vision_config", None) is not None:
+                processor = transformers.AutoProcessor.from_pretrained(
+                    self.tokenizer or self.model,
+                    revision=self.revision,
+                    trust_remote_code=self.trust_remote_code,
+                )
+                tokenizer = processor.tokenizer
+                auto_model = (  # the older name in transformers < 4.46
+                    getattr(transformers, "AutoModelForImageTextToText", None)
+                    or transformers.AutoModelForVision2Seq
+                )
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    self.tokenizer or self.model,
+                    revision=self.revision,
+                    trust_remote_code=self.trust_remote_code,
+                )
+            model = auto_model.from_pretrained(
                 self.model,
                 revision=self.revision,
                 dtype=self.torch_dtype,
@@ -159,12 +188,15 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
             tokenizer.pad_token = tokenizer.eos_token
         if self.chat_template is not None:
             tokenizer.chat_template = self.chat_template
-        self._model, self._tokenizer = model, tokenizer
+            if processor is not None:
+                processor.chat_template = self.chat_template
+        self._model, self._tokenizer, self._processor = model, tokenizer, processor
         super().load()
 
     def unload(self) -> None:
         self._model = None
         self._tokenizer = None
+        self._processor = None
         self._outlines_backend = None
         self._processors = {}
         super().unload()
@@ -172,8 +204,8 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
     def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
         """Native (constrained decoding with ``outlines``) when it is installed and compiles
         the schema; otherwise the base writes the schema into the prompt."""
-        if importlib.util.find_spec("outlines") is None:
-            return False
+        if importlib.util.find_spec("outlines") is None or self._processor is not None:
+            return False  # no outlines, or a vision model (outlines wraps text models)
         if self._model is None:
             return True  # compiled on first use, after load()
         try:
@@ -216,6 +248,20 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
     def prepare_prompt(self, input: FormattedInput) -> str:
         """Render a conversation with the chat template, ready for generation."""
         messages, _ = split_input(input)
+        if (
+            self._processor is not None
+            and self.prompt_format is None
+            and (
+                getattr(self._tokenizer, "chat_template", None) is None
+                or any(image_urls(m.get("content")) for m in messages)
+            )
+        ):
+            # a vision model's template (on its processor) renders the image tokens
+            converted, _ = to_processor_messages(messages, decode=False)
+            visual: str = self._processor.apply_chat_template(
+                converted, tokenize=False, add_generation_prompt=True
+            )
+            return visual
         if self.prompt_format is not None:
             # no chat template adds the BOS token here, and encoding skips special tokens
             bos = self._tokenizer.bos_token if self.prompt_format.add_bos else None
@@ -278,8 +324,11 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
         results: list[GenerateOutput | None] = [None] * len(inputs)
         for key, indices in groups.items():
             prompts = [self.prepare_prompt(inputs[i]) for i in indices]
+            images = [self._images_of(inputs[i]) for i in indices]
             group_schema = schemas[key] if key is not None else None
-            outs = self._generate_batches(prompts, num_generations, kwargs, group_schema)
+            outs = self._generate_batches(
+                prompts, num_generations, kwargs, group_schema, images if any(images) else None
+            )
             for i, out in zip(indices, outs, strict=True):
                 results[i] = out
         if self.prompt_format is not None:
@@ -288,6 +337,44 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
                     texts = result["generations"]
                     result["generations"] = [self.prompt_format.cut(t or "") for t in texts]
         return [r for r in results if r is not None]
+
+    def _images_of(self, input: FormattedInput) -> list[Any]:
+        """The images of a conversation as PIL images (none for text-only ones)."""
+        messages, _ = split_input(input)
+        if not any(image_urls(m.get("content")) for m in messages):
+            return []
+        if self._processor is None:
+            raise ValueError(
+                f"TransformersLLM(model={self.model!r}) got a message with an image, but this "
+                "model is a text-only model (its config has no vision_config). Use a "
+                "vision-language model (e.g. Llava, SmolVLM, Qwen2-VL) or drop the image."
+            )
+        return to_processor_messages(messages)[1]
+
+    def encode(self, prompts: list[str], images: list[list[Any]] | None = None) -> dict[str, Any]:
+        """Model inputs for rendered ``prompts`` (left-padded), on the model's device; with
+        ``images`` (one list per prompt, in token order) the processor adds ``pixel_values``
+        (in the model's dtype)."""
+        if images is not None and any(images):
+            flat = [image for row in images for image in row]
+            encoded = self._processor(
+                text=prompts,
+                images=flat,
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
+        else:
+            encoded = self._tokenizer(
+                prompts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
+        model = self._model
+        return {
+            k: v.to(model.device, dtype=model.dtype)
+            if v.is_floating_point()
+            else v.to(model.device)
+            for k, v in encoded.items()
+        }
 
     def resolved_device(self) -> str:
         """The torch device ``device`` names; ``"auto"`` is CUDA, else Apple MPS, else CPU."""
@@ -308,10 +395,12 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
         num_generations: int,
         kwargs: dict[str, Any],
         schema: dict[str, Any] | None = None,
+        images: list[list[Any]] | None = None,
     ) -> list[GenerateOutput]:
         """Generate in batches of ``batch_size``, shortest prompts together when
         ``sort_by_length``, and return the outputs in the order of ``prompts``; with
-        ``schema``, every reply is constrained to it (outlines)."""
+        ``schema``, every reply is constrained to it (outlines); ``images`` are each
+        prompt's images (vision models)."""
         order = list(range(len(prompts)))
         if self.sort_by_length:
             order.sort(key=lambda i: len(prompts[i]))
@@ -321,7 +410,11 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
             for start in range(0, len(order), size):
                 chunk = order[start : start + size]
                 outs = self._generate_batch(
-                    [prompts[i] for i in chunk], num_generations, kwargs, schema
+                    [prompts[i] for i in chunk],
+                    num_generations,
+                    kwargs,
+                    schema,
+                    [images[i] for i in chunk] if images is not None else None,
                 )
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
@@ -333,6 +426,7 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
         num_generations: int,
         kwargs: dict[str, Any],
         schema: dict[str, Any] | None = None,
+        images: list[list[Any]] | None = None,
     ) -> list[GenerateOutput]:
         import torch
 
@@ -351,8 +445,7 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
         if not kwargs.get("do_sample", True) and num_generations > 1:
             # greedy decoding gives the same text every time: decode once, repeat it
             repeat, num_generations = num_generations, 1
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        encoded = self.encode(prompts, images)
         if schema is not None:
             from transformers import LogitsProcessorList
 

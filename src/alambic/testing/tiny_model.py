@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "CHATML_TEMPLATE",
     "MARKER_FILE",
     "SPECIAL_TOKENS",
+    "build_atomically",
     "build_tiny_chat_model",
     "build_tiny_reward_model",
     "build_tiny_tokenizer",
@@ -168,24 +170,12 @@ def _llama_config(tokenizer: Any, **extra: Any) -> Any:
 
 
 def _build(path: str | Path, *, kind: str, seed: int, vocab_size: int) -> Path:
-    """Build a model of ``kind`` ("chat" or "reward") into ``path`` atomically.
+    """Build a model of ``kind`` ("chat" or "reward") into ``path`` atomically."""
 
-    Everything is written to a sibling temporary folder that is renamed into place, so
-    a crashed build or two concurrent builders (pytest-xdist) never leave a
-    half-written model that later runs would take for a finished one.
-    """
-    target = Path(path)
-    if _is_built(target, kind):
-        return target
+    def write(folder: Path) -> None:
+        import torch
 
-    import torch
-
-    transformers = _transformers()
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would survive the rename into place
-    try:
+        transformers = _transformers()
         tokenizer = build_tiny_tokenizer(vocab_size=vocab_size)
         torch.manual_seed(seed)
         if kind == "chat":
@@ -202,10 +192,33 @@ def _build(path: str | Path, *, kind: str, seed: int, vocab_size: int) -> Path:
                 _llama_config(tokenizer, num_labels=1)
             )
         model.eval()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        info = {"kind": kind, "seed": seed, "vocab_size": vocab_size}
-        (tmp / MARKER_FILE).write_text(json.dumps(info))
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return build_atomically(
+        path, kind=kind, info={"seed": seed, "vocab_size": vocab_size}, write=write
+    )
+
+
+def build_atomically(
+    path: str | Path, *, kind: str, info: dict[str, Any], write: Callable[[Path], None]
+) -> Path:
+    """Run ``write(folder)`` into a sibling temporary folder, then rename it to ``path``
+    with the marker file of ``kind`` written last; a no-op when ``path`` holds a finished
+    build of ``kind``.
+
+    A crashed build or two concurrent builders (pytest-xdist) never leave a half-written
+    model that later runs would take for a finished one.
+    """
+    target = Path(path)
+    if _is_built(target, kind):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would survive the rename into place
+    try:
+        write(tmp)
+        (tmp / MARKER_FILE).write_text(json.dumps({"kind": kind, **info}))
         try:
             # Succeeds when the target is missing or an empty folder.
             tmp.rename(target)

@@ -20,6 +20,7 @@ PAGES = [
     "preference-and-style.md",
     "data-steps.md",
     "images.md",
+    "reasoning.md",
 ]
 
 
@@ -52,7 +53,18 @@ def blocks(page: str) -> list[str]:
         ),
         ("preference-and-style.md", ["CLAIR(", "URIAL(", "EvolComplexityGenerator("]),
         ("data-steps.md", ["DataSampler(", "make_generator_step(", "TruncateTextColumn(", "UMAP("]),
-        ("images.md", ["TextGenerationWithImage(", "ImageGeneration(", "OpenAIImageGeneration("]),
+        (
+            "images.md",
+            [
+                "TextGenerationWithImage(",
+                "ImageGeneration(",
+                "OpenAIImageGeneration(",
+                "DiffusersImageGeneration(",
+                "to_gemini_parts(",
+                "to_vllm_messages(",
+            ],
+        ),
+        ("reasoning.md", ["add_reasoning_column=True", "reasoning_parser="]),
     ],
 )
 def test_every_page_has_examples(page: str, names: list[str]) -> None:
@@ -83,5 +95,7 @@ def test_doc_examples_run(
     assert "It is 14." in out  # CLAIR
     assert "# Assistant:" in out  # URIAL's prompt
     assert "[{'text': 'abcde'}]" in out
-    assert "data:image/png;base64," in out  # TextGenerationWithImage
+    assert "data:image/png;base64," in out  # TextGenerationWithImage, to_vllm_messages
+    assert "image/png True" in out  # to_gemini_parts
+    assert "'reasoning': False" in out  # the reasoning page
     assert os.path.exists(tmp_path / "tools.py")

@@ -3,7 +3,8 @@
 The file (by default ``<cache_dir>/requests.sqlite``) maps a request key (see
 :mod:`alambic.llms.cache`: a hash of backend identity without secrets, model, messages,
 schema, generation settings, plus the generation index) to the reply text, its token
-counts, and the request's latency and retries (API clients). Nothing else is stored: no API
+counts, the request's latency and retries (API clients), and the reasoning the backend
+returned beside the reply (if any). Nothing else is stored: no API
 key, no headers, no URL with credentials.
 
 Several processes may use one file at once (two different pipelines running side by side):
@@ -47,19 +48,22 @@ _SCHEMA = (
         output_tokens INTEGER,
         created_at REAL NOT NULL,
         latency_s REAL,
-        retries INTEGER
+        retries INTEGER,
+        reasoning TEXT
     )""",
 )
 # added to format 1 without a new version: older alambic names its columns, so it still
 # reads and writes a file that has them
-_ADDED_COLUMNS = (("latency_s", "REAL"), ("retries", "INTEGER"))
-_Params = tuple[str, str | None, int | None, int | None, float, float | None, int | None]
+_ADDED_COLUMNS = (("latency_s", "REAL"), ("retries", "INTEGER"), ("reasoning", "TEXT"))
+_Params = tuple[
+    str, str | None, int | None, int | None, float, float | None, int | None, str | None
+]
 
 _CHUNK = 500  # keys per SELECT (SQLite's default limit is 32,766 variables)
 
 
 def _add_columns(conn: sqlite3.Connection, file: StoreFile) -> None:
-    """Give a file written before latency and retries were kept their columns."""
+    """Give a file written before latency, retries and reasoning were kept their columns."""
     try:
         if {row[1] for row in conn.execute("PRAGMA table_info(requests)")} >= {
             name for name, _ in _ADDED_COLUMNS
@@ -190,9 +194,17 @@ class RequestCacheStore(StoreHandle):
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, text, input_tokens, output_tokens, latency, retries in self._reader.all(
-                "SELECT key, text, input_tokens, output_tokens, latency_s, retries FROM requests "
-                f"WHERE key IN ({marks})",
+            for (
+                key,
+                text,
+                input_tokens,
+                output_tokens,
+                latency,
+                retries,
+                reasoning,
+            ) in self._reader.all(
+                "SELECT key, text, input_tokens, output_tokens, latency_s, retries, reasoning "
+                f"FROM requests WHERE key IN ({marks})",
                 chunk,
             ):
                 entry: CachedGeneration = {
@@ -204,6 +216,8 @@ class RequestCacheStore(StoreHandle):
                     entry["latency_s"] = latency
                 if retries:
                     entry["retries"] = retries
+                if reasoning is not None:
+                    entry["reasoning"] = reasoning
                 found[key] = entry
         result = [found.get(k) for k in keys]
         hits = sum(1 for r in result if r is not None)
@@ -263,6 +277,7 @@ class RequestCacheStore(StoreHandle):
                 at,
                 gen.get("latency_s"),
                 gen.get("retries"),
+                gen.get("reasoning"),
             )
             for key, gen in items
         ]
@@ -303,7 +318,7 @@ class RequestCacheStore(StoreHandle):
         committed, error = self._writer.try_now(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
-                "created_at, latency_s, retries) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "created_at, latency_s, retries, reasoning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
         )

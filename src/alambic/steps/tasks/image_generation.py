@@ -58,7 +58,8 @@ class ImageGeneration(Step):
                     meta[f"error_{self.name}"] = dict(error)
                 new = {k: v for k, v in row.items() if k != METADATA_COLUMN}
                 new["image"] = None if image is None else {"bytes": image, "path": None}
-                new[METADATA_COLUMN] = meta
+                if meta or METADATA_COLUMN in row:  # Parquet cannot store an empty struct
+                    new[METADATA_COLUMN] = meta
                 new["model_name"] = self.llm.model_name
                 result.append(new)
         yield result
