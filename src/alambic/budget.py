@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +35,7 @@ __all__ = [
     "BudgetExhausted",
     "RunBudget",
     "RunStopping",
+    "SharedRunBudget",
     "Spend",
     "Ticket",
     "current_budget",
@@ -152,6 +154,7 @@ class _Account:
     settled: Spend = field(default_factory=Spend)
     in_flight: Spend = field(default_factory=Spend)
     llm: Any = None
+    price: str = ""  # the pricing's description, where the LLM is in another process
 
 
 class Ticket:
@@ -174,9 +177,19 @@ class Ticket:
         self.batch = batch
         self._held = False
 
+    @property
+    def remote(self) -> bool:
+        """Whether the budget is kept in another process (claimed with :meth:`areserve`)."""
+        return self._budget.remote
+
     def reserve(self) -> None:
         """Claim the worst case before an attempt; raises :class:`BudgetExhausted`."""
         self._budget._reserve(self)
+        self._held = True
+
+    async def areserve(self) -> None:
+        """:meth:`reserve` for a budget kept in another process (one round trip)."""
+        await self._budget._areserve(self)
         self._held = True
 
     def release(self, *, sent: bool) -> None:
@@ -256,6 +269,9 @@ class CountingTicket(Ticket):
 class RunBudget:
     """The budget of one run, shared by every LLM in it (thread-safe)."""
 
+    remote = False
+    """Kept in another process (a distributed run: see ``alambic.llms.shared_budget``)."""
+
     def __init__(self, limit: Budget | None, journal: Journal | None = None) -> None:
         self.limit = limit or Budget()
         self.journal = journal
@@ -324,16 +340,25 @@ class RunBudget:
         return pricing
 
     def _reserve(self, ticket: Ticket) -> None:
+        price = ticket.pricing.describe() if ticket.pricing is not None else ""
+        self.reserve_worst(ticket.key, ticket.worst, price)
+
+    def _areserve(self, ticket: Ticket) -> Awaitable[None]:
+        self._reserve(ticket)
+        return _done()
+
+    def reserve_worst(self, key: tuple[str, str], worst: Spend, price: str = "") -> None:
+        """Claim ``worst`` for a request of ``key`` (step, model); raises
+        :class:`BudgetExhausted`. ``price`` describes the model's pricing, for the error
+        when it has no price and the cap is in USD."""
         with self._lock:
             if self.halted is not None:
                 raise RunStopping(self.halted)
             if self.exhausted is not None:
                 raise BudgetExhausted(self.exhausted)
-            worst = ticket.worst
             if worst.usd is None and self.limit.usd is not None:
-                assert ticket.pricing is not None
                 self.exhausted = (
-                    f"step {ticket.key[0]!r} ({ticket.key[1]}) has an {ticket.pricing.describe()}"
+                    f"step {key[0]!r} ({key[1]}) has an {price}"
                     f"; a USD budget cannot be kept without it"
                 )
                 raise BudgetExhausted(self.exhausted)
@@ -346,24 +371,37 @@ class RunBudget:
                     f"the {over} to {_amount(total, over)}"
                 )
                 raise BudgetExhausted(self.exhausted)
-            account = self.accounts[ticket.key]
+            account = self.accounts.get(key)
+            if account is None:
+                account = self.accounts[key] = _Account(price=price)
             account.in_flight.add(worst)
             if self.journal is not None:
-                self._dirty.add(ticket.key)
+                self._dirty.add(key)
                 self._flush_locked()  # durable before the request leaves
 
     def _release(self, ticket: Ticket, *, sent: bool) -> None:
+        self.release_worst(ticket.key, ticket.worst, sent=sent)
+
+    def release_worst(self, key: tuple[str, str], worst: Spend, *, sent: bool) -> None:
         with self._lock:
-            account = self.accounts[ticket.key]
-            account.in_flight.add(ticket.worst, -1)
+            account = self.accounts[key]
+            account.in_flight.add(worst, -1)
             if sent:
                 account.settled.requests += 1
             if self.journal is not None:
-                self._dirty.add(ticket.key)
+                self._dirty.add(key)
 
     def _settle(
         self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None, cached: int
     ) -> None:
+        used = self.usage(ticket, input_tokens, output_tokens, cached)
+        self.settle_worst(ticket.key, ticket.worst, used)
+
+    @staticmethod
+    def usage(
+        ticket: Ticket, input_tokens: int | None, output_tokens: int | None, cached: int = 0
+    ) -> Spend:
+        """What a settled request really cost (its worst case where the reply says nothing)."""
         worst = ticket.worst
         used_in = worst.input_tokens if input_tokens is None else input_tokens
         used_out = worst.output_tokens if output_tokens is None else output_tokens
@@ -372,12 +410,15 @@ class RunBudget:
             if ticket.pricing is None
             else ticket.pricing.cost(used_in, used_out, cached_tokens=cached, batch=ticket.batch)
         )
+        return Spend(1, used_in, used_out, usd, cached)
+
+    def settle_worst(self, key: tuple[str, str], worst: Spend, used: Spend) -> None:
         with self._lock:
-            account = self.accounts[ticket.key]
+            account = self.accounts[key]
             account.in_flight.add(worst, -1)
-            account.settled.add(Spend(1, used_in, used_out, usd, cached))
+            account.settled.add(used)
             if self.journal is not None:
-                self._dirty.add(ticket.key)
+                self._dirty.add(key)
 
     # -- totals ----------------------------------------------------------------------------
 
@@ -487,6 +528,8 @@ class RunBudget:
     def _priced(self, account: _Account) -> dict[str, Any]:
         out = account.settled.to_dict()
         if account.llm is None:
+            if account.price:
+                out["price"] = account.price
             return out
         pricing = self._pricing_of(account.llm)
         if not self.capped:  # counted only: price the totals now
@@ -500,6 +543,49 @@ class RunBudget:
             out["usd"] = None if usd is None else float(usd)
         out["price"] = pricing.describe()
         return out
+
+
+class SharedRunBudget(RunBudget):
+    """A worker's side of a run budget kept by the ledger (a distributed run's
+    ``run(budget=...)``): tickets are priced here, and each claim, release and settlement
+    goes to the one :class:`RunBudget` in the ledger's process
+    (``alambic.llms.shared_budget``), which journals it. A claim is one round trip, made
+    before the request's pacing wait (see :class:`~alambic.llms.scheduler.RequestScheduler`);
+    releases and settlements are sent
+    without waiting (an actor runs one caller's calls in order)."""
+
+    remote = True
+
+    def __init__(self, limit: Any, ledger: Any) -> None:
+        super().__init__(limit)
+        self._ledger = ledger
+
+    async def _areserve(self, ticket: Ticket) -> None:
+        if self.exhausted is None:  # once refused, every later claim is refused here
+            price = ticket.pricing.describe() if ticket.pricing is not None else ""
+            reason = await self._ledger.call.remote(
+                "spend_reserve", ticket.key, ticket.worst, price
+            )
+            if reason is None:
+                return
+            self.exhausted = reason
+        raise BudgetExhausted(self.exhausted)
+
+    def _reserve(self, ticket: Ticket) -> None:
+        raise RuntimeError("a shared run budget is claimed with Ticket.areserve (one round trip)")
+
+    def _release(self, ticket: Ticket, *, sent: bool) -> None:
+        self._ledger.call.remote("spend_release", ticket.key, ticket.worst, sent)
+
+    def _settle(
+        self, ticket: Ticket, input_tokens: int | None, output_tokens: int | None, cached: int
+    ) -> None:
+        used = self.usage(ticket, input_tokens, output_tokens, cached)
+        self._ledger.call.remote("spend_settle", ticket.key, ticket.worst, used)
+
+
+async def _done() -> None:
+    return None
 
 
 def format_usd(value: float | Decimal | None) -> str:

@@ -102,6 +102,7 @@ def set_runtime_parameters(
     *,
     owner: str,
     unknown: Literal["raise", "warn"] = "raise",
+    stacklevel: int = 2,
 ) -> None:
     """Set runtime parameters from ``params``.
 
@@ -122,9 +123,10 @@ def set_runtime_parameters(
             if unknown == "raise":
                 raise RuntimeParameterError(message)
             warnings.warn(
-                f"{message} It is ignored; run(..., strict_parameters=True) refuses it instead.",
+                f"{message} It is ignored; set_runtime_parameters(..., strict=True), or "
+                "run(..., strict_parameters=True) in a pipeline, refuses it instead.",
                 UnknownRuntimeParameterWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
             continue
         if isinstance(known[key], dict):
@@ -134,7 +136,11 @@ def set_runtime_parameters(
                     f"parameters {sorted(known[key])}, not {value!r}."
                 )
             set_runtime_parameters(
-                getattr(model, key), value, owner=f"{owner}.{key}", unknown=unknown
+                getattr(model, key),
+                value,
+                owner=f"{owner}.{key}",
+                unknown=unknown,
+                stacklevel=stacklevel + 1,
             )
         else:
             try:
@@ -143,6 +149,16 @@ def set_runtime_parameters(
                 raise RuntimeParameterError(
                     f"Invalid value {value!r} for runtime parameter {key!r} of {owner}: {exc}"
                 ) from exc
+
+
+def unknown_policy(
+    strict: bool, unknown: Literal["raise", "warn"] | None
+) -> Literal["raise", "warn"]:
+    """What a direct ``set_runtime_parameters`` call does with an unknown name: warn (as
+    distilabel does) unless ``strict``; an explicit ``unknown=`` wins."""
+    if unknown is not None:
+        return unknown
+    return "raise" if strict else "warn"
 
 
 def missing_required_runtime_parameters(model: BaseModel, prefix: str = "") -> list[str]:

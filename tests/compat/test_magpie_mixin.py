@@ -108,7 +108,13 @@ def test_magpie_with_a_users_mixin_llm_on_the_tiny_model(tiny_model_path: Path) 
     llm = LocalMagpieLLM(path=str(tiny_model_path), magpie_pre_query_template="qwen2")
     with Pipeline(name="magpie-mixin") as pipeline:
         load = LoadDataFromDicts(data=[{"system_prompt": "You help with maths."}, {}])
-        magpie = Magpie(name="magpie", llm=llm, n_turns=2)
+        magpie = Magpie(
+            name="magpie",
+            llm=llm,
+            n_turns=2,
+            include_system_prompt=True,
+            multi_turn_system_prompt=False,
+        )
         load >> magpie
     rows = pipeline.run(use_cache=False, show_progress=False)["default"]["train"].to_list()
     assert len(rows) == 2

@@ -13,7 +13,7 @@ from alambic.errors import MappingError, RuntimeParameterError
 from alambic.llms.fake import FakeLLM
 from alambic.pipeline import Pipeline
 from alambic.pipeline._compat import MissingRequirementsError
-from alambic.runtime_parameters import RuntimeParameter
+from alambic.runtime_parameters import RuntimeParameter, UnknownRuntimeParameterWarning
 from alambic.steps import (
     GeneratorStep,
     GlobalStep,
@@ -181,3 +181,22 @@ def test_task_decorator_refuses_unknown_placeholders_and_missing_prompts() -> No
         @task(inputs=["topic"], outputs=["x"])
         def NoDoc(output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
             return {}
+
+
+def test_set_runtime_parameters_directly_warns_on_an_unknown_name() -> None:
+    step = Multiply(name="times")
+    with pytest.warns(UnknownRuntimeParameterWarning, match=r"'factr'.*Did you mean 'factor'"):
+        step.set_runtime_parameters({"factr": 3, "factor": 4})
+    assert step.factor == 4  # the known name is still set
+    with pytest.raises(RuntimeParameterError, match=r"'factr'.*Did you mean 'factor'"):
+        step.set_runtime_parameters({"factr": 3}, strict=True)
+    # nested: an unknown LLM parameter warns with the LLM's names
+    gen = TextGeneration(name="gen", llm=FakeLLM())
+    with pytest.warns(UnknownRuntimeParameterWarning, match=r"generation_kwarg'.*Did you mean"):
+        gen.set_runtime_parameters({"llm": {"generation_kwarg": {}}})
+    with pytest.warns(UnknownRuntimeParameterWarning, match="Did you mean 'generation_kwargs'"):
+        gen.llm.set_runtime_parameters({"generation_kwarg": {}})
+    with pytest.raises(RuntimeParameterError):
+        gen.llm.set_runtime_parameters({"generation_kwarg": {}}, strict=True)
+    with pytest.raises(RuntimeParameterError, match="Invalid value"):  # bad values still raise
+        step.set_runtime_parameters({"input_batch_size": 0})

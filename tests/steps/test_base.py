@@ -87,7 +87,7 @@ def test_runtime_parameters_are_settable_after_construction() -> None:
     with pytest.raises(
         RuntimeParameterError, match=r"no runtime parameter 'factr'.*Did you mean 'factor'"
     ):
-        step.set_runtime_parameters({"factr": 2})
+        step.set_runtime_parameters({"factr": 2}, strict=True)
     with pytest.raises(RuntimeParameterError, match="Invalid value"):
         step.set_runtime_parameters({"input_batch_size": 0})
 

@@ -7,7 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from alambic.runtime_parameters import runtime_parameter_names, set_runtime_parameters
+from alambic.runtime_parameters import (
+    runtime_parameter_names,
+    set_runtime_parameters,
+    unknown_policy,
+)
 from alambic.utils.serialization import dump_component
 
 
@@ -50,9 +54,16 @@ class Embeddings(BaseModel, ABC):
     def runtime_parameters_names(self) -> dict[str, Any]:
         return runtime_parameter_names(self)
 
-    def set_runtime_parameters(self, params: dict[str, Any]) -> None:
-        """Set runtime parameters (an unknown name is an error that lists the known ones)."""
-        set_runtime_parameters(self, params, owner=type(self).__name__)
+    def set_runtime_parameters(self, params: dict[str, Any], *, strict: bool = False) -> None:
+        """Set runtime parameters; an unknown name warns with a did-you-mean (as distilabel
+        does), or raises ``RuntimeParameterError`` with ``strict=True``."""
+        set_runtime_parameters(
+            self,
+            params,
+            owner=type(self).__name__,
+            unknown=unknown_policy(strict, None),
+            stacklevel=3,
+        )
 
     def dump(self) -> dict[str, Any]:
         """Plain data describing the model, for YAML and signatures."""

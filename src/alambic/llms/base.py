@@ -73,6 +73,7 @@ from alambic.runtime_parameters import (
     RuntimeParameter,
     runtime_parameter_names,
     set_runtime_parameters,
+    unknown_policy,
 )
 from alambic.utils.aio import run_sync
 from alambic.utils.arguments import unknown_arguments
@@ -180,8 +181,16 @@ class LLM(StructuredRequests, FastPrivateAttributes, BaseModel, ABC):
     def runtime_parameters_names(self) -> dict[str, Any]:
         return runtime_parameter_names(self)
 
-    def set_runtime_parameters(self, params: dict[str, Any]) -> None:
-        set_runtime_parameters(self, params, owner=type(self).__name__)
+    def set_runtime_parameters(self, params: dict[str, Any], *, strict: bool = False) -> None:
+        """Set runtime parameters; an unknown name warns with a did-you-mean (as distilabel
+        does), or raises ``RuntimeParameterError`` with ``strict=True``."""
+        set_runtime_parameters(
+            self,
+            params,
+            owner=type(self).__name__,
+            unknown=unknown_policy(strict, None),
+            stacklevel=3,
+        )
 
     def set_request_cache(self, cache: RequestCache | None) -> None:
         """Answer repeated requests from ``cache`` and store new answers in it."""

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
-from alambic.errors import ModelNotAvailableError
+from alambic.errors import AlambicUserError, ModelNotAvailableError
 from alambic.llms.base import LLM, engine_generation_kwargs, split_input
+from alambic.llms.magpie import PRE_QUERY_TEMPLATES, MagpieChatTemplateMixin
 from alambic.llms.provider import json_schema_of
 from alambic.llms.typing import FormattedInput, GenerateOutput
 from alambic.utils.imports import require
@@ -41,7 +42,7 @@ def llamacpp_kwargs(generation_kwargs: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-class LlamaCppLLM(LLM):
+class LlamaCppLLM(LLM, MagpieChatTemplateMixin):
     """A GGUF model run by llama.cpp: ``model_path`` is the ``.gguf`` file (or ``repo_id``
     plus ``model_file`` a file pattern to fetch from the hub).
 
@@ -52,6 +53,12 @@ class LlamaCppLLM(LLM):
     ``complete`` sends raw prompts. Structured output uses llama.cpp's JSON-schema grammar
     (``response_format={"type": "json_object", "schema": ...}``). ``n_gpu_layers=-1`` offloads
     every layer where llama.cpp was built with GPU support.
+
+    For Magpie, ``magpie_pre_query_template="qwen2"`` (distilabel's
+    :class:`~alambic.llms.magpie.MagpieChatTemplateMixin`) tells the ``Magpie`` tasks the
+    model's template; ``generate`` on a conversation that does not end with a user message
+    then continues the conversation written in that template, up to the text opening a user
+    turn, so the reply is the next user message (as distilabel's does).
     """
 
     model_path: str | None = Field(default=None, description="A local .gguf file.")
@@ -137,6 +144,14 @@ class LlamaCppLLM(LLM):
         with self._lock:
             for input in inputs:
                 messages, schema = split_input(input)
+                magpie = self._magpie_prompt(messages) if schema is None else None
+                if magpie is not None:
+                    completions = [
+                        self._llama.create_completion(prompt=magpie, **_seeded(kwargs, j))
+                        for j in range(num_generations)
+                    ]
+                    results.append(_collect(completions, chat=False))
+                    continue
                 call = dict(kwargs)
                 if schema is not None:
                     call["response_format"] = {
@@ -149,6 +164,21 @@ class LlamaCppLLM(LLM):
                 ]
                 results.append(_collect(replies, chat=True))
         return results
+
+    def _magpie_prompt(self, messages: list[Any]) -> str | None:
+        """With Magpie on and ``messages`` not ending with a user turn: the conversation in
+        the Magpie template's format followed by the text opening a user turn; else None."""
+        template = self.magpie_template()
+        if template is None or (messages and messages[-1].get("role") == "user"):
+            return None
+        if messages and not template.system:
+            raise AlambicUserError(
+                f"LlamaCppLLM: magpie_pre_query_template={self.magpie_pre_query_template!r} is "
+                "raw text, which can only start a conversation, but this one already has "
+                f"{len(messages)} message(s). Use a preset ({sorted(PRE_QUERY_TEMPLATES)}) so "
+                "earlier turns and the system prompt can be written in the model's format."
+            )
+        return template.render(messages)
 
     def _complete(
         self, prompts: list[str], num_generations: int, **generation_kwargs: Any

@@ -296,6 +296,8 @@ class RequestScheduler:
                 raise self._stopped_error()
             await slots.acquire()
             try:
+                if ticket is not None and ticket.remote:  # its round trip before the pacing
+                    await ticket.areserve()
                 shared = self.shared_budget
                 if shared is not None:
                     counters.budget_wait_s += await shared.acquire(estimated_tokens)
@@ -305,7 +307,7 @@ class RequestScheduler:
                     or self._hold_until
                 ):
                     await self._wait_for_budget(estimated_tokens)
-                if ticket is not None:
+                if ticket is not None and not ticket.remote:
                     ticket.reserve()
                 counters.requests += 1
                 counters.in_flight += 1

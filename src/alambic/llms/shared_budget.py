@@ -8,12 +8,23 @@ driver's node), keyed by what the provider counts against (:func:`budget_key`: t
 class, base URL, model and a hash of the key, never the key).
 
 A worker's scheduler asks the actor before each attempt (:class:`RemoteBudget`); the actor
-books the request on the shared token buckets and answers how long to wait, so reservations
-from every worker queue in one order, at one pace. A 429 on any worker slows the shared pace
-(once per wave, as locally), successes bring it back, and limits learned from rate-limit
-headers on one worker apply to all. One reservation costs one actor call (~1 ms on one
-machine), which is small next to the requests it paces (a budget of 6,000 requests per
-minute is one request every 10 ms).
+books the request on the shared token buckets and answers *when* it may leave, as a time on
+the ledger's clock, so reservations from every worker queue in one order, at one pace. Each
+worker measures once how its clock differs from the ledger's (the best of a few round trips)
+and sleeps until that instant: the round trip's own jitter never moves a send time, which is
+what keeps N workers together under a provider's strict 1 s window (a relative wait, applied
+when the reply arrives, let the reply's delay bunch requests). A request that wakes well past
+its instant (its worker's event loop was busy) books a new one instead of adding to the
+requests of the workers that kept time. A worker also never sends two
+requests much closer than the shared pace (:data:`SPACING_SHARE`): a stall of its event loop
+releases the requests it held back one by one, not all at once. A 429 on any worker slows the
+shared pace (once per wave, as locally), successes bring it back, and limits learned from
+rate-limit headers on one worker apply to all. One reservation costs one actor call (~1 ms on one machine), which is small next
+to the requests it paces (a budget of 6,000 requests per minute is one request every 10 ms).
+
+The same ledger keeps a run's spending cap for a distributed run (``run(budget=...)``, see
+:class:`~alambic.budget.SharedRunBudget`): one :class:`~alambic.budget.RunBudget`, with its journal, in the
+ledger's process, so replicas together send exactly what the cap allows.
 """
 
 from __future__ import annotations
@@ -24,7 +35,28 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from alambic.budget import BudgetExhausted, RunBudget, Spend
 from alambic.llms.limits import REQUEST_PACE, TokenBucket
+
+#: Round trips a worker makes to measure how its clock differs from the ledger's.
+CLOCK_PINGS = 5
+#: A request that wakes more than this (or one interval of the pace, if longer) after its
+#: instant books a new one (at most :data:`REBOOKS` times): sent late, it would join the next
+#: instants' requests in a window.
+LATE_S = 0.02
+REBOOKS = 3
+#: Two requests of one worker are never closer than this share of the shared pace's gap:
+#: requests a stall held back leave one by one, and a wake-up a little late is caught up.
+SPACING_SHARE = 0.9
+
+
+def machine_id() -> str | None:
+    """This boot of this machine (Linux), or None where it cannot be told."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def budget_key(llm: Any) -> str:
@@ -44,6 +76,23 @@ def budget_key(llm: Any) -> str:
     return "|".join(parts)
 
 
+class SharedBucket(TokenBucket):
+    """A token bucket kept for several workers: idle time refills only its small burst.
+
+    A worker's own bucket lets requests that a stalled event loop held back catch up (its
+    stall credit); the ledger has no such stall to make up for (a worker's stall is that
+    worker's, and its requests' send times were already handed out), and the credit would
+    release a burst after any pause in reservations (while first requests connect, or the
+    driver is slow to send rows), straight into a strict window's limit."""
+
+    __slots__ = ()
+
+    def reserve(self, amount: float, now: float) -> float:
+        wait = super().reserve(amount, now)
+        self._queued = False  # never earns a stall credit
+        return wait
+
+
 @dataclass
 class BudgetState:
     """The shared buckets of one key (pure Python: tested without Ray)."""
@@ -57,10 +106,12 @@ class BudgetState:
 
     @classmethod
     def create(cls, rpm: float | None, tpm: float | None) -> BudgetState:
-        return cls(
-            requests=TokenBucket(rpm, pace=REQUEST_PACE) if rpm else None,
-            tokens=TokenBucket(tpm) if tpm else None,
-        )
+        requests = SharedBucket(rpm, pace=REQUEST_PACE) if rpm else None
+        if requests is not None:
+            # empty at first: the first second then holds the pace, not the pace plus one
+            # (one over a strict window's limit, with every worker starting at once)
+            requests.level = 0.0
+        return cls(requests=requests, tokens=SharedBucket(tpm) if tpm else None)
 
     def reserve(self, tokens: int, now: float) -> float:
         self.reservations += 1
@@ -70,6 +121,11 @@ class BudgetState:
         if self.tokens is not None and tokens:
             wait = max(wait, self.tokens.reserve(tokens, now))
         return wait
+
+    @property
+    def interval(self) -> float:
+        """The shortest gap between two requests at the shared pace (0: no request limit)."""
+        return 1.0 / self.requests.rate if self.requests is not None else 0.0
 
     def slow_down(self, started_ago: float, now: float) -> None:
         self.rate_limited += 1
@@ -91,13 +147,13 @@ class BudgetState:
     def learn(self, limit_requests: int | None, limit_tokens: int | None) -> None:
         if limit_requests:
             if self.requests is None:
-                self.requests = TokenBucket(limit_requests, pace=REQUEST_PACE)
+                self.requests = SharedBucket(limit_requests, pace=REQUEST_PACE)
                 self.requests_learned = True
             elif self.requests_learned and self.requests.per_minute != limit_requests:
                 self.requests.set_rate(limit_requests)
         if limit_tokens:
             if self.tokens is None:
-                self.tokens = TokenBucket(limit_tokens)
+                self.tokens = SharedBucket(limit_tokens)
                 self.tokens_learned = True
             elif self.tokens_learned and self.tokens.per_minute != limit_tokens:
                 self.tokens.set_rate(limit_tokens)
@@ -116,6 +172,7 @@ class BudgetLedger:
 
     def __init__(self) -> None:
         self._states: dict[str, BudgetState] = {}
+        self.run_budget: RunBudget | None = None
 
     def register(self, key: str, rpm: float | None, tpm: float | None) -> None:
         """Create the key's buckets on first use (every replica registers the same limits)."""
@@ -123,7 +180,23 @@ class BudgetLedger:
             self._states[key] = BudgetState.create(rpm, tpm)
 
     def reserve(self, key: str, tokens: int) -> float:
+        """Book one request; the seconds to wait from now (kept for in-process callers)."""
         return self._states[key].reserve(tokens, time.monotonic())
+
+    def clock(self) -> tuple[float, str | None]:
+        """The ledger's clock, which :meth:`reserve_at` answers in, and its machine's boot
+        id (processes of one boot share one monotonic clock)."""
+        return time.monotonic(), machine_id()
+
+    def reserve_at(self, key: str, tokens: int) -> tuple[float, float] | None:
+        """Book one request; when it may leave on the ledger's clock, and the shared pace's
+        interval. ``None``: the key has no limit (yet), send at once."""
+        state = self._states[key]
+        if state.requests is None and state.tokens is None:
+            state.reservations += 1
+            return None
+        now = time.monotonic()
+        return now + state.reserve(tokens, now), state.interval
 
     def slow_down(self, key: str, started_ago: float) -> None:
         self._states[key].slow_down(started_ago, time.monotonic())
@@ -140,13 +213,59 @@ class BudgetLedger:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {key: state.snapshot() for key, state in self._states.items()}
 
+    # -- a run's spending cap (run(budget=...)), kept here for every worker -----------------
+
+    def spend_reserve(self, key: tuple[str, str], worst: Spend, price: str) -> str | None:
+        """Claim one request's worst case; the reason when the cap refuses it, else None.
+        The journal is written before this returns, so before the request leaves."""
+        assert self.run_budget is not None, "the ledger keeps no run budget"
+        try:
+            self.run_budget.reserve_worst(key, worst, price)
+        except BudgetExhausted as exc:
+            return str(exc)
+        return None
+
+    def spend_release(self, key: tuple[str, str], worst: Spend, sent: bool) -> None:
+        assert self.run_budget is not None
+        self.run_budget.release_worst(key, worst, sent=sent)
+
+    def spend_settle(self, key: tuple[str, str], worst: Spend, used: Spend) -> None:
+        assert self.run_budget is not None
+        self.run_budget.settle_worst(key, worst, used)
+
+    def spend_report(self) -> dict[str, Any] | None:
+        """The run budget's report, exhaustion and accounts (after writing its journal)."""
+        budget = self.run_budget
+        if budget is None:
+            return None
+        budget.flush()
+        return {
+            "report": budget.report(),
+            "exhausted": budget.exhausted,
+            "accounts": sorted(budget.accounts),
+        }
+
     def call(self, method: str, *args: Any) -> Any:
         """One entry point for a remote host to forward to (see :class:`RemoteBudget`)."""
         if method not in self.METHODS:
             raise ValueError(f"BudgetLedger has no method {method!r}: use one of {self.METHODS}")
         return getattr(self, method)(*args)
 
-    METHODS = ("register", "reserve", "slow_down", "speed_up", "refund", "learn", "snapshot")
+    METHODS = (
+        "register",
+        "reserve",
+        "clock",
+        "reserve_at",
+        "slow_down",
+        "speed_up",
+        "refund",
+        "learn",
+        "snapshot",
+        "spend_reserve",
+        "spend_release",
+        "spend_settle",
+        "spend_report",
+    )
 
 
 def remote_budget_for(llm: Any, ledger: Any) -> RemoteBudget:
@@ -171,16 +290,56 @@ class RemoteBudget:
         self.key = key
         self._registered = ledger.call.remote("register", key, rpm, tpm)
         self._successes = 0
+        self._offset: float | None = None  # the ledger's clock minus this process's
+        self._last_sent = 0.0  # when this worker's last request left (or will)
+        self.rebooked = 0  # instants missed by more than LATE_S, booked again
+
+    async def _measure_clock(self) -> float:
+        """The ledger's clock minus ours: 0 on the same machine (one monotonic clock for
+        every process of a kernel), else from the round trip that took least time (its error
+        is at most half that round trip)."""
+        best: tuple[float, float] | None = None
+        for _ in range(CLOCK_PINGS):
+            asked = time.monotonic()
+            theirs, machine = await self._ledger.call.remote("clock")
+            back = time.monotonic()
+            if machine is not None and machine == machine_id():
+                return 0.0
+            if best is None or back - asked < best[0]:
+                best = (back - asked, float(theirs) - (asked + back) / 2)
+        assert best is not None
+        return best[1]
 
     async def acquire(self, tokens: int) -> float:
         """Book one request (and its estimated tokens); wait its turn. Returns the wait."""
         if self._registered is not None:
             await self._registered
             self._registered = None
-        wait = float(await self._ledger.call.remote("reserve", self.key, tokens))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return wait
+            self._offset = await self._measure_clock()
+        asked = time.monotonic()
+        for booking in range(REBOOKS + 1):
+            answer = await self._ledger.call.remote("reserve_at", self.key, tokens)
+            if answer is None:  # no limit known for this key
+                return time.monotonic() - asked
+            at, interval = answer
+            assert self._offset is not None
+            send = float(at) - self._offset  # the ledger's instant, on our clock
+            wait = send - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if time.monotonic() - send <= max(LATE_S, interval) or booking == REBOOKS:
+                break
+            # woken well past its instant (this worker's event loop was busy): sending now
+            # would add to the requests of the workers that kept time; book a new instant
+            self.rebooked += 1
+        # requests a stall held back (and still within LATE_S) leave one by one, at
+        # (nearly) the shared pace, and a wake-up a little late is caught up
+        now = time.monotonic()
+        leave = max(now, self._last_sent + float(interval) * SPACING_SHARE)
+        self._last_sent = leave  # taken before sleeping: the next request queues behind
+        if leave > now:
+            await asyncio.sleep(leave - now)
+        return time.monotonic() - asked
 
     def rate_limited(self, started: float) -> None:
         self._ledger.call.remote("slow_down", self.key, max(0.0, time.monotonic() - started))
@@ -199,4 +358,10 @@ class RemoteBudget:
         self._ledger.call.remote("learn", self.key, limit_requests, limit_tokens)
 
 
-__all__ = ["BudgetLedger", "BudgetState", "RemoteBudget", "budget_key", "remote_budget_for"]
+__all__ = [
+    "BudgetLedger",
+    "BudgetState",
+    "RemoteBudget",
+    "budget_key",
+    "remote_budget_for",
+]

@@ -20,6 +20,7 @@ from pydantic import Field, PositiveInt, PrivateAttr
 
 from alambic.llms._content import image_urls
 from alambic.llms.base import LLM, engine_generation_kwargs, split_input
+from alambic.llms.magpie import MagpieChatTemplateMixin
 from alambic.llms.provider import json_schema_of
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
 from alambic.runtime_parameters import RuntimeParameter
@@ -61,7 +62,7 @@ def sampling_kwargs(generation_kwargs: dict[str, Any], num_generations: int) -> 
     return {"n": num_generations, **kwargs}
 
 
-class vLLM(LLM):
+class vLLM(LLM, MagpieChatTemplateMixin):
     """A model run by vLLM's offline engine: ``model`` is a local folder or a hub id.
 
     The engine is created once at ``load()`` (so a pipeline step loads its model once) and
@@ -71,6 +72,11 @@ class vLLM(LLM):
     ``SamplingParams(n=...)``. Structured output is enforced by vLLM's guided decoding
     (``StructuredOutputsParams`` or, on older versions, ``GuidedDecodingParams``) with the
     JSON schema. vLLM needs a GPU (or a supported accelerator).
+
+    For Magpie, ``magpie_pre_query_template="llama3"`` (distilabel's
+    :class:`~alambic.llms.magpie.MagpieChatTemplateMixin`) tells the ``Magpie`` tasks the
+    model's template; ``generate`` on a conversation that does not end with a user message
+    then renders it and appends the text opening a user turn, as distilabel's does.
     """
 
     model: str = Field(description="Local folder or Hugging Face hub id.")
@@ -147,6 +153,16 @@ class vLLM(LLM):
         messages, _ = split_input(input)
         if getattr(self._tokenizer, "chat_template", None) is None:
             return "\n".join(str(m["content"]) for m in messages) + "\n"
+        if self.magpie_template() is not None and (not messages or messages[-1]["role"] != "user"):
+            # Magpie (distilabel's mixin): the conversation, then the text opening a user turn
+            rendered: str = (
+                self._tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=False
+                )
+                if messages
+                else ""
+            )
+            return self.apply_magpie_pre_query_template(rendered, messages)
         prompt: str = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )

@@ -40,6 +40,9 @@ class StepProgress:
     ended: float | None = None
     #: the step's task replicas, whose failed generations count as failed rows
     tasks: list[Any] = field(default_factory=list)
+    #: rows the step's workers finished, emitted or not (set by an executor whose workers
+    #: report while a batch is in flight, such as Ray's actors); None: not reported
+    computed: int | None = None
     _baseline: int = 0
 
     def __post_init__(self) -> None:
@@ -182,6 +185,8 @@ class ProgressReporter:
         parts = []
         for s in self.steps:
             text = f"{s.name}: {s.rows_out} rows ({s.rate(now):.0f}/s)"
+            if s.computed is not None:
+                text += f", {s.computed} computed"
             if failed := s.failed:
                 text += f", {failed} failed"
             counters = s.llm_counters()
@@ -225,7 +230,7 @@ class ProgressReporter:
             table.add_row(
                 s.name + (" ✓" if s.finished else ""),
                 str(s.rows_in),
-                str(s.rows_out),
+                str(s.rows_out) if s.computed is None else f"{s.rows_out} ({s.computed} done)",
                 f"{s.rate(now):.0f}",
                 _in_flight(c),
                 str(c.get("requests", "")),
@@ -259,6 +264,7 @@ class ProgressReporter:
                     "rows_out": s.rows_out,
                     "rows_per_s": round(s.rate(now), 1),
                     "failed_rows": s.failed,
+                    **({"rows_computed": s.computed} if s.computed is not None else {}),
                     **({"llm": s.llm_counters()} if s.llm is not None else {}),
                     **({"spend": by_step[s.name].to_dict()} if s.name in by_step else {}),
                 }

@@ -27,6 +27,7 @@ from alambic.runtime_parameters import (
     missing_required_runtime_parameters,
     runtime_parameter_names,
     set_runtime_parameters,
+    unknown_policy,
 )
 from alambic.steps._compat import StepCompatMixin
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
@@ -371,11 +372,26 @@ class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
         return runtime_parameter_names(self)
 
     def set_runtime_parameters(
-        self, params: dict[str, Any], *, unknown: Literal["raise", "warn"] = "raise"
+        self,
+        params: dict[str, Any],
+        *,
+        strict: bool = False,
+        unknown: Literal["raise", "warn"] | None = None,
     ) -> None:
-        """Set runtime parameters; an unknown name raises (or warns, ``unknown="warn"``, what
-        ``Pipeline.run`` uses) with a did-you-mean and the known names."""
-        set_runtime_parameters(self, params, owner=f"step {self.name!r}", unknown=unknown)
+        """Set runtime parameters (nested ones, e.g. ``{"llm": {...}}``, as dicts).
+
+        An unknown name is ignored with an
+        :class:`~alambic.runtime_parameters.UnknownRuntimeParameterWarning` (as distilabel
+        does), or refused with ``RuntimeParameterError`` when ``strict=True``; either way the
+        message has a did-you-mean and the known names. A bad value always raises.
+        """
+        set_runtime_parameters(
+            self,
+            params,
+            owner=f"step {self.name!r}",
+            unknown=unknown_policy(strict, unknown),
+            stacklevel=3,
+        )
 
     def missing_runtime_parameters(self) -> list[str]:
         return missing_required_runtime_parameters(self)

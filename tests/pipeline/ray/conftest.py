@@ -6,13 +6,18 @@ test run is never joined, and with token auth off, as a throwaway test cluster m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 ray = pytest.importorskip("ray", reason='the Ray executor needs Ray: pip install "alambic[ray]"')
 
@@ -44,3 +49,43 @@ def local_ray() -> Iterator[Any]:
     finally:
         ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def kill_leftovers(folder: str) -> None:
+    """SIGKILL every process whose command line names Ray's private folder of this test."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if folder in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def ray_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a subprocess that starts its own Ray (a private folder, token
+    auth off, the run store and request cache under ``tmp_path``); everything it left
+    running is killed afterwards."""
+    folder = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # short: Ray's socket paths must fit
+    (Path(folder) / "ray").mkdir()
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": folder,
+        "RAY_AUTH_MODE": "disabled",
+        "ALAMBIC_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
+    }
+    env.pop("RAY_ADDRESS", None)
+    yield env
+    kill_leftovers(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_kill(ray_env: dict[str, str]) -> Callable[[], None]:
+    """Kills every process of ``ray_env``'s Ray (a cluster whose driver was killed)."""
+    return lambda: kill_leftovers(ray_env["RAY_TMPDIR"])

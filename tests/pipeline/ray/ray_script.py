@@ -14,6 +14,7 @@ against a test server, with the run store in ``$ALAMBIC_CACHE_DIR`` and Ray's fi
   node on 127.0.0.3 with 1 CPU); the task's replicas are spread over both.
 - ``--kill-node-at K``: once the server has received K requests, the worker node is removed
   at once (its raylet and workers killed), mid-run.
+- ``--budget K``: ``run(budget=Budget(requests=K))``; the summary's ``budget`` is written.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--cluster", action="store_true")
     parser.add_argument("--kill-node-at", type=int, default=None)
+    parser.add_argument("--budget", type=int, default=None)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -119,13 +121,19 @@ def main(argv: list[str] | None = None) -> int:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     pipeline = build(args)
     started = time.perf_counter()
-    distiset = pipeline.run(show_progress=False, executor=executor)
+    options: dict[str, Any] = {}
+    if args.budget is not None:
+        from alambic.budget import Budget
+
+        options["budget"] = Budget(requests=args.budget)
+    distiset = pipeline.run(show_progress=False, executor=executor, **options)
     report["seconds"] = time.perf_counter() - started
-    dataset = distiset["default"]["train"]
+    dataset = distiset["default"]["train"] if "default" in distiset else []
     report["rows"] = [
         {"instruction": r["instruction"], "generation": r["generation"]} for r in dataset
     ]
     report["summary"] = pipeline.last_summary
+    report["budget"] = (pipeline.last_summary or {}).get("budget")
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(report, default=str))
     os.replace(tmp, args.out)

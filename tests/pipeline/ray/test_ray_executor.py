@@ -298,13 +298,3 @@ def test_a_wrong_key_stops_a_ray_run_with_the_setting_named(
     assert "a-wrong-key-0001" not in str(caught.value)
     # the breaker stops the replica after its first refusal: a handful, not one per row
     assert server.stats["total_requests"] <= 3
-
-
-def test_a_budget_is_refused_on_ray_before_anything_starts() -> None:
-    from alambic.errors import AlambicUserError
-    from alambic.pipeline.executor import RayExecutor
-
-    with pytest.raises(AlambicUserError, match="does not keep budgets yet"):
-        rebatching().run(use_cache=False, show_progress=False, executor="ray", budget=1.0)
-    with pytest.raises(AlambicUserError, match="does not keep budgets yet"):
-        RayExecutor().run(rebatching(), budget=1.0)

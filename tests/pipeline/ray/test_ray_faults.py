@@ -4,16 +4,13 @@ every replica against a server that rejects anything over its limit."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,37 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.xdist_group("ray")]
 
 SCRIPT = Path(__file__).with_name("ray_script.py")
 SRC = Path(__file__).resolve().parents[3] / "src"
-
-
-def _kill_leftovers(folder: str) -> None:
-    """SIGKILL every process whose command line names Ray's private folder of this test."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if folder in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-@pytest.fixture
-def ray_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    folder = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # short: Ray's socket paths must fit
-    (Path(folder) / "ray").mkdir()
-    env = {
-        **os.environ,
-        "RAY_TMPDIR": folder,
-        "RAY_AUTH_MODE": "disabled",
-        "ALAMBIC_CACHE_DIR": str(tmp_path / "cache"),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
-    }
-    env.pop("RAY_ADDRESS", None)
-    yield env
-    _kill_leftovers(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start(env: dict[str, str], out: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -109,6 +75,7 @@ def test_losing_a_worker_node_mid_run_loses_and_duplicates_nothing(
 def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
     openai_server_factory: Callable[..., OpenAITestServer],
     ray_env: dict[str, str],
+    ray_kill: Callable[[], None],
     tmp_path: Path,
 ) -> None:
     server = openai_server_factory(latency_s=0.05)
@@ -119,7 +86,7 @@ def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
     _wait_for(lambda: server.stats["total_requests"] >= 150, 300, "150 requests")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    _kill_leftovers(ray_env["RAY_TMPDIR"])  # the actors die with their cluster
+    ray_kill()  # the actors die with their cluster
     _wait_for(lambda: server.stats["in_flight"] == 0, 30, "the server to settle")
     assert not out.exists()
     before = server.stats["total_requests"]
@@ -192,6 +159,7 @@ ray.shutdown()
 def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
     openai_server_factory: Callable[..., OpenAITestServer],
     ray_env: dict[str, str],
+    ray_kill: Callable[[], None],
     tmp_path: Path,
 ) -> None:
     server = openai_server_factory(latency_s=0.05)
@@ -202,7 +170,7 @@ def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
     _wait_for(lambda: server.stats["total_requests"] >= 100, 300, "100 requests")
     proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it
     proc.wait(timeout=120)
-    _kill_leftovers(ray_env["RAY_TMPDIR"])
+    ray_kill()
     stopped_at = server.stats["total_requests"]
     # units already with the actors finish; nothing new is sent: well short of the whole run
     assert stopped_at < n

@@ -130,7 +130,12 @@ def generation_tasks(make_llm: Any, completion_llm: Any) -> dict[str, Any]:
         "structured": lambda: StructuredGeneration(
             name="structured", llm=make_llm(), use_structured_output=False
         ),
-        "magpie": lambda: Magpie(name="magpie", llm=completion_llm(), pre_query_template="chatml"),
+        "magpie": lambda: Magpie(
+            name="magpie",
+            llm=completion_llm(),
+            pre_query_template="chatml",
+            conversation_output=True,
+        ),
     }
 
 

@@ -9,7 +9,11 @@ from alambic.errors import AlambicUserError
 from alambic.llms.fake import FakeLLM
 from alambic.llms.typing import GenerateOutput
 from alambic.steps.tasks import Magpie, MagpieGenerator
-from alambic.steps.tasks.magpie import PRE_QUERY_TEMPLATES, MagpieTemplate
+from alambic.steps.tasks.magpie import (
+    MAGPIE_MULTI_TURN_SYSTEM_PROMPT,
+    PRE_QUERY_TEMPLATES,
+    MagpieTemplate,
+)
 
 
 class FakeCompletionLLM(FakeLLM):
@@ -100,7 +104,9 @@ def test_only_instruction_uses_completions(run_task: Callable[..., Any]) -> None
 
 def test_multi_turn_conversation(run_task: Callable[..., Any]) -> None:
     fake = llm("First question?<|im_end|>", "Second question?<|im_end|>")
-    task = Magpie(name="magpie", llm=fake, n_turns=2, pre_query_template="chatml")
+    task = Magpie(
+        name="magpie", llm=fake, n_turns=2, pre_query_template="chatml", include_system_prompt=True
+    )
     rows = run_task(task, [{"system_prompt": "Be brief."}])
     assert rows[0]["conversation"] == [
         {"role": "system", "content": "Be brief."},
@@ -130,7 +136,7 @@ def test_empty_user_turn_fails_only_that_row(
     run_task: Callable[..., Any], error_of: Callable[..., Any]
 ) -> None:
     fake = llm("<|im_end|>", "Fine question<|im_end|>")
-    task = Magpie(name="magpie", llm=fake, pre_query_template="chatml")
+    task = Magpie(name="magpie", llm=fake, pre_query_template="chatml", conversation_output=True)
     rows = run_task(task, [{"system_prompt": "A"}, {"system_prompt": "B"}])
     assert rows[0]["conversation"] is None
     assert "empty user message" in error_of(rows[0], "magpie")["message"]
@@ -143,7 +149,9 @@ def test_empty_user_turn_fails_only_that_row(
 def test_bad_system_prompt_column_fails_the_row(
     run_task: Callable[..., Any], error_of: Callable[..., Any]
 ) -> None:
-    rows = run_task(Magpie(name="magpie", llm=llm()), [{"system_prompt": 3}])
+    rows = run_task(
+        Magpie(name="magpie", llm=llm(), conversation_output=True), [{"system_prompt": 3}]
+    )
     assert rows[0]["conversation"] is None
     assert error_of(rows[0], "magpie")["type"] == "ColumnTypeError"
 
@@ -183,3 +191,101 @@ def test_generator_batches_and_system_prompt_draws() -> None:
     assert {p.split("\n")[0] for p, _ in fake.prompts} <= {"[S]A", "[S]B", "[S]C"}
     resumed = list(task.process(offset=4))
     assert [len(rows) for rows, _ in resumed] == [1]
+
+
+# distilabel's output shape (issue 15)
+
+
+def test_one_turn_gives_instruction_and_response_without_the_system_message(
+    run_task: Callable[..., Any],
+) -> None:
+    fake = llm("Why is the sky blue?<|im_end|>")
+    task = Magpie(name="magpie", llm=fake, pre_query_template="chatml")
+    assert list(task.get_outputs()) == ["instruction", "response", "model_name"]
+    rows = run_task(task, [{"system_prompt": "You explain physics."}])
+    assert rows[0]["instruction"] == "Why is the sky blue?"
+    assert rows[0]["response"] == "fake reply to: Why is the sky blue?"
+    assert "conversation" not in rows[0]
+    # the system prompt steered the user turn, but is not part of the output
+    assert fake.prompts[0][0].startswith("<|im_start|>system\nYou explain physics.<|im_end|>")
+
+
+def test_one_turn_failure_gives_none_instruction_and_response(
+    run_task: Callable[..., Any], error_of: Callable[..., Any]
+) -> None:
+    rows = run_task(Magpie(name="magpie", llm=llm("<|im_end|>"), pre_query_template="chatml"), [{}])
+    assert (rows[0]["instruction"], rows[0]["response"]) == (None, None)
+    assert "empty user message" in error_of(rows[0], "magpie")["message"]
+
+
+def test_multi_turn_uses_the_multi_turn_system_prompt_and_drops_it_from_the_output(
+    run_task: Callable[..., Any],
+) -> None:
+    fake = llm("First?<|im_end|>", "Second?<|im_end|>")
+    task = Magpie(name="magpie", llm=fake, n_turns=2, pre_query_template="chatml")
+    assert list(task.get_outputs()) == ["conversation", "model_name"]
+    rows = run_task(task, [{}])
+    assert [m["role"] for m in rows[0]["conversation"]] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    first_prompt = fake.prompts[0][0]
+    assert first_prompt == (
+        f"<|im_start|>system\n{MAGPIE_MULTI_TURN_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
+    )
+
+
+def test_multi_turn_system_prompt_included_on_request_and_can_be_turned_off(
+    run_task: Callable[..., Any],
+) -> None:
+    task = Magpie(
+        name="magpie", llm=llm(), n_turns=2, pre_query_template="chatml", include_system_prompt=True
+    )
+    rows = run_task(task, [{}])
+    assert rows[0]["conversation"][0] == {
+        "role": "system",
+        "content": MAGPIE_MULTI_TURN_SYSTEM_PROMPT,
+    }
+    fake = llm()
+    off = Magpie(
+        name="magpie",
+        llm=fake,
+        n_turns=2,
+        pre_query_template="chatml",
+        multi_turn_system_prompt=False,
+    )
+    run_task(off, [{}])
+    assert fake.prompts[0][0] == "<|im_start|>user\n"
+
+
+def test_end_with_user_stops_before_the_last_answer(run_task: Callable[..., Any]) -> None:
+    fake = llm("First?<|im_end|>", "Second?<|im_end|>")
+    task = Magpie(
+        name="magpie", llm=fake, n_turns=2, pre_query_template="chatml", end_with_user=True
+    )
+    rows = run_task(task, [{}])
+    assert [m["content"] for m in rows[0]["conversation"]] == [
+        "First?",
+        "fake reply to: First?",
+        "Second?",
+    ]
+    assert len(fake.history) == 1  # one answer asked, not two
+
+
+def test_generator_one_turn_shape_and_conversation_output_option() -> None:
+    gen = MagpieGenerator(name="gen", llm=llm(), num_rows=2, pre_query_template="chatml")
+    gen.load()
+    rows = [row for batch, _ in gen.process() for row in batch]
+    assert [sorted(k for k in row if k != "alambic_metadata") for row in rows] == [
+        ["instruction", "model_name", "response"]
+    ] * 2
+    assert rows[0]["response"] == f"fake reply to: {rows[0]['instruction']}"
+    old = MagpieGenerator(
+        name="gen", llm=llm(), num_rows=1, pre_query_template="chatml", conversation_output=True
+    )
+    old.load()
+    ((batch, _),) = list(old.process())
+    assert [m["role"] for m in batch[0]["conversation"]] == ["user", "assistant"]
+    assert list(old.get_outputs()) == ["conversation", "model_name"]

@@ -37,6 +37,7 @@ from alambic.pipeline.executor.workers import Workers
 from alambic.pipeline.progress import ProgressReporter
 
 if TYPE_CHECKING:
+    from alambic.budget import RunBudget
     from alambic.distiset import Distiset
     from alambic.pipeline.base import Pipeline
 
@@ -133,7 +134,7 @@ class LocalRun(Workers):
             if any(node.step.exclusive_engine for node in self.nodes.values()):
                 self.warm_up.start_now()
             self.load_steps()
-            budget = open_budget(self.budget_limit, book.store, use_cache=self.use_cache)
+            budget = self.open_budget()
             self.interrupts.on_stop.append(budget.halt)
             token = budget.activate()
             try:
@@ -184,6 +185,11 @@ class LocalRun(Workers):
             t.join()
         if errors:
             raise errors[0]
+
+    def open_budget(self) -> RunBudget:
+        """The run's spending cap and counts (a distributed run keeps them where its workers
+        can reach them)."""
+        return open_budget(self.budget_limit, self.book.store, use_cache=self.use_cache)
 
     def unload_steps(self) -> None:
         for node in self.nodes.values():

@@ -8,20 +8,24 @@ concurrency there; any other step processes one unit at a time.
 
 Each actor opens the run's request cache at the driver's path (one machine, or nodes that
 share the cache directory), so a unit re-sent after its actor died is answered from the
-cache for every request the dead actor had stored. Rate budgets are shared through the
-budget actor (:class:`LedgerHost`, see :mod:`alambic.llms.shared_budget`).
+cache for every request the dead actor had stored. Rate budgets, and a run's spending cap,
+are shared through the budget actor (:class:`LedgerHost`, see
+:mod:`alambic.llms.shared_budget`). The driver asks each actor for its progress while units
+are in flight (:meth:`StepWorker.progress`), so the display moves before a long unit returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from alambic.budget import Budget, current_step
 from alambic.steps.base import shared_budget_ledger
 from alambic.steps.typing import Row
 
@@ -73,11 +77,25 @@ RowResult = tuple[bool, Any]
 class StepWorker:
     """The body of a step's actor (made a Ray actor class by :func:`actor_classes`)."""
 
-    def __init__(self, step_blob: bytes, cache_path: str | None, ledger: Any) -> None:
+    def __init__(
+        self,
+        step_blob: bytes,
+        cache_path: str | None,
+        ledger: Any,
+        budget: Budget | None = None,
+    ) -> None:
         from ray import cloudpickle
 
         self.step = from_recipe(cloudpickle.loads(step_blob))
         self.cache: Any = None
+        self.rows_done = 0  # rows this actor finished (units still in flight included)
+        self.reports = 0
+        self.instance = uuid.uuid4().hex  # tells a restarted actor's reports apart
+        self.run_budget: Any = None
+        if budget is not None and ledger is not None:
+            from alambic.budget import SharedRunBudget
+
+            self.run_budget = SharedRunBudget(budget, ledger)
         self.step.load()
         if cache_path is not None:
             from alambic.pipeline.store import RequestCacheStore
@@ -93,12 +111,21 @@ class StepWorker:
 
         return str(ray.get_runtime_context().get_node_id())
 
+    def _enter(self) -> None:
+        """This call's context: spending is per step, against the run's shared budget."""
+        current_step().set(self.step.name)
+        if self.run_budget is not None:
+            self.run_budget.activate()
+
     async def process_batch(self, inputs: list[list[Row]]) -> tuple[list[Row], dict[str, Any]]:
+        self._enter()
         # off the actor's event loop: the step may be synchronous code or a local engine
         rows = list(await asyncio.to_thread(self.step.process_batch, *inputs))
+        self.rows_done += max((len(i) for i in inputs), default=0)
         return rows, self.progress()
 
     async def process_rows(self, rows: list[Row]) -> tuple[list[RowResult], dict[str, Any]]:
+        self._enter()
         step = self.step
 
         async def one(row: Row) -> RowResult:
@@ -106,17 +133,27 @@ class StepWorker:
                 return True, await step.aprocess_row(row)
             except Exception as exc:  # the driver turns it into this row's failure
                 return False, exc
+            finally:
+                self.rows_done += 1
 
         results = list(await asyncio.gather(*(one(row) for row in rows)))
         return results, self.progress()
 
     def progress(self) -> dict[str, Any]:
-        """The step's LLM counters and failed generations, for the driver's display."""
+        """The step's LLM counters, failed generations and rows finished, for the driver's
+        display; ``seq`` orders the reports of one actor (a newer one replaces an older)."""
         source = self.step.progress_source()
         counters: dict[str, Any] = {}
         if source is not None:
             counters = dict(source.scheduler.counters.snapshot())
-        return {"counters": counters, "failures": int(getattr(self.step, "failures", 0))}
+        self.reports += 1
+        return {
+            "counters": counters,
+            "failures": int(getattr(self.step, "failures", 0)),
+            "rows_done": self.rows_done,
+            "seq": self.reports,
+            "instance": self.instance,
+        }
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):  # closing clients is best effort at the end
@@ -130,10 +167,19 @@ class StepWorker:
 
 
 class LedgerHost:
-    """The body of the run's budget actor: hosts the one ledger of API rate budgets."""
+    """The body of the run's budget actor: hosts the one ledger of API rate budgets and,
+    with ``spend`` (the cap, the run store's folder, whether to forget earlier runs), the
+    run's spending cap and its journal (this actor is then the journal's only writer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spend: tuple[Budget, str | None, bool] | None = None) -> None:
         self._ledger = shared_budget_ledger()
+        if spend is not None:
+            from alambic.budget import RunBudget
+            from alambic.pipeline.store.spend import SpendJournal
+
+            limit, folder, fresh = spend
+            journal = SpendJournal(Path(folder), fresh=fresh) if folder is not None else None
+            self._ledger.run_budget = RunBudget(limit, journal)
 
     def call(self, method: str, *args: Any) -> Any:
         return self._ledger.call(method, *args)

@@ -1,11 +1,15 @@
-"""Ray's side of a Ray run: connecting, where a step's actors go and with what, and the
-progress the driver shows for them (see :mod:`.ray_executor` for the run itself)."""
+"""Ray's side of a Ray run: connecting, where a step's actors go and with what, the
+progress the driver shows for them, the driver's view of a budget the ledger actor keeps, and
+letting everything go at the end (see :mod:`.ray_executor` for the run itself)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
+from alambic.budget import Budget, SharedRunBudget, _Account
 from alambic.errors import AlambicUserError
 from alambic.pipeline.executor.graph import Node
 
@@ -76,9 +80,14 @@ def placement_bundles(node: Node) -> list[dict[str, float]] | None:
     return [{"GPU": 1.0, "CPU": float(cpus)}] + [{"GPU": 1.0} for _ in range(shards - 1)]
 
 
+PROGRESS_POLL_S = 0.25
+"""How often the driver asks a step's actors for their progress while units are in flight."""
+
+
 class RemoteProgress:
     """What the progress display reads of a step whose copies run in actors: the sum of
-    their LLM counters and failed generations, as last reported with their results."""
+    their LLM counters, failed generations and rows finished, as last reported (with each
+    result, and every :data:`PROGRESS_POLL_S` while units are in flight)."""
 
     def __init__(self) -> None:
         self.reports: dict[int, dict[str, Any]] = {}
@@ -86,7 +95,20 @@ class RemoteProgress:
         self.counters = self
 
     def update(self, actor: int, report: dict[str, Any]) -> None:
+        """Keep an actor's newest report (a poll's answer may arrive after a newer one)."""
+        held = self.reports.get(actor)
+        if (
+            held is not None
+            and held.get("instance") == report.get("instance")  # a restarted actor: replace
+            and int(report.get("seq", 0)) < int(held.get("seq", 0))
+        ):
+            return
         self.reports[actor] = report
+
+    @property
+    def rows_done(self) -> int:
+        """Rows the actors finished, units still in flight included."""
+        return sum(int(r.get("rows_done", 0)) for r in self.reports.values())
 
     @property
     def failures(self) -> int:
@@ -109,11 +131,78 @@ class RemoteProgress:
         return total
 
 
+async def poll_progress(shown: Any, handles: list[Any], progress: RemoteProgress) -> None:
+    """Ask every actor of a step for its progress every :data:`PROGRESS_POLL_S`, so the
+    display (``shown``, the step's progress entry, or None) moves while units are in flight,
+    not only when one returns."""
+    import ray
+
+    while True:
+        await asyncio.sleep(PROGRESS_POLL_S)
+        asked = [handle.progress.remote() for handle in handles]
+        for index, answer in enumerate(asked):
+            try:
+                progress.update(index, await answer)
+            except ray.exceptions.RayError:  # a lost actor: its units are re-sent
+                continue
+        if shown is not None:
+            shown.computed = progress.rows_done
+
+
+class LedgerBudget(SharedRunBudget):
+    """The driver's view of a run budget kept by the ledger actor: the run's report, for
+    the summary and the dataset card, comes from there (its journal written first)."""
+
+    def __init__(self, limit: Budget, ledger: Any) -> None:
+        super().__init__(limit, ledger)
+        self._report: dict[str, Any] | None = None
+
+    def flush(self) -> None:
+        import ray
+
+        answer = ray.get(self._ledger.call.remote("spend_report"), timeout=60)
+        if answer is None:
+            return
+        self._report = answer["report"]
+        self.exhausted = answer["exhausted"]
+        for step, model in answer["accounts"]:
+            self.accounts.setdefault((step, model), _Account())
+
+    def report(self) -> dict[str, Any]:
+        if self._report is None:
+            self.flush()
+        assert self._report is not None
+        return self._report
+
+
+def release(actors: dict[str, list[Any]], groups: list[Any], ledger: Any) -> None:
+    """Close and kill a run's actors, its placement groups and its ledger (best effort)."""
+    import ray
+
+    closing = [h.close.remote() for handles in actors.values() for h in handles]
+    with contextlib.suppress(Exception):  # actors are killed below whatever happens
+        ray.get(closing, timeout=60)
+    for handles in actors.values():
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+    for group in groups:
+        with contextlib.suppress(Exception):
+            ray.util.remove_placement_group(group)
+    if ledger is not None:
+        with contextlib.suppress(Exception):
+            ray.kill(ledger)
+
+
 __all__ = [
     "ACTOR_RESTARTS",
+    "PROGRESS_POLL_S",
     "UNITS_PER_ACTOR",
+    "LedgerBudget",
     "RemoteProgress",
     "actor_options",
     "connect",
     "placement_bundles",
+    "poll_progress",
+    "release",
 ]

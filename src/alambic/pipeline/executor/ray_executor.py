@@ -13,7 +13,9 @@ An actor that dies (its node lost, out of memory, killed) is restarted by Ray an
 it held are sent again; the requests it had answered come back from the request cache, so
 only requests in flight at the death are repeated. An exception raised by the step's own
 code becomes failed rows, as locally. Every API client of every actor shares one rate
-budget per provider key (:mod:`alambic.llms.shared_budget`).
+budget per provider key (:mod:`alambic.llms.shared_budget`), and a run's spending cap
+(``run(budget=...)``) is kept, with its journal, by the same ledger actor. While units are in
+flight, the driver polls the actors' progress for the display.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from alambic.budget import Budget, BudgetExhausted, RunBudget
 from alambic.errors import AlambicUserError
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.local import LocalExecutor, LocalRun
-from alambic.pipeline.executor.ordered import run_ordered
+from alambic.pipeline.executor.ordered import Abandoned, run_ordered
 from alambic.pipeline.executor.ray_cluster import (
     UNITS_PER_ACTOR,
+    LedgerBudget,
     RemoteProgress,
     actor_options,
     connect,
     placement_bundles,
+    poll_progress,
+    release,
 )
 from alambic.pipeline.executor.workers import STOPS_THE_RUN, row_window
 from alambic.steps.base import merge_rows
@@ -66,17 +72,13 @@ class RayExecutor(LocalExecutor):
         self.placement: dict[str, list[str]] = {}
         """Per step, the ids of the nodes its replicas run on (the last run's)."""
 
-    def run(self, pipeline: Pipeline, **options: Any) -> Distiset:  # type: ignore[override]
-        if options.get("budget") is not None:
-            raise AlambicUserError(
-                "RayExecutor does not keep budgets yet (requests are sent from the actors): "
-                "run with executor='local' to keep one."
-            )
-        options.pop("budget", None)
+    def run(  # type: ignore[override]
+        self, pipeline: Pipeline, *, budget: Any = None, **options: Any
+    ) -> Distiset:
         started_here = connect(self.address, self.init_kwargs)
         self.placement.clear()
         try:
-            return super().run(pipeline, **options)
+            return super().run(pipeline, budget=budget, **options)
         finally:
             if started_here:
                 import ray
@@ -119,12 +121,18 @@ class RayRun(LocalRun):
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # the budgets live on the driver's node: they die only with the run itself
+        # the budgets live on the driver's node: they die only with the run itself, and the
+        # spend journal it writes (run(budget=...)) is beside the driver's run store
         here = ray.get_runtime_context().get_node_id()
+        limit = Budget.of(self.budget_limit) if self.budget_limit is not None else None
+        store = self.book.store
+        spend = None
+        if limit is not None:
+            spend = (limit, str(store.run_dir) if store is not None else None, not self.use_cache)
         self.ledger = ledger_cls.options(
             num_cpus=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
-        ).remote()
+        ).remote(spend)
         cache = self.book.request_cache
         cache_path = str(cache.path) if cache is not None else None
         waiting = []
@@ -147,7 +155,7 @@ class RayRun(LocalRun):
                     )
                 else:
                     opts["scheduling_strategy"] = "SPREAD"  # replicas on as many nodes as fit
-                handle = worker_cls.options(**opts).remote(blob, cache_path, self.ledger)
+                handle = worker_cls.options(**opts).remote(blob, cache_path, self.ledger, limit)
                 handles.append(handle)
                 waiting.append((node.name, handle.ready.remote()))
             self.actors[node.name] = handles
@@ -167,22 +175,13 @@ class RayRun(LocalRun):
                 ", ".join(node[:8] for node in nodes),
             )
 
-    def unload_steps(self) -> None:
-        import ray
+    def open_budget(self) -> RunBudget:
+        if self.ledger is None or self.budget_limit is None:
+            return super().open_budget()
+        return LedgerBudget(Budget.of(self.budget_limit), self.ledger)
 
-        closing = [h.close.remote() for handles in self.actors.values() for h in handles]
-        with contextlib.suppress(Exception):  # actors are killed below whatever happens
-            ray.get(closing, timeout=60)
-        for handles in self.actors.values():
-            for handle in handles:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle)
-        for group in self.placement_groups:
-            with contextlib.suppress(Exception):
-                ray.util.remove_placement_group(group)
-        if self.ledger is not None:
-            with contextlib.suppress(Exception):
-                ray.kill(self.ledger)
+    def unload_steps(self) -> None:
+        release(self.actors, self.placement_groups, self.ledger)
         self.actors.clear()
         for node in self.nodes.values():
             for replica in node.replicas:
@@ -216,8 +215,8 @@ class RayRun(LocalRun):
         rows_async = node.step.processes_rows_async
         per_actor = UNITS_PER_ACTOR if rows_async else 1
         pool: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(len(handles)):
-            for _ in range(per_actor):
+        for _ in range(per_actor):  # round robin: the first units go to every replica
+            for index in range(len(handles)):
                 pool.put_nowait(index)
 
         async def call(index: int, inputs: list[list[Row]]) -> list[Row]:
@@ -230,6 +229,11 @@ class RayRun(LocalRun):
                 for row, (ok, value) in zip(rows, results, strict=True):
                     if not ok and isinstance(value, STOPS_THE_RUN):
                         raise value
+                    if not ok and isinstance(value, BudgetExhausted):
+                        # the run's budget is reached: stop as locally, this unit (its
+                        # answered requests are in the request cache) is left for the next run
+                        self.interrupts.stop(str(value))
+                        raise Abandoned from value
                     out.extend(value if ok else self.failed_rows(node, [[row]], value))
                 return out
             output, report = await handle.process_batch.remote(inputs)
@@ -268,12 +272,21 @@ class RayRun(LocalRun):
             finally:
                 pool.put_nowait(index)
 
-        if rows_async:
-            concurrency = node.step.concurrency_hint
-            window = row_window(concurrency * len(handles), int(min(batch_size(node), 10_000)))
-            await run_ordered(self, node, len(handles) * per_actor, compute, row_window=window)
-        else:
-            await run_ordered(self, node, len(handles), compute)
+        polling = asyncio.ensure_future(poll_progress(node.progress, handles, progress))
+        try:
+            if rows_async:
+                concurrency = node.step.concurrency_hint
+                batch = int(min(batch_size(node), 10_000))
+                window = row_window(concurrency * len(handles), batch)
+                await run_ordered(self, node, len(handles) * per_actor, compute, row_window=window)
+            else:
+                await run_ordered(self, node, len(handles), compute)
+        finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            if node.progress is not None:
+                node.progress.computed = progress.rows_done
 
 
 def _cause(error: BaseException) -> BaseException:

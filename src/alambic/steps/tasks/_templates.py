@@ -26,9 +26,11 @@ from alambic.errors import TemplateError
 
 __all__ = [
     "check_template",
+    "packaged_template",
     "render",
     "render_checked",
     "render_source",
+    "render_user_template",
     "sandboxed_environment",
     "template_source",
 ]
@@ -117,7 +119,7 @@ def template_source(task: str, name: str) -> str:
     """The text of ``templates/<task>/<name>.jinja2`` (``templates/<name>.jinja2`` when
     ``task`` is empty: the files named as distilabel names them, e.g.
     ``complexity-scorer.jinja2``)."""
-    parts = ["templates", *([task] if task else []), f"{name}.jinja2"]
+    parts = ["templates", *(task.split("/") if task else []), f"{name}.jinja2"]
     path = resources.files("alambic.steps.tasks").joinpath(*parts)
     return path.read_text(encoding="utf-8")
 
@@ -135,6 +137,31 @@ def _compiled_source(source: str, owner: str) -> jinja2.Template:
 def render_source(source: str, /, *, owner: str, **values: Any) -> str:
     """Render template text (a module constant a user may have replaced), checked once."""
     return render_checked(_compiled_source(source, owner), values, owner=owner).strip()
+
+
+def packaged_template(task: str, name: str) -> jinja2.Template:
+    """The compiled ``templates/<task>/<name>.jinja2`` (sandboxed), cached."""
+    return _compiled(task, name)
+
+
+def render_user_template(template: Any, values: dict[str, Any], *, owner: str) -> str:
+    """Render a task's ``_template``: a ``jinja2.Template`` (a user's, or the packaged one) or
+    template text (checked in the sandbox). A missing variable raises, naming those given."""
+    if isinstance(template, str):
+        template = _compiled_source(template, owner)
+    if not isinstance(template, jinja2.Template):
+        raise TemplateError(
+            f"{owner}: _template must be a jinja2.Template or template text, got "
+            f"{type(template).__name__}. Assign one in load(), e.g. "
+            "self._template = Template('... {{ instruction }} ...')."
+        )
+    try:
+        return render_checked(template, values, owner=owner).strip()
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"{owner}: the task's _template uses a variable it is not given ({exc}); the "
+            f"variables are {sorted(values)}."
+        ) from exc
 
 
 def render(task: str, name: str, /, **values: Any) -> str:

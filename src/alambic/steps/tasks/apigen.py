@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
@@ -30,13 +30,33 @@ from alambic.steps.tasks._parsing import (
     extract_json_object,
     preview,
 )
-from alambic.steps.tasks._templates import render, template_source
+from alambic.steps.tasks._templates import template_source
 from alambic.steps.tasks.apigen_execution import parse_calls
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 _GENERATOR_SYSTEM = template_source("apigen", "system_generator").strip()
 _SEMANTIC_SYSTEM = template_source("apigen", "system_semantic").strip()
+
+PARALLEL_QUERIES: str = (
+    "A request may bundle several independent asks, using the same function with different "
+    "arguments or several functions; then the answer has one call for each."
+)
+"""The note on parallel requests, the ``parallel_queries`` variable of
+``apigen/generator.jinja2`` (empty when the row does not draw parallel queries)."""
+
+GENERATOR_FORMAT: str = (
+    "Reply with a JSON list only, no other text:\n"
+    '[{"query": "<the user\'s request>", "answers": [{"name": "<function>", '
+    '"arguments": {"<parameter>": <value>}}]}]'
+)
+"""The answer format, the ``format_inst`` variable of ``apigen/generator.jinja2``."""
+
+SEMANTIC_CHECKER_FORMAT: str = (
+    'Reply with JSON only: {"thought": "<short reasoning; empty if it passes>", '
+    '"passes": "yes" or "no"}'
+)
+"""The answer format, the ``format_inst`` variable of ``apigen/semantic_checker.jinja2``."""
 
 _CALL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -65,6 +85,8 @@ class APIGenGenerator(LenientFormatOutput, Task):
     object ``arguments``. Fewer pairs than asked, a missing field or a malformed call is a
     failed row.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("apigen", "generator")
 
     system_prompt: str = Field(default=_GENERATOR_SYSTEM, description="The system message.")
     number: PositiveInt | list[PositiveInt] = Field(
@@ -115,7 +137,7 @@ class APIGenGenerator(LenientFormatOutput, Task):
     def format_input(self, input: dict[str, Any]) -> FormattedInput:
         number, parallel = self._draws(input)
         tools = input.get("tools") if self.use_tools else None
-        content = render(
+        content = self.render_prompt(
             "apigen",
             "generator",
             examples=_as_text(input.get("examples") or ""),
@@ -124,6 +146,8 @@ class APIGenGenerator(LenientFormatOutput, Task):
             tools=_as_text(tools) if tools else "",
             number=number,
             parallel=parallel,
+            parallel_queries=PARALLEL_QUERIES if parallel else "",
+            format_inst=GENERATOR_FORMAT,
         )
         messages = [
             {"role": "system", "content": self.system_prompt},
@@ -180,6 +204,8 @@ class APIGenSemanticChecker(LenientFormatOutput, Task):
     (``"pass"`` and booleans are accepted); without JSON, a "passes: yes/no" line is used.
     """
 
+    _template_file: ClassVar[tuple[str, str] | None] = ("apigen", "semantic_checker")
+
     system_prompt: str = Field(default=_SEMANTIC_SYSTEM, description="The system message.")
     use_default_structured_output: bool = Field(
         default=False, description="Send the JSON schema of a reply with the request."
@@ -213,13 +239,16 @@ class APIGenSemanticChecker(LenientFormatOutput, Task):
         result = input.get("execution_result")
         if isinstance(result, list):
             result = "\n".join(str(r) for r in result)
-        content = render(
+        calls = _as_text(input.get("answers"))
+        content = self.render_prompt(
             "apigen",
             "semantic_checker",
             func_desc=_as_text(input.get("func_desc")),
             query=require_text(self.name, "query", input.get("query")),
-            answers=_as_text(input.get("answers")),
+            answers=calls,
+            func_call=calls,
             execution_result=_as_text(result if result is not None else "(not executed)"),
+            format_inst=SEMANTIC_CHECKER_FORMAT,
         )
         messages = [
             {"role": "system", "content": self.system_prompt},

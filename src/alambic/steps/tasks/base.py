@@ -62,10 +62,33 @@ class _Task(_Step):
     _failures: int = PrivateAttr(default=0)
     _failure_logged: bool = PrivateAttr(default=False)
     _count_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _template: Any = PrivateAttr(default=None)
+    """The task's prompt template, where distilabel keeps it: ``load()`` puts the packaged
+    file there (``_template_file``), and a subclass's ``load()`` that assigns its own
+    ``jinja2.Template`` (or template text) after ``super().load()`` changes the prompt."""
+    _template_file: ClassVar[tuple[str, str] | None] = None
 
     def load(self) -> None:
         super().load()
         self.llm.load()
+        path = self._template_path()
+        if self._template is None and path is not None:
+            from alambic.steps.tasks._templates import packaged_template
+
+            self._template = packaged_template(*path)
+
+    def _template_path(self) -> tuple[str, str] | None:
+        """``(folder, name)`` of the packaged template ``load()`` puts in ``_template``."""
+        return self._template_file
+
+    def render_prompt(self, folder: str, name: str, /, **values: Any) -> str:
+        """Render the task's template: ``self._template`` when set (distilabel's way to
+        replace a prompt), else the packaged ``templates/<folder>/<name>.jinja2``."""
+        from alambic.steps.tasks._templates import render, render_user_template
+
+        if self._template is None:
+            return render(folder, name, **values)
+        return render_user_template(self._template, values, owner=f"Step {self.name!r}")
 
     def unload(self) -> None:
         self.llm.unload()

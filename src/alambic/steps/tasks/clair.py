@@ -9,7 +9,7 @@ preferred) for training methods such as APO.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -17,7 +17,7 @@ from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_sections, preview
-from alambic.steps.tasks._templates import render, template_source
+from alambic.steps.tasks._templates import template_source
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -37,6 +37,8 @@ class CLAIR(LenientFormatOutput, Task):
     reply with no corrected answer, or an empty one, is a failed row.
     """
 
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "clair")
+
     system_prompt: str = Field(default=_SYSTEM, description="The teacher's instructions.")
 
     @property
@@ -48,7 +50,7 @@ class CLAIR(LenientFormatOutput, Task):
         return ["revision", "rational", "model_name"]
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
-        content = render(
+        content = self.render_prompt(
             "",
             "clair",
             task=require_text(self.name, "task", input.get("task"), kind="CLAIR"),

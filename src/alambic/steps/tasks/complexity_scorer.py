@@ -10,7 +10,7 @@ wording of that method.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType, FormattedInput
@@ -22,7 +22,6 @@ from alambic.steps.tasks._lenient import (
     fit_list,
     per_item_none,
 )
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -36,6 +35,8 @@ class ComplexityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
     ``evol_instruction_score``. A score the judge left out or gave out of range is ``None``;
     a reply with no score at all makes a failed row.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "complexity-scorer")
 
     @property
     def inputs(self) -> StepColumns:
@@ -58,7 +59,7 @@ class ComplexityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
                 "row, make it a one-element list first, e.g. MergeColumns(columns="
                 "['instruction'], output_column='instructions')."
             )
-        prompt = render("", "complexity-scorer", instructions=instructions)
+        prompt = self.render_prompt("", "complexity-scorer", instructions=instructions)
         messages: ChatType = [{"role": "user", "content": prompt}]
         return self.with_structured_output(messages)
 

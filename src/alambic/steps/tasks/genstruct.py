@@ -11,7 +11,7 @@ chat models.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -19,7 +19,6 @@ from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -35,6 +34,8 @@ class Genstruct(LenientFormatOutput, Task):
     marker that separates the question from the answer (any ``[[[User]]]`` marker before the
     question is removed); a reply without it, or with an empty side, is a failed row.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "genstruct")
 
     system_prompt: str | None = Field(default=None, description="Optional system message.")
 
@@ -54,7 +55,7 @@ class Genstruct(LenientFormatOutput, Task):
         messages: ChatType = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": render("", "genstruct", **values)})
+        messages.append({"role": "user", "content": self.render_prompt("", "genstruct", **values)})
         return messages
 
     def parse_output(

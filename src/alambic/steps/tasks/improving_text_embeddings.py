@@ -25,7 +25,6 @@ from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json, extract_json_object, preview
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import GeneratorTask, Task
 from alambic.steps.typing import GeneratorOutput, StepColumns
 
@@ -40,15 +39,6 @@ UNITS = ["sentence", "phrase", "passage"]
 TRIPLET_DIFFICULTIES = ["elementary school", "high school", "college"]
 HIGH_SCORES = ["4", "4.5", "5"]
 LOW_SCORES = ["2.5", "3", "3.5"]
-
-_CATEGORIES = {
-    "text-retrieval": "retrieval tasks: a query and the documents that answer it.",
-    "text-matching-short": "tasks that match two short texts (sentences or phrases) by "
-    "meaning, such as paraphrase or question-answer pairs.",
-    "text-matching-long": "tasks that match two long texts (paragraphs or documents), such as "
-    "an abstract and its paper or a question and its detailed answer.",
-    "text-classification": "text-classification tasks.",
-}
 
 
 def _fields(output: str | None, names: tuple[str, ...]) -> dict[str, str]:
@@ -73,7 +63,11 @@ class _ExampleTask(LenientFormatOutput, Task):
     language: str = Field(default="English", description="Language of the example.")
     seed: int = Field(default=42, description="Seed of the attributes drawn per row.")
 
-    _template: ClassVar[str]
+    _template_name: ClassVar[str]
+
+    def _template_path(self) -> tuple[str, str] | None:
+        return (_T, self._template_name)
+
     _fields: ClassVar[tuple[str, ...]]
 
     @property
@@ -93,7 +87,7 @@ class _ExampleTask(LenientFormatOutput, Task):
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         task = require_text(self.name, "task", input.get("task"))
-        content = render(_T, self._template, task=task, **self.attributes(task))
+        content = self.render_prompt(_T, self._template_name, task=task, **self.attributes(task))
         return [{"role": "user", "content": content}]
 
     def parse_output(
@@ -112,7 +106,7 @@ class GenerateTextRetrievalData(_ExampleTask):
     clarity: str | None = Field(default=None, description=f"One of {CLARITIES}.")
     num_words: int | None = Field(default=None, description=f"One of {NUM_WORDS}.")
 
-    _template: ClassVar[str] = "text_retrieval"
+    _template_name: ClassVar[str] = "text-retrieval"
     _fields: ClassVar[tuple[str, ...]] = (
         "user_query",
         "positive_document",
@@ -134,14 +128,14 @@ class GenerateTextRetrievalData(_ExampleTask):
 class GenerateShortTextMatchingData(_ExampleTask):
     """A short matching pair for ``task``: ``input`` and ``positive_document``."""
 
-    _template: ClassVar[str] = "text_matching_short"
+    _template_name: ClassVar[str] = "short-text-matching"
     _fields: ClassVar[tuple[str, ...]] = ("input", "positive_document")
 
 
 class GenerateLongTextMatchingData(_ExampleTask):
     """A long matching pair for ``task``: ``input`` and ``positive_document``."""
 
-    _template: ClassVar[str] = "text_matching_long"
+    _template_name: ClassVar[str] = "long-text-matching"
     _fields: ClassVar[tuple[str, ...]] = ("input", "positive_document")
 
 
@@ -152,7 +146,7 @@ class GenerateTextClassificationData(_ExampleTask):
     difficulty: str | None = Field(default=None, description=f"One of {DIFFICULTIES}.")
     clarity: str | None = Field(default=None, description=f"One of {CLARITIES}.")
 
-    _template: ClassVar[str] = "text_classification"
+    _template_name: ClassVar[str] = "text-classification"
     _fields: ClassVar[tuple[str, ...]] = ("input_text", "label", "misleading_label")
 
     def attributes(self, task: str) -> dict[str, Any]:
@@ -195,17 +189,15 @@ class EmbeddingTaskGenerator(LenientFormatOutput, _OnePromptGenerator):
     ] = Field(default="text-retrieval", description="The kind of task to brainstorm.")
     flatten_tasks: bool = Field(default=False, description="One row per task.")
 
+    def _template_path(self) -> tuple[str, str] | None:
+        return (f"{_T}/brainstorming", self.category)
+
     @property
     def outputs(self) -> StepColumns:
         return ["task" if self.flatten_tasks else "tasks", "model_name"]
 
     def prompt(self) -> ChatType:
-        content = render(
-            _T,
-            "brainstorm",
-            category=self.category,
-            category_description=_CATEGORIES[self.category],
-        )
+        content = self.render_prompt(f"{_T}/brainstorming", self.category)
         return [{"role": "user", "content": content}]
 
     def parse_output(
@@ -273,10 +265,14 @@ class MonolingualTripletGenerator(_TripletGenerator):
     """A triplet in one ``language``: ``S1``, its paraphrase ``S2``, and ``S3`` close in
     words but not in meaning (``num_generations`` rows)."""
 
+    _template_file: ClassVar[tuple[str, str] | None] = (_T, "monolingual-triplet")
+
     language: str = Field(default="English", description="Language of the three texts.")
 
     def prompt(self) -> ChatType:
-        content = render(_T, "monolingual_triplet", language=self.language, **self._common())
+        content = self.render_prompt(
+            _T, "monolingual-triplet", language=self.language, **self._common()
+        )
         return [{"role": "user", "content": content}]
 
 
@@ -284,13 +280,15 @@ class BitextRetrievalGenerator(_TripletGenerator):
     """``S1`` in ``source_language``, its translation ``S2`` in ``target_language``, and
     ``S3``, a near-translation that changes the meaning (``num_generations`` rows)."""
 
+    _template_file: ClassVar[tuple[str, str] | None] = (_T, "bitext-retrieval")
+
     source_language: str = Field(default="English", description="Language of S1.")
     target_language: str = Field(description="Language of S2 and S3.")
 
     def prompt(self) -> ChatType:
-        content = render(
+        content = self.render_prompt(
             _T,
-            "bitext_retrieval",
+            "bitext-retrieval",
             source_language=self.source_language,
             target_language=self.target_language,
             **self._common(),

@@ -10,7 +10,7 @@ This task is that self-curation step.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -18,7 +18,6 @@ from alambic.llms.typing import ChatType
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_score
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -33,6 +32,8 @@ class InstructionBacktranslation(LenientFormatOutput, Task):
     Output columns ``score`` (an ``int`` from 1 to 5) and ``reason`` (the model's explanation,
     without the score line). A reply with no score in range is a failed row.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "instruction-backtranslation")
 
     system_prompt: str | None = Field(default=None, description="Optional system message.")
 
@@ -55,7 +56,10 @@ class InstructionBacktranslation(LenientFormatOutput, Task):
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append(
-            {"role": "user", "content": render("", "instruction-backtranslation", **values)}
+            {
+                "role": "user",
+                "content": self.render_prompt("", "instruction-backtranslation", **values),
+            }
         )
         return messages
 

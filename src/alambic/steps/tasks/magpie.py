@@ -43,10 +43,9 @@ MAGPIE_MULTI_TURN_SYSTEM_PROMPT: str = (
     "rounds: a first question, then follow-up questions on the same subject. Answer each one "
     "fully, accurately and to the point, building on what was said before."
 )
-"""A system prompt for multi-turn Magpie conversations (alambic's wording), under
-distilabel's name. distilabel adds it by itself when ``n_turns > 1`` and no system prompt is
-given; alambic does not (a default system prompt would steer every conversation): pass
-``system_prompt=MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` to get it."""
+"""The system prompt of multi-turn Magpie conversations (alambic's wording), under
+distilabel's name. As in distilabel, it is used when ``n_turns > 1`` and neither the row nor
+the task gives a system prompt; ``multi_turn_system_prompt=False`` turns that off."""
 
 
 class _MagpieBase(BaseModel):
@@ -66,6 +65,26 @@ class _MagpieBase(BaseModel):
         description="System prompt, or a list to draw one from per row (seeded).",
     )
     seed: int = Field(default=42, description="Seed of the system-prompt draws.")
+    include_system_prompt: bool = Field(
+        default=False,
+        description="Keep the system message in the output conversation (distilabel's "
+        "option; with n_turns=1 the output is then `conversation`).",
+    )
+    end_with_user: bool = Field(
+        default=False,
+        description="End the conversation with the last user message, unanswered "
+        "(output `conversation`).",
+    )
+    multi_turn_system_prompt: bool = Field(
+        default=True,
+        description="With n_turns > 1 and no system prompt, use "
+        "MAGPIE_MULTI_TURN_SYSTEM_PROMPT (distilabel's behaviour).",
+    )
+    conversation_output: bool = Field(
+        default=False,
+        description="Output `conversation` (system message included) even when n_turns=1, "
+        "instead of distilabel's `instruction` + `response`: alambic's earlier shape.",
+    )
 
     @model_validator(mode="after")
     def _check_turns(self) -> _MagpieBase:
@@ -128,7 +147,7 @@ class _MagpieBase(BaseModel):
         template = self.template()
         llm = task.llm
         delegated = self._delegated()
-        for _ in range(self.n_turns):
+        for turn in range(self.n_turns):
             live = [c for c in chains if c.error is None]
             if not live:
                 return
@@ -169,7 +188,7 @@ class _MagpieBase(BaseModel):
                             )
                             continue
                         chain.extra["conversation"].append({"role": "user", "content": user})
-            if self.only_instruction:
+            if self.only_instruction or (self.end_with_user and turn == self.n_turns - 1):
                 return
             live = [c for c in chains if c.error is None]
             if not live:
@@ -186,10 +205,45 @@ class _MagpieBase(BaseModel):
                     continue
                 chain.extra["conversation"].append({"role": "assistant", "content": answer})
 
+    def _output_columns(self) -> list[str]:
+        """distilabel's shape: ``instruction`` (only_instruction), ``instruction`` +
+        ``response`` (one turn), else ``conversation``; then ``model_name``."""
+        if self.only_instruction:
+            return ["instruction", "model_name"]
+        if self._pair_output():
+            return ["instruction", "response", "model_name"]
+        return ["conversation", "model_name"]
+
+    def _pair_output(self) -> bool:
+        return (
+            self.n_turns == 1
+            and not self.conversation_output
+            and not self.include_system_prompt
+            and not self.end_with_user
+        )
+
+    def _keeps_system(self) -> bool:
+        return self.include_system_prompt or self.conversation_output
+
+    def _default_system(self, system: str | None) -> str | None:
+        """The row's system prompt, or the multi-turn one when there is none."""
+        if system:
+            return system
+        if self.n_turns > 1 and self.multi_turn_system_prompt and not self.only_instruction:
+            return MAGPIE_MULTI_TURN_SYSTEM_PROMPT
+        return system
+
     def _values(self, chain: EvolutionChain) -> dict[str, Any]:
         conversation = chain.extra["conversation"]
         if self.only_instruction:
             return {"instruction": conversation[-1]["content"]}
+        if not self._keeps_system():
+            conversation = [m for m in conversation if m["role"] != "system"]
+        if self._pair_output():
+            return {
+                "instruction": conversation[0]["content"],
+                "response": conversation[1]["content"],
+            }
         return {"conversation": conversation}
 
 
@@ -242,8 +296,12 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
     """Write conversations (or instructions) with Magpie, one per input row.
 
     Optional input column ``system_prompt`` (wins over the ``system_prompt`` setting). Output
-    column ``conversation`` (OpenAI-style messages, the system message first when there is
-    one), or ``instruction`` with ``only_instruction``. A completion is cut at the template's
+    columns as distilabel's: ``instruction`` + ``response`` for one turn, ``conversation``
+    (OpenAI-style messages) for ``n_turns > 1``, ``end_with_user`` or
+    ``include_system_prompt`` (which keeps the system message first), ``instruction`` alone
+    with ``only_instruction``; ``conversation_output=True`` always gives ``conversation``.
+    With ``n_turns > 1`` and no system prompt, ``MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` is used
+    (``multi_turn_system_prompt=False`` to start from nothing). A completion is cut at the template's
     end-of-turn markers; an empty user or assistant message fails the row (reason in
     ``alambic_metadata``). ``num_generations`` > 1 writes several conversations per row.
 
@@ -256,7 +314,7 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["instruction" if self.only_instruction else "conversation", "model_name"]
+        return self._output_columns()
 
     def load(self) -> None:
         self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
@@ -265,6 +323,8 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
     def format_input(self, input: dict[str, Any]) -> ChatType:
         """The conversation so far for a row: its system message, if any."""
         system = input.get("system_prompt") or self._draw_system(repr(sorted(input.items())))
+        if system is None or isinstance(system, str):
+            system = self._default_system(system)
         if system is not None and not isinstance(system, str):
             raise ColumnTypeError(
                 f"Step {self.name!r} (Magpie): column 'system_prompt' must hold text, got "
@@ -312,7 +372,7 @@ class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["instruction" if self.only_instruction else "conversation", "model_name"]
+        return self._output_columns()
 
     def load(self) -> None:
         self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
@@ -331,7 +391,10 @@ class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
         size = self.batch_size or 50
         for start in range(offset, self.num_rows, size):
             stop = min(start + size, self.num_rows)
-            chains = [_start({}, 0, self._draw_system(str(i))) for i in range(start, stop)]
+            chains = [
+                _start({}, 0, self._default_system(self._draw_system(str(i))))
+                for i in range(start, stop)
+            ]
             self._converse(self, chains)
             rows = rows_from_chains(self, chains, self._values)
             yield rows, stop >= self.num_rows

@@ -142,6 +142,10 @@ class PrometheusEval(LenientFormatOutput, Task):
             )
         return value
 
+    def _template_path(self) -> tuple[str, str] | None:
+        # what distilabel's load() puts in _template for this mode and reference setting
+        return ("prometheus", f"{self.mode}_{'with' if self.reference else 'without'}_reference")
+
     def _template_name(self, values: dict[str, Any]) -> str:
         """distilabel's file name: ``<mode>_with_reference`` / ``<mode>_without_reference``
         (the two files hold the same template; it shows the reference only when given)."""
@@ -174,7 +178,7 @@ class PrometheusEval(LenientFormatOutput, Task):
             {"role": "system", "content": render("prometheus", "system")},
             {
                 "role": "user",
-                "content": render("prometheus", self._template_name(values), **values),
+                "content": self.render_prompt("prometheus", self._template_name(values), **values),
             },
         ]
 

@@ -9,7 +9,7 @@ quality score. The prompt is alambic's own wording of that method.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType, FormattedInput
@@ -21,7 +21,6 @@ from alambic.steps.tasks._lenient import (
     fit_list,
     per_item_none,
 )
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -35,6 +34,8 @@ class QualityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
     ``input_mappings={"ratings": "scores", "generations": "responses"}``. A score the judge
     left out or gave out of range is ``None``; a reply with no score at all makes a failed row.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "quality-scorer")
 
     @property
     def inputs(self) -> StepColumns:
@@ -62,7 +63,9 @@ class QualityScorer(LenientFormatOutput, DefaultStructuredOutput, Task):
                 f"list of texts, got {responses!r:.120}. Map a 'generations' column with "
                 "input_mappings={'responses': 'generations'}."
             )
-        prompt = render("", "quality-scorer", instruction=instruction, responses=responses)
+        prompt = self.render_prompt(
+            "", "quality-scorer", instruction=instruction, responses=responses
+        )
         messages: ChatType = [{"role": "user", "content": prompt}]
         return self.with_structured_output(messages)
 

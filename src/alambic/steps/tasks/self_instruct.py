@@ -9,7 +9,7 @@ document, an example request) and the reply is a numbered list of new requests.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
@@ -17,7 +17,6 @@ from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, parse_list_items, preview
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
@@ -38,6 +37,8 @@ class SelfInstruct(LenientFormatOutput, Task):
     The paper also drops new instructions too similar to existing ones (ROUGE-L > 0.7); do it
     downstream with a deduplication step if you need it.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "self-instruct")
 
     num_instructions: PositiveInt = Field(default=5, description="Requests asked per input.")
     criteria_for_query_generation: str = Field(
@@ -63,7 +64,7 @@ class SelfInstruct(LenientFormatOutput, Task):
                 f"Step {self.name!r} (SelfInstruct): column 'input' must hold text, got "
                 f"{type(text).__name__}."
             )
-        prompt = render(
+        prompt = self.render_prompt(
             "",
             "self-instruct",
             input=text,

@@ -10,7 +10,7 @@ negative, which can be made deliberately hard (lexically close, meaning differen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -58,6 +58,8 @@ class GenerateSentencePair(LenientFormatOutput, DefaultStructuredOutput, Task):
     ``Label:`` forms are accepted too); a missing section is a failed row.
     """
 
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "generate-sentence-pair")
+
     action: SentencePairAction = Field(description="What the positive is to the anchor.")
     triplet: bool = Field(default=False, description="Also write a negative.")
     hard_negative: bool = Field(
@@ -93,7 +95,10 @@ class GenerateSentencePair(LenientFormatOutput, DefaultStructuredOutput, Task):
         )
         messages: ChatType = [
             {"role": "system", "content": system},
-            {"role": "user", "content": render("", "generate-sentence-pair", anchor=anchor)},
+            {
+                "role": "user",
+                "content": self.render_prompt("", "generate-sentence-pair", anchor=anchor),
+            },
         ]
         return self.with_structured_output(messages)
 

@@ -80,6 +80,10 @@ class UltraFeedback(LenientFormatOutput, DefaultStructuredOutput, Task):
             return ["types", "rationales", "ratings", "rationales-for-ratings", "model_name"]
         return ["ratings", "rationales", "model_name"]
 
+    def _template_path(self) -> tuple[str, str] | None:
+        # the whole prompt of the aspect, variables `instruction` and `generations`
+        return ("ultrafeedback", self.aspect)
+
     def format_input(self, input: dict[str, Any]) -> FormattedInput:
         instruction = input.get("instruction")
         if not isinstance(instruction, str):
@@ -88,14 +92,11 @@ class UltraFeedback(LenientFormatOutput, DefaultStructuredOutput, Task):
                 f"{type(instruction).__name__} {instruction!r:.80}."
             )
         responses = _present(self.name, input.get("generations"))
-        prompt = render(
+        prompt = self.render_prompt(
             "ultrafeedback",
-            "prompt",
-            aspect=render("ultrafeedback", self.aspect),
-            typed=self.typed,
-            type_name=_TYPED.get(self.aspect, ""),
+            self.aspect,
             instruction=instruction,
-            responses=[text for _, text in responses],
+            generations=[text for _, text in responses],
         )
         messages: ChatType = [
             {"role": "system", "content": render("ultrafeedback", "system")},

@@ -8,14 +8,13 @@ example exchanges, in a plain-text layout the model just continues. No tuning ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import ChatType, GenerateOutput
 from alambic.steps.checks import ROLES
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, preview
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns, StepInput, StepOutput
 
@@ -31,6 +30,8 @@ class URIAL(LenientFormatOutput, Task):
     with no chat template, which is what a base model needs; otherwise it is sent as one user
     message. The answer ends at the closing fence or at the next turn the model starts.
     """
+
+    _template_file: ClassVar[tuple[str, str] | None] = ("", "urial")
 
     @property
     def inputs(self) -> StepColumns:
@@ -62,7 +63,7 @@ class URIAL(LenientFormatOutput, Task):
 
     def prompt(self, input: dict[str, Any]) -> str:
         """The plain-text URIAL prompt for one row."""
-        return render("", "urial", messages=self._conversation(input)) + "\n"
+        return self.render_prompt("", "urial", messages=self._conversation(input)) + "\n"
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         return [{"role": "user", "content": self.prompt(input)}]
