@@ -149,7 +149,7 @@ def secrets(rows: int, work: Path) -> Line:
 
 
 def disk_full(rows: int, work: Path) -> Line:
-    line = Line("disk full (3 MiB tmpfs), then rerun on a bigger disk", rows)
+    line = Line("disk full (3 MiB tmpfs, 0.5 MiB reserve), then rerun on a bigger disk", rows)
     mount = work / "tmpfs"
     mount.mkdir()
     done = subprocess.run(
@@ -159,6 +159,7 @@ def disk_full(rows: int, work: Path) -> Line:
         line.note = f"skipped: cannot mount a tmpfs ({done.stderr.decode().strip()})"
         return line
     filler = "x" * 4000
+    os.environ["ALAMBIC_DISK_RESERVE_MB"] = "0.5"  # the default 8 MiB does not fit in 3 MiB
     try:
         with OpenAITestServer(reply=lambda request, i: filler + str(request["messages"])) as srv:
             started = time.monotonic()
@@ -170,6 +171,7 @@ def disk_full(rows: int, work: Path) -> Line:
             line.seconds = time.monotonic() - started
         line.note = f"first run stopped: {first['error_type']} after {sent} requests"
     finally:
+        os.environ.pop("ALAMBIC_DISK_RESERVE_MB", None)
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
     return line
 

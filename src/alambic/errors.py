@@ -245,6 +245,27 @@ def row_errors(row: dict[str, Any]) -> dict[str, ErrorEntry]:
     }
 
 
+REFUSED_TYPE = "ColumnTypeError"
+"""The ``type`` of the error entry of a row refused for a value whose type does not match its
+column (kind ``input``; see :mod:`alambic.pipeline.executor.column_types`)."""
+
+
+def row_refusal(row: dict[str, Any]) -> str | None:
+    """The message of the column-type refusal ``row`` carries, if any: no task sends a
+    request for such a row."""
+    meta = row.get(METADATA_COLUMN)
+    if not meta or not isinstance(meta, dict):
+        return None
+    for key, value in meta.items():
+        if (
+            key.startswith("error_")
+            and isinstance(value, dict)
+            and value.get("type") == REFUSED_TYPE
+        ):
+            return str(value.get("message"))
+    return None
+
+
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
     """Unpickle an exception whose constructor takes keyword-only options."""
     return cls(*args, **options)
@@ -299,4 +320,7 @@ class StructuredOutputError(AlambicError, ValueError):
 
 
 class StoreError(AlambicError, RuntimeError):
-    """The run store cannot be used: corrupt, from another version, or locked."""
+    """The run store cannot be used: corrupt, from another version, locked, or its disk full."""
+
+    disk_full: bool = False
+    """True when the disk (or quota) holding the store is full."""

@@ -19,6 +19,9 @@ Variable                       Default      Meaning
                                             loss, slower).
 ``ALAMBIC_PROGRESS_INTERVAL``  ``5``        Seconds between two progress lines when output is
                                             piped (not a terminal).
+``ALAMBIC_DISK_RESERVE_MB``    ``8``        Space kept in the cache folder, freed when the disk
+                                            fills so answers already received are written
+                                            (``0``: no reserve).
 ``ALAMBIC_GC_TUNING``          ``1``        ``0`` leaves Python's garbage collector as it is
                                             during a run (see ``executor.lifecycle``).
 =============================  ===========  =====================================================
@@ -114,8 +117,24 @@ def progress_interval() -> float:
     return value
 
 
+def disk_reserve_bytes() -> int:
+    """``ALAMBIC_DISK_RESERVE_MB`` in bytes (default 8 MiB; 0 turns the reserve off)."""
+    raw = os.environ.get("ALAMBIC_DISK_RESERVE_MB", "8").strip() or "8"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise AlambicUserError(
+            f"ALAMBIC_DISK_RESERVE_MB={raw!r} is not a valid setting: give a number of MiB "
+            ">= 0 (e.g. ALAMBIC_DISK_RESERVE_MB=32; 0 runs without a reserve)."
+        )
+    return int(value * 1024 * 1024)
+
+
 __all__ = [
     "cache_dir",
+    "disk_reserve_bytes",
     "lock_timeout",
     "progress_interval",
     "request_cache_enabled",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.faults.fault_pipeline import run_pipeline
 
+from alambic.pipeline.store.reserve import RESERVE_FILENAME
 from alambic.testing.openai_server import OpenAITestServer
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -58,16 +59,19 @@ def test_a_key_echoed_by_a_401_is_not_in_the_error_that_stops_the_run(
 def test_a_full_disk_stops_the_run_cleanly_and_the_rerun_repeats_little(
     openai_server_factory: Factory, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # long replies fill the 3 MiB tmpfs with the request cache and run store
+    # long replies fill the 3 MiB tmpfs with the request cache and run store; a 0.5 MiB
+    # reserve (the default 8 MiB would not fit) is freed when the disk fills
     filler = "x" * 4000
     server = openai_server_factory(reply=lambda request, i: filler + str(request["messages"]))
     monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(small_tmpfs / "cache"))
+    monkeypatch.setenv("ALAMBIC_DISK_RESERVE_MB", "0.5")
     result = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
     assert result["error_type"] == "StoreError"
     assert "Disk full" in result["error"]
     assert "free some space" in result["error"]
     first = server.stats["total_requests"]
     assert first < 2000
+    assert not (small_tmpfs / "cache" / RESERVE_FILENAME).exists()  # spent on the answers
     # free the space (a bigger disk: the cache moves with its folder) and run again
     bigger = small_tmpfs.parent / "bigger"
     bigger.mkdir()
@@ -80,11 +84,44 @@ def test_a_full_disk_stops_the_run_cleanly_and_the_rerun_repeats_little(
     assert len(rows) == 2000
     assert all(r["generation"] is not None for r in rows)  # no row was failed by the disk
     repeats = server.stats["total_requests"] - (2000 - first)
-    # Bounded by what the run held when it stopped: the rows admitted and not yet committed
-    # (4 x concurrency + a batch) plus the requests in flight (16). The issue asks for the
-    # requests in flight alone; answers buffered when the cache could not write are still
-    # dropped (measured 92-115 repeats), which is the open part of issue 11 #9.
-    assert repeats <= 16 * 4 + 50 + 16, repeats
+    # every answer received before the stop reached the request cache (paid from the
+    # reserve): at most the requests in flight when the run stopped are sent again
+    assert 0 <= repeats <= 16, repeats
+    reserve = bigger / "cache" / RESERVE_FILENAME
+    assert reserve.stat().st_blocks * 512 >= 512 * 1024  # allocated again for the next fault
+
+
+def test_a_disk_without_room_for_the_reserve_refuses_to_start_before_any_request(
+    openai_server_factory: Factory, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = openai_server_factory()
+    monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(small_tmpfs / "cache"))
+    monkeypatch.setenv("ALAMBIC_DISK_RESERVE_MB", "4")  # more than the 3 MiB tmpfs
+    result = run_pipeline(server.base_url, 20)
+    assert result["error_type"] == "StoreError"
+    assert "Not enough free space" in result["error"]
+    assert "4 MiB reserve" in result["error"]
+    assert "ALAMBIC_DISK_RESERVE_MB=0" in result["error"]
+    assert server.stats["total_requests"] == 0
+    assert not (small_tmpfs / "cache" / RESERVE_FILENAME).exists()  # no half-made reserve
+
+
+def test_without_a_reserve_a_full_disk_still_stops_cleanly_and_says_what_is_repaid(
+    openai_server_factory: Factory, small_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filler = "z" * 4000
+    server = openai_server_factory(reply=lambda request, i: filler + str(request["messages"]))
+    monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(small_tmpfs / "cache"))
+    monkeypatch.setenv("ALAMBIC_DISK_RESERVE_MB", "0")
+    result = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
+    assert result["error_type"] == "StoreError"
+    assert "Disk full" in result["error"]
+    assert "free some space" in result["error"]
+    assert not (small_tmpfs / "cache" / RESERVE_FILENAME).exists()
+    # the run released its locks: the same process can run the pipeline again at once
+    again = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
+    assert again["error_type"] == "StoreError"
+    assert "Another run" not in again["error"]
 
 
 def test_a_full_disk_with_the_request_cache_off_gives_the_documented_message(
@@ -94,6 +131,7 @@ def test_a_full_disk_with_the_request_cache_off_gives_the_documented_message(
     server = openai_server_factory(reply=lambda request, i: filler + str(request["messages"]))
     monkeypatch.setenv("ALAMBIC_CACHE_DIR", str(small_tmpfs / "cache"))
     monkeypatch.setenv("ALAMBIC_REQUEST_CACHE", "0")
+    monkeypatch.setenv("ALAMBIC_DISK_RESERVE_MB", "0.5")
     result = run_pipeline(server.base_url, 2000, max_concurrency=16, batch=50)
     assert result["error_type"] == "StoreError", result["error"]
     assert "Disk full" in result["error"]

@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from alambic.errors import InvalidNameError, RuntimeParameterError
 from alambic.pipeline import Pipeline
@@ -92,11 +93,17 @@ def test_runtime_parameters_are_settable_after_construction() -> None:
 
 
 def test_unknown_arguments_warn_and_are_ignored() -> None:
-    with pytest.warns(
-        UnknownArgumentWarning, match=r"'input_batch_sise' \(did you mean 'input_batch_size'\?\)"
-    ):
-        step = Upper(input_batch_size=4, input_batch_sise=3)
+    with pytest.warns(UnknownArgumentWarning, match=r"no argument 'colour'; ignored"):
+        step = Upper(input_batch_size=4, colour="blue")
     assert step.input_batch_size == 4
+
+
+def test_a_typo_of_a_real_argument_raises_with_did_you_mean() -> None:
+    # issue 11 #11: a typo is an error, as for LLMs (it was a warning, and the value lost)
+    with pytest.raises(
+        ValidationError, match=r"'input_batch_sise' \(did you mean 'input_batch_size'\?\)"
+    ):
+        Upper(input_batch_size=4, input_batch_sise=3)
 
 
 class Counter(GeneratorStep):

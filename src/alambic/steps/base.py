@@ -32,7 +32,7 @@ from alambic.steps._compat import StepCompatMixin
 from alambic.steps.resources import StepKind, StepResources
 from alambic.steps.rows import merge_rows, normalize_columns, normalize_generator_item
 from alambic.steps.typing import GeneratorOutput, Row, StepColumns, StepInput, StepOutput
-from alambic.utils.arguments import unknown_arguments
+from alambic.utils.arguments import misspelt_arguments, unknown_arguments
 from alambic.utils.models import FastPrivateAttributes
 from alambic.utils.naming import snake_case, validate_name
 from alambic.utils.serialization import dump_component
@@ -80,6 +80,7 @@ class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
         validate_default=True,
         extra="forbid",
         protected_namespaces=(),
+        hide_input_in_errors=True,  # an error never echoes the arguments (an LLM's key)
     )
 
     name: str | None = Field(default=None, description="Unique name of the step in its pipeline.")
@@ -108,10 +109,17 @@ class _Step(StepCompatMixin, FastPrivateAttributes, BaseModel, ABC):
     @model_validator(mode="before")
     @classmethod
     def _drop_unknown_arguments(cls, data: Any) -> Any:
+        """A typo of a real argument is an error naming it; any other unknown argument is
+        ignored with a warning (a custom task may be given extra ones, as the spec's are)."""
         if not isinstance(data, dict):
             return data
         hints, known = unknown_arguments(data, cls.model_fields)
         if hints:
+            misspelt = misspelt_arguments(data, cls.model_fields)
+            if misspelt:
+                raise ValueError(
+                    f"{cls.__name__} has no argument {', '.join(misspelt)}: fix the name. {known}"
+                )
             warnings.warn(
                 f"{cls.__name__} has no argument {', '.join(hints)}; ignored. {known}",
                 UnknownArgumentWarning,

@@ -263,11 +263,13 @@ def disk_error(exc: OSError, target: Path) -> Exception:
         return exc
     from alambic.errors import StoreError
 
-    return StoreError(
+    full = StoreError(
         f"Disk full while writing the dataset file {target} ({exc}). Nothing committed before "
         "this point is lost: free some space (or set ALAMBIC_CACHE_DIR to a folder on a "
         "larger disk) and run again; the run resumes from the committed batches."
     )
+    full.disk_full = True
+    return full
 
 
 class ParquetRowWriter:

@@ -63,7 +63,10 @@ class RunBookkeeping:
             self.data_dir = self.tmp_dir / "data"
             return
         from alambic.pipeline.store import RequestCacheStore, RunStore, request_cache_path
+        from alambic.pipeline.store.reserve import DiskReserve
 
+        reserve = DiskReserve(cache_dir, settings.disk_reserve_bytes())
+        reserve.ensure()  # before any write: a full disk must find it whole
         pipeline_signature = self.pipeline.signature()
         if DATASET_SOURCE in signatures:
             pipeline_signature = combine(pipeline_signature, signatures[DATASET_SOURCE])
@@ -73,12 +76,13 @@ class RunBookkeeping:
             pipeline_signature=pipeline_signature,
             pipeline_yaml=self.pipeline.to_yaml(),
             lock_timeout=settings.lock_timeout(),
+            reserve=reserve,
         )
         self.data_dir = self.store.run_dir / "data"
         if settings.request_cache_enabled():
             shared = settings.share_request_cache()
             path = request_cache_path(cache_dir, None if shared else self.store.run_dir)
-            self.request_cache = RequestCacheStore.open(path)
+            self.request_cache = RequestCacheStore.open(path, reserve=reserve)
         self.store.begin_run()
         for name, node in self.nodes.items():
             step = node.step
@@ -186,12 +190,14 @@ class RunBookkeeping:
         for writer in self.writers.values():
             with contextlib.suppress(Exception):  # already failing: the first error wins
                 writer.close()
-        if self.request_cache is not None:
-            self.request_cache.close()
-        if self.store is not None:
-            self.store.close()
-        if self.tmp_dir is not None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        try:
+            if self.request_cache is not None:
+                self.request_cache.close()  # raises if answers stayed unwritten (disk full)
+        finally:
+            if self.store is not None:
+                self.store.close()
+            if self.tmp_dir is not None:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def distiset(self) -> Distiset:
         from alambic.distiset import Distiset

@@ -23,6 +23,7 @@ from alambic.steps.typing import Row
 
 if TYPE_CHECKING:
     from alambic.pipeline.dag import DAG
+    from alambic.pipeline.executor.column_types import ColumnTypes
 
 END = None
 """Put on a queue after a node's last envelope."""
@@ -55,6 +56,7 @@ class Node:
     committed: int = 0
     progress: Any = None
     replicas: list[_Step] = field(default_factory=list)
+    column_types: ColumnTypes | None = None  # made on the first emit (see .column_types)
 
 
 def build_nodes(

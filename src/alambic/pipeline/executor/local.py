@@ -220,8 +220,8 @@ class LocalRun(Workers):
         ]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                error = task.exception()
+            errors = [task.exception() for task in done]  # every one retrieved, first raised
+            for error in errors:
                 if error is not None:
                     for other in pending:
                         other.cancel()

@@ -30,6 +30,7 @@ from alambic.errors import (
     set_row_error,
 )
 from alambic.pipeline.executor.batching import batch_size
+from alambic.pipeline.executor.column_types import ColumnTypes
 from alambic.pipeline.executor.graph import END, Envelope, Node
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
 from alambic.steps.base import Step, merge_rows
@@ -93,6 +94,9 @@ class Workers:
         last: bool = False,
         source_rows: int | None = None,
     ) -> None:
+        types = node.column_types or ColumnTypes(node.name)
+        node.column_types = types
+        types.check(rows)  # a value of another type than its column's: the row is refused
         if commit:
             self.book.commit(node, seq, rows, last=last, source_rows=source_rows)
         if node.progress is not None:

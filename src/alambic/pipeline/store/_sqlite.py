@@ -23,12 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Self
 
 from alambic.errors import StoreError
 from alambic.settings import store_sync
+
+if TYPE_CHECKING:
+    from alambic.pipeline.store.reserve import DiskReserve
 
 logger = logging.getLogger("alambic")
 
@@ -94,11 +97,13 @@ def translate_error(exc: BaseException, file: StoreFile) -> StoreError:
         and _low_on_space(file.path)
     )
     if is_full:
-        return StoreError(
+        full = StoreError(
             f"Disk full while writing the {file.what} {file.path} ({exc}). Nothing committed "
             "before this point is lost: free some space (or set ALAMBIC_CACHE_DIR to a folder "
             "on a larger disk) and run again; the run resumes from the committed batches."
         )
+        full.disk_full = True
+        return full
     if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return StoreError(
             f"The {file.what} {file.path} is corrupt or not an alambic store ({exc}). "
@@ -218,12 +223,21 @@ class Writer:
     Operations run in submission order; everything queued while one transaction commits goes
     into the next one. After a failure (disk full...) the transaction is rolled back, the
     writer stops, and every later :meth:`submit` or :meth:`wait` raises the same
-    :class:`StoreError`: what committed before stays committed.
+    :class:`StoreError`: what committed before stays committed. With a ``reserve``, a
+    transaction that meets a full disk frees it and is tried once more (committed, it still
+    stops the writer: the disk is full).
     """
 
-    def __init__(self, conn: sqlite3.Connection, file: StoreFile, name: str) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        file: StoreFile,
+        name: str,
+        reserve: DiskReserve | None = None,
+    ) -> None:
         self._conn = conn
         self._file = file
+        self._reserve = reserve
         self._cond = threading.Condition()
         self._queue: list[
             tuple[Callable[[sqlite3.Connection], object], Callable[[], None] | None]
@@ -276,12 +290,31 @@ class Writer:
         returns (for writes that must not wait on the writer thread: answered requests)."""
         if self.error is not None:
             raise self.error
-        error = self._transact([(op, None)])
+        _, error = self.try_now(op)
         if error is not None:
             with self._cond:
                 self.error = error
                 self._cond.notify_all()
             raise error
+
+    def try_now(self, op: Callable[[sqlite3.Connection], object]) -> tuple[bool, StoreError | None]:
+        """:meth:`run_now` that returns ``(committed, error)`` instead of stopping the
+        writer: on a full disk ``error`` is set (``disk_full``) even when the freed reserve
+        let ``op`` commit."""
+        return self._apply([(op, None)])
+
+    def _apply(
+        self,
+        batch: list[tuple[Callable[[sqlite3.Connection], object], Callable[[], None] | None]],
+    ) -> tuple[bool, StoreError | None]:
+        """:meth:`_transact`, and once more after freeing the reserve on a full disk."""
+        error = self._transact(batch)
+        if error is None:
+            return True, None
+        if error.disk_full and self._reserve is not None and self._reserve.release(error):
+            again = self._transact(batch)
+            return again is None, error if again is None else again
+        return False, error
 
     def _transact(
         self,
@@ -331,7 +364,7 @@ class Writer:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
-            error = self._transact(batch)
+            _, error = self._apply(batch)
             with self._cond:
                 self._done += len(batch)
                 if error is not None:

@@ -34,6 +34,7 @@ from alambic.pipeline.store._sqlite import (
     now,
     translate_error,
 )
+from alambic.pipeline.store.reserve import DiskReserve
 
 REQUEST_CACHE_APPLICATION_ID = 0x416C5243  # "AlRC"
 REQUEST_CACHE_VERSION = 1
@@ -93,6 +94,11 @@ class RequestCacheStore(StoreHandle):
 
     :meth:`put_many` commits the answers before it returns (a SIGKILL right after loses
     none); :attr:`hits` and :attr:`misses` count lookups.
+
+    A full disk loses no answer: the write is tried again in the space of the run's
+    :class:`~alambic.pipeline.store.reserve.DiskReserve`, answers that still cannot be
+    written stay buffered (tried again on each write and on closing), and
+    :meth:`commit_pending` raises the disk-full :class:`StoreError` so no new request leaves.
     """
 
     def __init__(
@@ -103,8 +109,11 @@ class RequestCacheStore(StoreHandle):
         writer: Writer,
         reader: Reader,
         conns: tuple[sqlite3.Connection, sqlite3.Connection],
+        reserve: DiskReserve | None = None,
     ) -> None:
         self.path = file.path
+        self._reserve = reserve
+        self._stop: StoreError | None = None  # a full disk: no new request may leave
         self._file = file
         self._lock = lock
         self._writer = writer
@@ -123,8 +132,9 @@ class RequestCacheStore(StoreHandle):
         self.misses = 0
 
     @classmethod
-    def open(cls, path: Path) -> RequestCacheStore:
-        """Open (or create) the cache file at ``path``."""
+    def open(cls, path: Path, reserve: DiskReserve | None = None) -> RequestCacheStore:
+        """Open (or create) the cache file at ``path``; a full disk is paid from
+        ``reserve`` (allocated by the caller)."""
         path = Path(path)
         file = StoreFile(
             path=path,
@@ -165,9 +175,10 @@ class RequestCacheStore(StoreHandle):
         return cls(
             file=file,
             lock=lock,
-            writer=Writer(writer_conn, file, name="alambic-request-cache"),
+            writer=Writer(writer_conn, file, name="alambic-request-cache", reserve=reserve),
             reader=Reader(reader_conn, file),
             conns=(writer_conn, reader_conn),
+            reserve=reserve,
         )
 
     def get_many(self, keys: list[str]) -> list[CachedGeneration | None]:
@@ -270,46 +281,55 @@ class RequestCacheStore(StoreHandle):
             )
             for key, gen in items
         ]
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._commit(params)
-            return
         with self._buffer_lock:
             for key, gen in items:
                 self._pending[key] = gen
             self._buffer.extend(params)
             schedule = not self._scheduled
             self._scheduled = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: written now; after a full disk, raise
+            self.commit_pending()
+            return
         if schedule:
             loop.call_soon(self._commit_buffer)
 
     def commit_pending(self) -> None:
         """Commit the answers buffered on the event loop now (LLMs call this before sending a
-        request, so no request leaves while an earlier answer is uncommitted)."""
+        request, so no request leaves while an earlier answer is uncommitted); after a full
+        disk, raise its :class:`StoreError` so that no new request leaves at all."""
         if self._buffer:
             self._commit_buffer()
+        stop = self._stop or (self._reserve.error if self._reserve is not None else None)
+        if stop is not None:
+            raise stop
 
     def _commit_buffer(self) -> None:
+        """Write the buffered answers; never raises (it runs as an event-loop callback): what
+        cannot be written stays buffered, and the error is kept for :meth:`commit_pending`."""
         if self._closed:
             return
         with self._buffer_lock:
             params, self._buffer = self._buffer, []
             self._scheduled = False
-        if params:
-            self._commit(params)
-        with self._buffer_lock:
-            for key, *_ in params:
-                self._pending.pop(key, None)
-
-    def _commit(self, params: list[_Params]) -> None:
-        self._writer.run_now(
+        if not params:
+            return
+        committed, error = self._writer.try_now(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO requests(key, text, input_tokens, output_tokens, "
                 "created_at, latency_s, retries, reasoning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
         )
+        with self._buffer_lock:
+            if committed:
+                for key, *_ in params:
+                    self._pending.pop(key, None)
+            else:
+                self._buffer[:0] = params  # kept, in order, for the next try
+            if error is not None and self._stop is None:
+                self._stop = error
 
     def flush(self) -> None:
         """Return once every answer put so far is in the file."""
@@ -322,20 +342,21 @@ class RequestCacheStore(StoreHandle):
         return int(row[0]) if row else 0
 
     def close(self) -> None:
-        """Write what is queued, close the file and drop the shared lock (idempotent)."""
+        """Write what is queued, close the file and drop the shared lock (idempotent);
+        raises the :class:`StoreError` that left answers unwritten, if any."""
         if self._closed:
             return
-        pending_error: StoreError | None = None
-        try:
-            self._commit_buffer()
-        except StoreError as exc:
-            pending_error = exc
+        self._commit_buffer()
+        unwritten = len(self._buffer)
         self._closed = True
         self._shut_down()
         if self._writer.error is not None:
             raise self._writer.error
-        if pending_error is not None:
-            raise pending_error
+        if unwritten and self._stop is not None:
+            raise StoreError(
+                f"{unwritten} answered requests could not be written to the request cache "
+                f"(they will be sent again on the next run): {self._stop}"
+            ) from self._stop
 
     def __repr__(self) -> str:
         return f"RequestCacheStore({self.path})"

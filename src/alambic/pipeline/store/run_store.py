@@ -34,6 +34,7 @@ from alambic.pipeline.store._sqlite import (
     now,
     translate_error,
 )
+from alambic.pipeline.store.reserve import DiskReserve
 
 T = TypeVar("T")
 
@@ -172,8 +173,10 @@ class RunStore(StoreHandle):
         pipeline_signature: str,
         pipeline_yaml: str,
         lock_timeout: float = 0.0,
+        reserve: DiskReserve | None = None,
     ) -> RunStore:
-        """Open (or create) the store of a pipeline definition and take its run lock.
+        """Open (or create) the store of a pipeline definition and take its run lock (a full
+        disk is paid from ``reserve``, allocated by the caller).
 
         Raises :class:`StoreError` when another process holds the lock after
         ``lock_timeout`` seconds, or when the file is corrupt or from an incompatible version
@@ -243,7 +246,7 @@ class RunStore(StoreHandle):
                 close_quietly(conn)
             lock.release()
             raise
-        writer = Writer(writer_conn, file, name=f"alambic-store-{pipeline_name}")
+        writer = Writer(writer_conn, file, name=f"alambic-store-{pipeline_name}", reserve=reserve)
         return cls(
             run_dir=run_dir,
             file=file,

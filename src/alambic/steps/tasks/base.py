@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
-from alambic.errors import METADATA_COLUMN, ErrorKind, error_entry
+from alambic.errors import (
+    METADATA_COLUMN,
+    ColumnTypeError,
+    ErrorKind,
+    LLMRequestError,
+    error_entry,
+    row_refusal,
+)
 from alambic.llms.base import LLM, AsyncLLM, error_info
 from alambic.llms.typing import FormattedInput, GenerateOutput, GenerationError
 from alambic.runtime_parameters import RuntimeParameter
@@ -333,7 +340,7 @@ class Task(_Task, Step):
 
     async def _aprocess_one(self, renamed: Row, llm: AsyncLLM) -> list[Row]:
         try:
-            formatted = self.format_input(renamed)
+            formatted = self._format_sendable(renamed)
         except Exception as exc:  # becomes a failed row with this reason
             rows = self.failed_rows_for_inputs([renamed], [None], exc)
         else:
@@ -363,6 +370,16 @@ class Task(_Task, Step):
                 rows.extend(self.build_rows([row], [formatted[i]], [result]))
         return rows
 
+    def _format_sendable(self, row: Row) -> FormattedInput:
+        """``format_input``, unless an earlier step refused the row for a value whose type
+        does not match its column: then no request is sent (the row fails with kind input)."""
+        if METADATA_COLUMN in row:
+            refused = row_refusal(row)
+            if refused is not None:
+                error = LLMRequestError(f"Not sent: {refused}", kind=ErrorKind.INPUT)
+                raise error from ColumnTypeError(refused)
+        return self.format_input(row)
+
     def _format_inputs_safely(
         self, inputs: Sequence[Row]
     ) -> tuple[list[FormattedInput | None], list[BaseException | None]]:
@@ -370,7 +387,7 @@ class Task(_Task, Step):
         errors: list[BaseException | None] = []
         for row in inputs:
             try:
-                formatted.append(self.format_input(row))
+                formatted.append(self._format_sendable(row))
                 errors.append(None)
             except Exception as exc:  # becomes a failed row with this reason
                 formatted.append(None)
