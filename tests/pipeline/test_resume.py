@@ -390,6 +390,10 @@ def test_two_ctrl_c_exit_at_once_and_the_rerun_completes(
     harness.n = 400
     args = ("--gen-batch", "10", "--batch", "10")
     proc = harness.start(*args)
+    # replies slow down before the Ctrl-Cs, so that requests are still in flight at the
+    # second one (with 10 ms replies, the first one's graceful stop could end the run first)
+    harness.wait_for(proc, lambda: server.stats["total_requests"] >= 40, "40 requests")
+    server.update(latency_s=2.0)
     harness.wait_for(proc, lambda: server.stats["total_requests"] >= 60, "60 requests")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
@@ -403,6 +407,7 @@ def test_two_ctrl_c_exit_at_once_and_the_rerun_completes(
     while server.stats["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.01)
     unanswered = server.stats["unique_requests"] - cached_answers(harness.cache)
+    server.update(latency_s=0.01)
 
     rows = harness.run(*args)
 

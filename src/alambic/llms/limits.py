@@ -171,12 +171,17 @@ class AdaptiveLimit:
         self._rejected_in_a_row = 0
         self.pressure = 0.0
 
-    async def acquire(self) -> None:
+    async def acquire(self, first: bool = False) -> None:
+        """Take a slot, waiting in line when none is free; ``first`` goes to the front of
+        the line (a retry: its row already waited, and its batch waits on it)."""
         if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:

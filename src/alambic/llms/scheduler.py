@@ -294,7 +294,7 @@ class RequestScheduler:
             tries += 1
             if self.stopped is not None:
                 raise self._stopped_error()
-            await slots.acquire()
+            await slots.acquire(first=tries > 1)
             try:
                 if ticket is not None and ticket.remote:  # its round trip before the pacing
                     await ticket.areserve()
