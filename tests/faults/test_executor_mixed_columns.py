@@ -127,3 +127,24 @@ def test_refused_rows_send_no_request_and_the_output_is_identical_at_any_batch_s
             assert row["generation"] == f"answer to question {i}"
             assert row["load"] is None
             assert row["generate"] is None
+
+
+def test_an_image_column_takes_every_image_source_and_refuses_other_kinds() -> None:
+    """A column whose first value is a PIL image also takes paths, bytes and datasets'
+    {"bytes", "path"} dicts (the image tasks read each as an image); a number is refused."""
+    from PIL import Image
+
+    from alambic.pipeline.executor.column_types import ColumnTypes
+
+    png = Image.new("RGB", (2, 2))
+    rows = [
+        {"image": png},
+        {"image": "/tmp/a.png"},
+        {"image": b"\x89PNG"},
+        {"image": {"bytes": None, "path": "/tmp/b.png"}},
+        {"image": 7},
+    ]
+    types = ColumnTypes("load")
+    types.check(rows)
+    assert [row["image"] is None for row in rows] == [False, False, False, False, True]
+    assert types.kinds == {"image": "image"}

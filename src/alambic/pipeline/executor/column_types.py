@@ -9,7 +9,8 @@ column, the value, its type and the column's type, and no task after it sends a 
 it (see :func:`alambic.errors.row_refusal`). Its other columns are kept as they are.
 
 Types are compared by kind: text, number (``int`` and ``float`` together, as Arrow promotes
-them), boolean, bytes, list (list or tuple), dict, or the class name of anything else. What
+them), boolean, bytes, list (list or tuple), dict, image (any PIL image; an image column also takes
+paths, URLs, bytes and ``{"bytes", "path"}`` dicts), or the class name of anything else. What
 lies inside lists and dicts is not compared here (a conflict there is stored as JSON text by
 the parquet writer, with a warning).
 """
@@ -43,11 +44,21 @@ _KINDS: dict[type, str] = {
 _ORDER = (bool, int, float, str, bytes, list, tuple, dict)  # bool before its base, int
 
 
+IMAGE_SOURCES = frozenset({"str", "bytes", "dict"})
+"""What an image column (first value a PIL image) also accepts: a path or URL, encoded bytes,
+or ``datasets``' ``{"bytes", "path"}`` form; each is an image as the image tasks read it."""
+
+
 def _kind(cls: type) -> str:
     kind = _KINDS.get(cls)
     if kind is None:
         base = next((b for b in _ORDER if issubclass(cls, b)), None)
-        kind = _KINDS[base] if base is not None else cls.__name__
+        if base is not None:
+            kind = _KINDS[base]
+        elif any(b.__module__.startswith("PIL.") and b.__name__ == "Image" for b in cls.__mro__):
+            kind = "image"  # every PIL image class (PngImageFile, JpegImageFile, ...)
+        else:
+            kind = cls.__name__
         _KINDS[cls] = kind
     return kind
 
@@ -75,7 +86,7 @@ class ColumnTypes:
                 if known is None:
                     kinds[column] = kind
                     self.first[column] = value
-                elif known != kind:
+                elif known != kind and not (known == "image" and kind in IMAGE_SOURCES):
                     if odd is None:
                         odd = []
                     odd.append((column, value, kind))
