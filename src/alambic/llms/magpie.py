@@ -162,6 +162,19 @@ class MagpieChatTemplateMixin(BaseModel):
         start = template.prefix if not prompt and template.prefix else ""
         return f"{prompt}{start}{template.user_header}"
 
+    def magpie_prompt(self, tokenizer: Any, messages: Sequence[ChatItem]) -> str | None:
+        """The prompt that asks the model for the next user turn (the conversation rendered
+        by ``tokenizer``'s chat template, then the text opening a user turn), or ``None`` when
+        Magpie is off or ``messages`` ends with a user message (an ordinary request)."""
+        if self.magpie_template() is None or (messages and messages[-1]["role"] == "user"):
+            return None
+        rendered: str = (
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+            if messages
+            else ""
+        )
+        return self.apply_magpie_pre_query_template(rendered, messages)
+
 
 __all__ = [
     "MAGPIE_PRE_QUERY_TEMPLATES",

@@ -268,16 +268,9 @@ class TransformersLLM(LLM, MagpieChatTemplateMixin):
             return (bos or "") + self.prompt_format.render(messages)
         if self._tokenizer.chat_template is None:
             return "\n".join(str(m["content"]) for m in messages) + "\n"
-        if self.magpie_template() is not None and (not messages or messages[-1]["role"] != "user"):
-            # Magpie (distilabel's mixin): the conversation, then the text opening a user turn
-            rendered: str = (
-                self._tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=False
-                )
-                if messages
-                else ""
-            )
-            return self.apply_magpie_pre_query_template(rendered, messages)
+        magpie = self.magpie_prompt(self._tokenizer, messages)  # distilabel's Magpie mixin
+        if magpie is not None:
+            return magpie
         prompt: str = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
