@@ -46,7 +46,8 @@ def test_the_names_and_shapes_are_distilabels() -> None:
         "action_sentence",
         "negative_style",
     }
-    assert isinstance(st.CONTEXT_INTRO, str) and st.CONTEXT_INTRO.startswith(" ")
+    assert isinstance(st.CONTEXT_INTRO, str)
+    assert st.CONTEXT_INTRO.startswith(" ")
     assert st.POSITIVE_NEGATIVE_PAIR_REGEX.groups == 2
 
 
