@@ -138,6 +138,18 @@ def test_the_yaml_form_of_pairs_and_float_sums_are_accepted() -> None:
     assert gen.system_prompt == {"a": ("A", 0.7), "b": ("B", 0.2), "c": ("C", 0.1)}
 
 
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_a_saved_pipeline_keeps_the_weighted_prompts(fmt: str, tmp_path: Any) -> None:
+    with Pipeline(name="weighted-saved") as pipeline:
+        MagpieGenerator(name="gen", llm=FakeLLM(), num_rows=2, system_prompt=WEIGHTED)
+    path = tmp_path / f"pipeline.{fmt}"
+    pipeline.save(str(path), format=fmt)
+    loaded = Pipeline.from_yaml(str(path)) if fmt == "yaml" else Pipeline.from_json(str(path))
+    gen = loaded.steps["gen"]
+    assert gen.system_prompt == WEIGHTED
+    assert list(gen.get_outputs()) == ["instruction", "response", "system_prompt_key", "model_name"]
+
+
 def test_magpie_rows_draw_their_own_and_a_row_column_wins(
     run_task: Callable[..., Any],
 ) -> None:
