@@ -252,3 +252,24 @@ def test_one_turn_magpie_rows_take_the_shape_of_their_own_system_prompt() -> Non
     assert rows[1]["conversation"] is None
     assert rows[1]["instruction"] == "Asked under: nothing"
     assert rows[1]["response"] == "fake reply to: Asked under: nothing"
+
+
+def test_a_list_with_an_empty_prompt_declares_both_shapes() -> None:
+    gen = MagpieGenerator(
+        name="gen",
+        llm=EchoCompletion(),
+        num_rows=40,
+        pre_query_template="chatml",
+        system_prompt=["Be brief.", ""],  # "" draws no system prompt
+        include_system_prompt=True,
+    )
+    assert list(gen.get_outputs()) == ["instruction", "response", "conversation", "model_name"]
+    rows = generated(gen)
+    with_system = [r for r in rows if r["conversation"] is not None]
+    assert 0 < len(with_system) < len(rows)
+    for row in rows:
+        if row["conversation"] is None:
+            assert row["instruction"] == "Asked under: nothing"
+        else:
+            assert row["conversation"][0] == {"role": "system", "content": "Be brief."}
+            assert row["instruction"] is None

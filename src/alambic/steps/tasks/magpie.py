@@ -164,9 +164,19 @@ class _MagpieBase(BaseModel):
             return (rng.choice(prompts) if prompts else None), None
         return prompts, None
 
-    def _has_prompts(self) -> bool:
-        """Whether the task's own ``system_prompt`` gives every row a system prompt."""
-        return bool(self.system_prompt)
+    def _has_prompts(self) -> bool | None:
+        """Whether the task's own ``system_prompt`` gives every row a system prompt: ``True``
+        (all its prompts have text), ``False`` (none, or empty), ``None`` (some are empty)."""
+        prompts = self.system_prompt
+        if isinstance(prompts, list | dict):
+            texts = [
+                p if isinstance(p, str) else p[0]
+                for p in (prompts.values() if isinstance(prompts, dict) else prompts)
+            ]
+            if all(texts) or not any(texts):
+                return bool(texts) and all(texts)
+            return None
+        return bool(prompts)
 
     def _converse(self, task: Task | GeneratorTask, chains: list[EvolutionChain]) -> None:
         """Advance every chain through ``n_turns`` user (completion) and assistant turns."""
@@ -381,7 +391,7 @@ def _at(values: list[Any], j: int) -> Any:
 def _start(row: Row, index: int, system: Any) -> EvolutionChain:
     chain = EvolutionChain(row=row, index=index, texts=[])
     conversation: ChatType = []
-    if system is not None:
+    if system:  # an empty prompt (e.g. "" in a list) means none
         conversation.append({"role": "system", "content": system})
     chain.extra["conversation"] = conversation
     return chain
@@ -420,7 +430,7 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
 
     def _always_has_system(self) -> bool | None:
         # a row's own system_prompt column wins; without a task-level prompt, the row decides
-        return True if self._has_prompts() else None
+        return True if self._has_prompts() is True else None
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         """The conversation so far for a row: its system message, if any."""
