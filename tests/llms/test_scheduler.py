@@ -11,6 +11,7 @@ import pytest
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.scheduler import (
     REQUEST_PACE,
+    SCATTERED_BACKOFF_S,
     SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
@@ -197,6 +198,40 @@ def test_scattered_429s_do_not_cut_concurrency() -> None:
         else:
             limit.on_success()
     assert limit.limit == 64
+
+
+def test_a_scattered_429_retries_sooner_than_overload() -> None:
+    """A 429 while most answers succeed backs off from SCATTERED_BACKOFF_S (0.05-0.1 s);
+    under overload (429s are most answers) and for other errors, from ``backoff_base``."""
+    scheduler = RequestScheduler(SchedulerLimits(backoff_base=0.5), classify)
+    assert SCATTERED_BACKOFF_S == 0.1
+    for _ in range(200):
+        assert 0.05 <= scheduler._backoff(1, None, scattered=True) <= 0.1
+        assert 0.1 <= scheduler._backoff(2, None, scattered=True) <= 0.2
+        assert 0.25 <= scheduler._backoff(1, None) <= 0.5
+        assert 2.0 <= scheduler._backoff(1, 2.0, scattered=True) <= 2.1  # Retry-After wins
+    # a smaller backoff_base (tests set one) is kept
+    fast = RequestScheduler(SchedulerLimits(backoff_base=0.001), classify)
+    assert fast._backoff(1, None, scattered=True) <= 0.001
+
+    # which one the scheduler picks: scattered until the adaptive limit sees overload
+    picked: list[tuple[ErrorKind, bool]] = []
+    backoff = scheduler._backoff
+
+    def record(tries: int, retry_after: float | None, *, scattered: bool = False) -> float:
+        picked.append((kinds[len(picked)], scattered))
+        return backoff(tries, retry_after, scattered=scattered) / 100
+
+    scheduler._backoff = record  # type: ignore[method-assign]
+    kinds = [ErrorKind.RATE_LIMIT, ErrorKind.SERVER]
+    asyncio.run(scheduler.run(scripted([Boom(kinds[0]), Boom(kinds[1]), "ok"])))
+    assert picked == [(ErrorKind.RATE_LIMIT, True), (ErrorKind.SERVER, False)]
+    picked.clear()
+    kinds = [ErrorKind.RATE_LIMIT] * 6
+    asyncio.run(scheduler.run(scripted([Boom(ErrorKind.RATE_LIMIT)] * 6 + ["ok"])))
+    # each 429 raises the pressure by 5% of what is left: from the fourth one on, a 429 is
+    # overload (pressure >= 15%), and those back off in full
+    assert [s for _, s in picked] == [True, True, True, False, False, False]
 
 
 def test_scheduler_adapts_concurrency_on_429() -> None:
