@@ -95,7 +95,7 @@ def test_retry_after_is_honoured() -> None:
     attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.3), "ok"])
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert 0.3 <= time.monotonic() - start < 0.6
+    assert 0.3 <= time.monotonic() - start < 1.0  # upper bound loose: a busy CI machine
     assert scheduler.counters.rate_limited == 1
 
 
@@ -112,7 +112,7 @@ def test_per_attempt_timeout_then_success() -> None:
 
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 2.0  # not the attempt's 10 s
     assert scheduler.counters.errors_by_kind == {"timeout": 1}
 
 
@@ -149,7 +149,7 @@ def test_rpm_budget_paces_requests() -> None:
 
     asyncio.run(main())
     elapsed = stamps[-1] - stamps[0]
-    assert 0.85 <= elapsed <= 1.3
+    assert 0.85 <= elapsed <= 1.6  # the window check below is the strict one
     # in any 0.5 s window, at most 10 requests (+1 burst)
     for i, t in enumerate(stamps):
         assert sum(1 for s in stamps[i:] if s < t + 0.5) <= 11
@@ -320,7 +320,7 @@ def test_remaining_zero_holds_requests_until_reset() -> None:
 
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert 0.18 <= time.monotonic() - start < 0.5
+    assert 0.18 <= time.monotonic() - start < 1.0
 
 
 def test_request_budgets_keep_one_percent_in_hand() -> None:

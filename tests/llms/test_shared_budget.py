@@ -92,7 +92,8 @@ async def _two_workers() -> None:
     await asyncio.gather(*(b.acquire(0) for b in (first, second) for _ in range(6)))
     elapsed = time.monotonic() - start
     # 12 requests, a burst of one: 11 intervals of 1/9.9 s, shared by both workers
-    assert elapsed == pytest.approx(11 / 9.9, abs=0.15)
+    # (late side loose: a busy machine delays wake-ups, never makes them early)
+    assert 11 / 9.9 - 0.15 <= elapsed <= 11 / 9.9 + 0.5
     assert ledger.snapshot()["k"]["reservations"] == 12
 
 

@@ -145,3 +145,29 @@ def test_two_replicas_pace_at_one_limit_against_a_strict_window(
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert busiest >= 0.85 * 2 * per_second, (busiest, rate)
     assert rate <= 1.02 * per_second
+
+
+def test_progress_from_actors_moves_before_a_long_batch_returns(
+    local_ray: Any,
+    openai_server_factory: Callable[..., OpenAITestServer],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # one batch of 12 rows, 2 requests at a time, 0.3 s each: ~1.8 s before it returns
+    server = openai_server_factory(latency_s=0.3)
+    monkeypatch.setenv("ALAMBIC_PROGRESS_INTERVAL", "0.1")
+    pipeline = _generation(server.base_url, 12, replicas=1, concurrency=2, batch=12)
+    pipeline.run(use_cache=False, show_progress=None, executor="ray")
+    lines = capfd.readouterr().err.splitlines()
+    seen = [
+        (int(m.group(1)), int(m.group(2)))
+        for line in lines
+        if (m := re.search(r"gen: (\d+) rows \(\d+/s\), (\d+) computed", line))
+    ]
+    # while the batch was still with the actor (0 rows out), its finished rows showed
+    during = [computed for rows_out, computed in seen if rows_out == 0]
+    assert any(2 <= computed < 12 for computed in during), seen
+    assert seen[-1] == (12, 12)
+    summary = pipeline.last_summary or {}
+    assert summary["steps"]["gen"]["rows_computed"] == 12
+    assert summary["steps"]["gen"]["llm"]["requests"] == 12
