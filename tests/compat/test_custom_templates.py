@@ -123,3 +123,151 @@ def test_prometheus_load_fills_the_slot_and_honours_a_replacement() -> None:
     mine = Mine(name="p", llm=FakeLLM(), mode="absolute", rubric="helpfulness")
     mine.load()
     assert user_text(mine.format_input(row)).startswith("Q | A | ")
+
+
+# -- TextClassification / TextClustering: TEXT_CLASSIFICATION_TEMPLATE and the slot ------------
+
+DISTILABEL_CLASSIFICATION_VARIABLES = {
+    "text",
+    "query_title",
+    "context",
+    "labels_message",
+    "available_labels",
+    "examples",
+    "default_label",
+    "labels_format",
+}
+
+
+def test_text_classification_template_takes_distilabels_variables() -> None:
+    from jinja2 import Environment, meta
+
+    from alambic.steps.tasks.text_classification import TEXT_CLASSIFICATION_TEMPLATE
+
+    used = meta.find_undeclared_variables(Environment().parse(TEXT_CLASSIFICATION_TEMPLATE))
+    assert used == DISTILABEL_CLASSIFICATION_VARIABLES
+
+
+def test_a_distilabel_style_classification_template_renders_every_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alambic.steps.tasks import TextClassification, text_classification
+
+    source = "|".join(
+        "{{ " + name + " }}" for name in sorted(DISTILABEL_CLASSIFICATION_VARIABLES)
+    ).replace("{{ query_title }}", "{{ query_title.lower() }}")
+    monkeypatch.setattr(text_classification, "TEXT_CLASSIFICATION_TEMPLATE", source)
+    task = TextClassification(
+        name="t",
+        llm=FakeLLM(),
+        available_labels={"bug": "broken"},
+        n=2,
+        context="Issues.",
+        examples=["It crashes"],
+        query_title="Issue",
+        use_structured_output=False,
+    )
+    task.load()  # distilabel's load() compiles the constant into _template
+    assert isinstance(task._template, Template)
+    parts = dict(
+        zip(
+            sorted(DISTILABEL_CLASSIFICATION_VARIABLES),
+            user_text(task.format_input({"text": "Boom"})).split("|"),
+            strict=True,
+        )
+    )
+    assert parts["text"] == "Boom"
+    assert parts["query_title"] == "issue"
+    assert parts["context"] == "\nIssues."  # on a line of its own, as distilabel gives it
+    assert "up to 2 labels" in parts["labels_message"]
+    assert parts["available_labels"].endswith("- bug: broken")
+    assert parts["examples"].strip().endswith("- It crashes")
+    assert parts["default_label"] == "Unclassified"
+    assert parts["labels_format"] == '["<label>", ...]'
+
+
+def test_text_classification_honours_its_template_slot() -> None:
+    from alambic.steps.tasks import TextClassification
+
+    row = {"text": "The app crashes."}
+    kwargs: dict[str, Any] = {
+        "name": "t",
+        "llm": FakeLLM(),
+        "available_labels": ["bug", "feature"],
+        "use_structured_output": False,
+    }
+    plain = TextClassification(**kwargs)
+    before = user_text(plain.format_input(row))
+    assert plain._template is None
+    plain.load()
+    assert isinstance(plain._template, Template)
+    assert user_text(plain.format_input(row)) == before
+
+    class Mine(TextClassification):
+        def load(self) -> None:
+            super().load()
+            self._template = Template("{{ labels_message }} [{{ text }}]")
+
+    mine = Mine(**kwargs)
+    mine.load()
+    assert user_text(mine.format_input(row)) == (
+        "Choose the one label that fits it best from the list below. [The app crashes.]"
+    )
+    plain._template = "{{ query_title }} -> {{ text }}"  # set after load(), as text
+    assert user_text(plain.format_input(row)) == "Text -> The app crashes."
+
+
+def test_text_clustering_honours_its_template_slot() -> None:
+    from alambic.steps.tasks import TextClustering
+
+    cluster = {"texts": ["Bake bread.", "Boil soup."]}
+    plain = TextClustering(name="c", llm=FakeLLM(), n=2)
+    before = user_text(plain.format_input(cluster))
+    plain.load()
+    assert isinstance(plain._template, Template)
+    assert (
+        user_text(plain.format_input(cluster))
+        == before
+        == render(
+            "text_clustering",
+            "user",
+            texts=cluster["texts"],
+            n=2,
+            query_title="Text",
+            context="",
+        )
+    )
+
+    class Mine(TextClustering):
+        def load(self) -> None:
+            super().load()
+            # a template written for distilabel's TextClustering (TextClassification's names)
+            self._template = Template("{{ query_title }}s:\n{{ text }}\nAs {{ labels_format }}")
+
+    mine = Mine(name="c", llm=FakeLLM(), n=2)
+    mine.load()
+    assert user_text(mine.format_input(cluster)) == (
+        'Texts:\nText 1:\nBake bread.\n\nText 2:\nBoil soup.\nAs ["<label>", ...]'
+    )
+
+
+def test_a_custom_classification_template_reaches_the_llm_in_a_pipeline() -> None:
+    from alambic.steps.tasks import TextClassification
+
+    class Terse(TextClassification):
+        def load(self) -> None:
+            super().load()
+            self._template = Template("Label: {{ text }}")
+
+    with Pipeline(name="custom-classification") as pipeline:
+        load = LoadDataFromDicts(data=[{"text": "Crash on start"}])
+        terse = Terse(
+            name="terse",
+            llm=FakeLLM(reply_fn=lambda messages, i: '{"labels": ["bug"]}'),
+            available_labels=["bug", "feature"],
+            use_structured_output=False,
+        )
+        load >> terse
+    row = pipeline.run(use_cache=False, show_progress=False)["default"]["train"][0]
+    assert row["labels"] == "bug"
+    assert user_text(row["alambic_metadata"]["raw_input_terse"]) == "Label: Crash on start"

@@ -75,3 +75,5 @@ def test_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Explain recursion. Step by step." in out  # EvolInstruct
     assert "Question 0?" in out  # MagpieGenerator
+    # the weighted system-prompt example prints the columns it documents
+    assert "['instruction', 'response', 'system_prompt_key', 'model_name']" in out

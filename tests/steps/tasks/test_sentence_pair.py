@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from alambic.llms.fake import FakeLLM
 from alambic.steps.tasks import GenerateSentencePair
 from alambic.steps.tasks._parsing import ReplyParseError
+from alambic.steps.tasks.sentence_pair import CONTEXT_INTRO
 
 
 def make(**kwargs: Any) -> GenerateSentencePair:
@@ -38,8 +39,8 @@ def test_unknown_action_is_rejected() -> None:
         ),
         (
             {"action": "semantically-similar", "context": "Texts are recipes."},
-            ["semantically similar", "Texts are recipes."],
-            [],
+            ["semantically similar", CONTEXT_INTRO.strip()],
+            ["Texts are recipes."],
         ),
     ],
 )
@@ -47,7 +48,10 @@ def test_prompt_follows_settings(
     kwargs: dict[str, Any], present: list[str], absent: list[str]
 ) -> None:
     messages = make(**kwargs).format_input({"anchor": "The cat sleeps."})
-    assert messages[-1] == {"role": "user", "content": "## Anchor\nThe cat sleeps."}
+    # the context goes to the user message, as distilabel's template renders it; the system
+    # prompt only says that there is one (CONTEXT_INTRO)
+    context = f"## Context\n{kwargs['context']}\n\n" if "context" in kwargs else ""
+    assert messages[-1] == {"role": "user", "content": f"{context}## Anchor\nThe cat sleeps."}
     system = messages[0]["content"]
     for needle in present:
         assert needle in system

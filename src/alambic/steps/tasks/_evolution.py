@@ -280,11 +280,12 @@ def rows_from_chains(
     task: Task | GeneratorTask,
     chains: list[EvolutionChain],
     values_of: Callable[[EvolutionChain], dict[str, Any]],
+    always: Callable[[EvolutionChain], dict[str, Any]] | None = None,
 ) -> list[Row]:
     """Output rows for chains, shaped like the Task base's rows (metadata, grouping, failures).
 
     ``chains`` hold ``num_generations`` consecutive chains per input row; ``values_of`` gives
-    the output columns of a chain that did not fail.
+    the output columns of a chain that did not fail, ``always`` those of every chain.
     """
     columns = [c for c in task.own_outputs() if c != "model_name"]
     name = task.name
@@ -293,6 +294,8 @@ def rows_from_chains(
         values: dict[str, Any] = dict.fromkeys(columns)
         if chain.error is None:
             values.update(values_of(chain))
+        if always is not None:
+            values.update(always(chain))
         meta: dict[str, Any] = {}
         if task.add_raw_output:
             meta[f"raw_output_{name}"] = chain.raw_output

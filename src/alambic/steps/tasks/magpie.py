@@ -17,12 +17,13 @@ it carries :class:`~alambic.llms.magpie.MagpieChatTemplateMixin` with a pre-quer
 from __future__ import annotations
 
 import json
+import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, PositiveInt, model_validator
+from pydantic import BaseModel, Field, PositiveInt, field_validator, model_validator
 
 from alambic.errors import AlambicUserError, ColumnTypeError
 from alambic.llms._overrides import as_generate_output
@@ -60,15 +61,17 @@ class _MagpieBase(BaseModel):
         description="A preset name (llama3, qwen2, chatml), a MagpieTemplate, or the raw "
         "text that opens a user turn.",
     )
-    system_prompt: str | list[str] | None = Field(
+    system_prompt: str | list[str] | dict[str, str | tuple[str, float]] | None = Field(
         default=None,
-        description="System prompt, or a list to draw one from per row (seeded).",
+        description="System prompt; or a list to draw one from per row (seeded); or a dict "
+        "name -> prompt (equal chances) or name -> (prompt, probability), drawn per row, the "
+        "name written to `system_prompt_key`.",
     )
     seed: int = Field(default=42, description="Seed of the system-prompt draws.")
     include_system_prompt: bool = Field(
         default=False,
         description="Keep the system message in the output conversation (distilabel's "
-        "option; with n_turns=1 the output is then `conversation`).",
+        "option; with n_turns=1 a row that had a system prompt is then a `conversation`).",
     )
     end_with_user: bool = Field(
         default=False,
@@ -85,6 +88,13 @@ class _MagpieBase(BaseModel):
         description="Output `conversation` (system message included) even when n_turns=1, "
         "instead of distilabel's `instruction` + `response`: alambic's earlier shape.",
     )
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _check_weights(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_system_prompt_weights(value)
+        return value
 
     @model_validator(mode="after")
     def _check_turns(self) -> _MagpieBase:
@@ -135,12 +145,38 @@ class _MagpieBase(BaseModel):
                 "user=..., assistant=..., user_header=..., stop=[...]) instead."
             )
 
-    def _draw_system(self, key: str) -> str | None:
-        if isinstance(self.system_prompt, list):
-            if not self.system_prompt:
-                return None
-            return random.Random(f"{self.seed}\x00{key}").choice(self.system_prompt)
-        return self.system_prompt
+    def _draw(self, key: str) -> tuple[str | None, str | None]:
+        """``(system prompt, its name)`` for the row drawn under ``key`` (the name only for a
+        dict of prompts). Draws are seeded by ``seed`` and ``key``, so a rerun or a resumed
+        run draws the same ones."""
+        prompts = self.system_prompt
+        rng = random.Random(f"{self.seed}\x00{key}")
+        if isinstance(prompts, dict):
+            names = list(prompts)
+            weights = [e[1] for e in prompts.values() if not isinstance(e, str)]
+            if len(weights) == len(names):  # (prompt, probability) pairs, checked to sum to 1
+                name = rng.choices(names, weights=weights)[0]
+            else:
+                name = rng.choice(names)
+            entry = prompts[name]
+            return (entry if isinstance(entry, str) else entry[0]), name
+        if isinstance(prompts, list):
+            return (rng.choice(prompts) if prompts else None), None
+        return prompts, None
+
+    def _has_prompts(self) -> bool | None:
+        """Whether the task's own ``system_prompt`` gives every row a system prompt: ``True``
+        (all its prompts have text), ``False`` (none, or empty), ``None`` (some are empty)."""
+        prompts = self.system_prompt
+        if isinstance(prompts, list | dict):
+            texts = [
+                p if isinstance(p, str) else p[0]
+                for p in (prompts.values() if isinstance(prompts, dict) else prompts)
+            ]
+            if all(texts) or not any(texts):
+                return bool(texts) and all(texts)
+            return None
+        return bool(prompts)
 
     def _converse(self, task: Task | GeneratorTask, chains: list[EvolutionChain]) -> None:
         """Advance every chain through ``n_turns`` user (completion) and assistant turns."""
@@ -207,19 +243,43 @@ class _MagpieBase(BaseModel):
 
     def _output_columns(self) -> list[str]:
         """distilabel's shape: ``instruction`` (only_instruction), ``instruction`` +
-        ``response`` (one turn), else ``conversation``; then ``model_name``."""
-        if self.only_instruction:
-            return ["instruction", "model_name"]
-        if self._pair_output():
-            return ["instruction", "response", "model_name"]
-        return ["conversation", "model_name"]
+        ``response`` (one turn), else ``conversation``; ``system_prompt_key`` when
+        ``system_prompt`` is a dict; then ``model_name``.
 
-    def _pair_output(self) -> bool:
+        With one turn and ``include_system_prompt``, distilabel gives a row that had a system
+        prompt as a ``conversation`` (system message first) and the others as a pair: when
+        the task cannot tell beforehand (``Magpie`` with no ``system_prompt`` of its own, where
+        the row's column decides), all three columns are declared and each row fills its own.
+        """
+        if self.only_instruction:
+            columns = ["instruction"]
+        elif self.conversation_output or self.n_turns > 1 or self.end_with_user:
+            columns = ["conversation"]
+        elif not self.include_system_prompt:
+            columns = ["instruction", "response"]
+        else:
+            with_system = self._always_has_system()
+            if with_system is None:
+                columns = ["instruction", "response", "conversation"]
+            else:
+                columns = ["conversation"] if with_system else ["instruction", "response"]
+        if isinstance(self.system_prompt, dict):
+            columns.append("system_prompt_key")
+        return [*columns, "model_name"]
+
+    def _always_has_system(self) -> bool | None:
+        """Whether every row has a system prompt (``None``: it depends on the row)."""
+        return self._has_prompts()
+
+    def _row_is_pair(self, had_system: bool) -> bool:
+        """distilabel's rule: one turn gives ``instruction`` + ``response``, unless the
+        conversation keeps a system message (``include_system_prompt``), ends with the user,
+        or ``conversation_output`` asks for ``conversation``."""
         return (
             self.n_turns == 1
             and not self.conversation_output
-            and not self.include_system_prompt
             and not self.end_with_user
+            and not (self.include_system_prompt and had_system)
         )
 
     def _keeps_system(self) -> bool:
@@ -237,14 +297,59 @@ class _MagpieBase(BaseModel):
         conversation = chain.extra["conversation"]
         if self.only_instruction:
             return {"instruction": conversation[-1]["content"]}
+        had_system = bool(conversation) and conversation[0]["role"] == "system"
         if not self._keeps_system():
             conversation = [m for m in conversation if m["role"] != "system"]
-        if self._pair_output():
+        if self._row_is_pair(had_system):
             return {
                 "instruction": conversation[0]["content"],
                 "response": conversation[1]["content"],
             }
         return {"conversation": conversation}
+
+    def _drawn_key(self, chain: EvolutionChain) -> dict[str, Any]:
+        """The ``system_prompt_key`` column (kept on failed rows too: the draw happened)."""
+        if isinstance(self.system_prompt, dict):
+            return {"system_prompt_key": chain.extra.get("system_prompt_key")}
+        return {}
+
+
+def check_system_prompt_weights(prompts: dict[str, str | tuple[str, float]]) -> None:
+    """Refuse a dict of system prompts that cannot be drawn from, naming the fix."""
+    if not prompts:
+        raise ValueError(
+            "system_prompt={} holds no prompts; give at least one name -> prompt, or name -> "
+            "(prompt, probability), or leave system_prompt unset."
+        )
+    weighted = {name: entry[1] for name, entry in prompts.items() if not isinstance(entry, str)}
+    if not weighted:
+        return
+    if len(weighted) != len(prompts):
+        plain = sorted(set(prompts) - set(weighted))
+        raise ValueError(
+            f"system_prompt mixes plain prompts and (prompt, probability) pairs: {plain} have "
+            "no probability. Give every entry a probability (they must add up to 1), or none "
+            "(then each is equally likely)."
+        )
+    for name, weight in weighted.items():
+        if not math.isfinite(weight) or not 0 <= weight <= 1:
+            raise ValueError(
+                f"system_prompt[{name!r}] has probability {weight!r}; each probability must be "
+                "between 0 and 1, and together they must add up to 1."
+            )
+    total = math.fsum(weighted.values())
+    if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-6):
+        scaled = (
+            {name: round(weight / total, 4) for name, weight in weighted.items()}
+            if total > 0
+            else {}
+        )
+        raise ValueError(
+            f"system_prompt probabilities {weighted} add up to {total:g}, not 1. Give "
+            "probabilities that sum to 1"
+            + (f", e.g. scaled: {scaled}" if scaled else "")
+            + "; or pass name -> prompt (without probabilities) for equal chances."
+        )
 
 
 def _normalized(outputs: Sequence[Any], count: int) -> list[Any]:
@@ -286,7 +391,7 @@ def _at(values: list[Any], j: int) -> Any:
 def _start(row: Row, index: int, system: Any) -> EvolutionChain:
     chain = EvolutionChain(row=row, index=index, texts=[])
     conversation: ChatType = []
-    if system is not None:
+    if system:  # an empty prompt (e.g. "" in a list) means none
         conversation.append({"role": "system", "content": system})
     chain.extra["conversation"] = conversation
     return chain
@@ -297,10 +402,13 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
 
     Optional input column ``system_prompt`` (wins over the ``system_prompt`` setting). Output
     columns as distilabel's: ``instruction`` + ``response`` for one turn, ``conversation``
-    (OpenAI-style messages) for ``n_turns > 1``, ``end_with_user`` or
-    ``include_system_prompt`` (which keeps the system message first), ``instruction`` alone
-    with ``only_instruction``; ``conversation_output=True`` always gives ``conversation``.
-    With ``n_turns > 1`` and no system prompt, ``MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` is used
+    (OpenAI-style messages) for ``n_turns > 1`` or ``end_with_user``, ``instruction`` alone
+    with ``only_instruction``. ``include_system_prompt`` keeps the system message first in
+    ``conversation``; with one turn it makes a row that had a system prompt a
+    ``conversation``, as distilabel does (see ``_output_columns``).
+    ``conversation_output=True`` always gives ``conversation``. ``system_prompt`` may be a
+    list (drawn per row) or a dict name -> prompt or name -> (prompt, probability) (drawn per
+    row with those weights; the name goes to the ``system_prompt_key`` column). With ``n_turns > 1`` and no system prompt, ``MAGPIE_MULTI_TURN_SYSTEM_PROMPT`` is used
     (``multi_turn_system_prompt=False`` to start from nothing). A completion is cut at the template's
     end-of-turn markers; an empty user or assistant message fails the row (reason in
     ``alambic_metadata``). ``num_generations`` > 1 writes several conversations per row.
@@ -320,9 +428,20 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
         self._check_setup(str(self.name), self.llm, self.system_prompt is not None)
         super().load()
 
+    def _always_has_system(self) -> bool | None:
+        # a row's own system_prompt column wins; without a task-level prompt, the row decides
+        return True if self._has_prompts() is True else None
+
     def format_input(self, input: dict[str, Any]) -> ChatType:
         """The conversation so far for a row: its system message, if any."""
-        system = input.get("system_prompt") or self._draw_system(repr(sorted(input.items())))
+        return self._opening(input, repr(sorted(input.items())))[0]
+
+    def _opening(self, input: dict[str, Any], key: str) -> tuple[ChatType, str | None]:
+        """The row's opening conversation and, for a dict of prompts, the drawn name."""
+        name = None
+        system = input.get("system_prompt")
+        if not system:
+            system, name = self._draw(key)
         if system is None or isinstance(system, str):
             system = self._default_system(system)
         if system is not None and not isinstance(system, str):
@@ -335,7 +454,7 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
                 f"Step {self.name!r} (Magpie): the row has a system prompt, but the plain-string "
                 "pre_query_template cannot render one. Pass a MagpieTemplate instead."
             )
-        return [{"role": "system", "content": system}] if system else []
+        return ([{"role": "system", "content": system}] if system else []), name
 
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
@@ -348,24 +467,33 @@ class Magpie(LenientFormatOutput, _MagpieBase, Task):
 
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         chains: list[EvolutionChain] = []
+        seen: Counter[str] = Counter()
         for row in inputs:
+            content = repr(sorted(row.items()))
             for index in range(self.num_generations or 1):
+                # identical rows (and each generation of a row) draw their own system prompt
+                occurrence = seen[content]
+                seen[content] += 1
+                key = content if occurrence == 0 else f"{content}\x00{occurrence}"
                 chain = _start(row, index, None)
                 try:
-                    chain.extra["conversation"] = self.format_input(row)
+                    conversation, name = self._opening(row, key)
+                    chain.extra["conversation"] = conversation
+                    chain.extra["system_prompt_key"] = name
                 except ValueError as exc:
                     chain.fail(type(exc).__name__, "format_input", str(exc))
                 chains.append(chain)
         self._converse(self, chains)
-        yield rows_from_chains(self, chains, self._values)
+        yield rows_from_chains(self, chains, self._values, always=self._drawn_key)
 
 
 class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
     """Generate ``num_rows`` Magpie conversations (or instructions) from nothing.
 
     Same settings and outputs as :class:`Magpie`; rows come in batches of ``batch_size``. With
-    a list of system prompts, row ``i`` draws its own from ``seed`` and ``i``, so a resumed
-    run continues with the same draws.
+    a list or dict of system prompts, row ``i`` draws its own from ``seed`` and ``i``, so a
+    resumed run continues with the same draws. Every row then has a system prompt, so with
+    one turn and ``include_system_prompt`` the output is ``conversation``.
     """
 
     num_rows: PositiveInt = Field(description="How many rows to generate.")
@@ -391,12 +519,14 @@ class MagpieGenerator(LenientFormatOutput, _MagpieBase, GeneratorTask):
         size = self.batch_size or 50
         for start in range(offset, self.num_rows, size):
             stop = min(start + size, self.num_rows)
-            chains = [
-                _start({}, 0, self._default_system(self._draw_system(str(i))))
-                for i in range(start, stop)
-            ]
+            chains = []
+            for i in range(start, stop):
+                system, name = self._draw(str(i))
+                chain = _start({}, 0, self._default_system(system))
+                chain.extra["system_prompt_key"] = name
+                chains.append(chain)
             self._converse(self, chains)
-            rows = rows_from_chains(self, chains, self._values)
+            rows = rows_from_chains(self, chains, self._values, always=self._drawn_key)
             yield rows, stop >= self.num_rows
 
 

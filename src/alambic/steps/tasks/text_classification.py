@@ -19,16 +19,24 @@ from alambic.errors import ColumnTypeError
 from alambic.llms.typing import FormattedInput
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
-from alambic.steps.tasks._templates import render_source, template_source
+from alambic.steps.tasks._templates import (
+    check_template,
+    render_source,
+    render_user_template,
+    template_source,
+)
 from alambic.steps.tasks.base import Task
 from alambic.steps.typing import StepColumns
 
 TEXT_CLASSIFICATION_TEMPLATE: str = template_source("text_classification", "user")
 """The user message of :class:`TextClassification` (alambic's wording), under distilabel's
-name. It is read at each render, so replacing it (``text_classification.
-TEXT_CLASSIFICATION_TEMPLATE = "..."``) changes the prompt; its variables are ``text``,
-``context``, ``query_title``, ``n``, ``labels`` (``(label, description)`` pairs) and
-``default_label``."""
+name and with distilabel's variables: ``text``, ``query_title``, ``context``,
+``labels_message``, ``available_labels`` (the label list as text, ``""`` when open),
+``examples`` (as text, ``""`` when none), ``default_label`` and ``labels_format`` (the JSON
+shape asked for). alambic also gives ``n`` and ``labels`` (``(label, description)`` pairs).
+``load()`` puts it in the task's ``_template``, as distilabel's does, so replacing it before
+``load()`` (or, for a task not loaded yet, before ``format_input``) changes the prompt; a
+template a subclass assigns to ``_template`` in ``load()`` wins."""
 
 
 class TextClassification(LenientFormatOutput, Task):
@@ -62,6 +70,9 @@ class TextClassification(LenientFormatOutput, Task):
         default=True, description="Send the JSON schema with the request."
     )
     system_prompt: str | None = Field(default=None, description="Optional system message.")
+    examples: list[str] | None = Field(
+        default=None, description="Example texts (few-shot) shown to the model."
+    )
 
     @field_validator("available_labels")
     @classmethod
@@ -113,21 +124,7 @@ class TextClassification(LenientFormatOutput, Task):
                 f"Step {self.name!r} (TextClassification): column 'text' must hold text, got "
                 f"{type(text).__name__}."
             )
-        described = (
-            list(self.available_labels.items())
-            if isinstance(self.available_labels, dict)
-            else [(label, "") for label in self.available_labels or []]
-        )
-        prompt = render_source(
-            TEXT_CLASSIFICATION_TEMPLATE,
-            owner=f"Step {self.name!r} (TextClassification)",
-            context=self.context,
-            query_title=self.query_title,
-            n=self.n,
-            labels=described,
-            default_label=self.default_label,
-            text=text,
-        )
+        prompt = self._render(self.prompt_values(text))
         messages: list[Any] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
@@ -135,6 +132,32 @@ class TextClassification(LenientFormatOutput, Task):
         if self.use_structured_output:
             return messages, {"schema": self.json_schema()}
         return messages
+
+    def load(self) -> None:
+        super().load()
+        if self._template is None:
+            owner = f"Step {self.name!r} ({type(self).__name__})"
+            self._template = check_template(TEXT_CLASSIFICATION_TEMPLATE, owner=owner)
+
+    def _render(self, values: dict[str, Any]) -> str:
+        """``_template`` when set (by ``load()`` or a subclass), else the module constant."""
+        owner = f"Step {self.name!r} ({type(self).__name__})"
+        if self._template is None:
+            return render_source(TEXT_CLASSIFICATION_TEMPLATE, owner=owner, **values)
+        return render_user_template(self._template, values, owner=owner)
+
+    def prompt_values(self, text: str) -> dict[str, Any]:
+        """The template's variables for ``text`` (distilabel's names, plus ``n`` and
+        ``labels``)."""
+        return classification_values(
+            text=text,
+            n=self.n,
+            labels=self.available_labels,
+            context=self.context,
+            examples=self.examples,
+            default_label=self.default_label,
+            query_title=self.query_title,
+        )
 
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
@@ -175,6 +198,60 @@ class TextClassification(LenientFormatOutput, Task):
             )
         chosen = chosen[: self.n]
         return {"labels": chosen[0] if self.n == 1 else chosen}
+
+
+def classification_values(
+    *,
+    text: str,
+    n: int,
+    labels: list[str] | dict[str, str] | None,
+    context: str,
+    examples: list[str] | None,
+    default_label: str,
+    query_title: str,
+) -> dict[str, Any]:
+    """The variables of a classification prompt, under distilabel's names (alambic's wording
+    for the texts they hold); ``context`` and ``examples`` start with a newline when given,
+    as distilabel's do, so templates written for distilabel lay out the same way."""
+    described = (
+        list(labels.items())
+        if isinstance(labels, dict)
+        else [(label, "") for label in labels or []]
+    )
+    if described:
+        message = (
+            "Choose the one label that fits it best from the list below."
+            if n == 1
+            else f"Choose up to {n} labels that fit it from the list below."
+        )
+        listed = "\n".join(f"- {label}: {d}" if d else f"- {label}" for label, d in described)
+        available = f"Labels:\n{listed}"
+    else:
+        message = (
+            "Name the one category it belongs to, as a short label of one to three words in "
+            "lowercase."
+            if n == 1
+            else f"Name up to {n} categories it belongs to, each as a short label of one to "
+            "three words in lowercase."
+        )
+        available = ""
+    shown = (
+        "\nExamples of what the texts look like:\n" + "\n".join(f"- {e}" for e in examples)
+        if examples
+        else ""
+    )
+    return {
+        "text": text,
+        "query_title": query_title,
+        "context": f"\n{context}" if context else "",
+        "labels_message": message,
+        "available_labels": available,
+        "examples": shown,
+        "default_label": default_label,
+        "labels_format": '["<label>"]' if n == 1 else '["<label>", ...]',
+        "n": n,
+        "labels": described,
+    }
 
 
 def _open_label(text: str) -> str:

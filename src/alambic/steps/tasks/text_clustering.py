@@ -21,8 +21,8 @@ from alambic.llms.typing import ChatType, GenerateOutput
 from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
-from alambic.steps.tasks._templates import render
 from alambic.steps.tasks.base import Task
+from alambic.steps.tasks.text_classification import classification_values
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 
@@ -35,6 +35,12 @@ class TextClustering(LenientFormatOutput, Task):
     noise cluster (``-1``) get ``default_label`` without a request. A cluster whose reply
     cannot be read leaves ``summary`` ``None`` on its rows, with the reason in
     ``alambic_metadata``. ``projection`` is read when present (kept for plots), not needed.
+
+    The prompt is ``templates/text_clustering/user.jinja2``, which ``load()`` puts in the
+    task's ``_template``; a template a subclass assigns there in ``load()`` replaces it and is
+    rendered with :class:`TextClassification`'s variables (distilabel's TextClustering renders
+    that template: ``text`` holds the cluster's sampled texts, numbered), plus ``texts`` (the
+    list) and ``n``.
     """
 
     n: PositiveInt = Field(default=1, description="Labels per cluster (1: a single string).")
@@ -46,6 +52,7 @@ class TextClustering(LenientFormatOutput, Task):
     system_prompt: str | None = Field(default=None, description="Optional system message.")
 
     _is_global: ClassVar[bool] = True
+    _template_file: ClassVar[tuple[str, str] | None] = ("text_clustering", "user")
 
     @property
     def inputs(self) -> StepColumns:
@@ -63,14 +70,16 @@ class TextClustering(LenientFormatOutput, Task):
                 f"Step {self.name!r} (TextClustering): a cluster needs a non-empty list of "
                 f"texts, got {texts!r:.80}."
             )
-        prompt = render(
-            "text_clustering",
-            "user",
-            context=self.context,
-            query_title=self.query_title,
+        values = classification_values(
+            text="\n\n".join(f"{self.query_title} {i}:\n{t}" for i, t in enumerate(texts, start=1)),
             n=self.n,
-            texts=texts,
+            labels=None,
+            context=self.context,
+            examples=None,
+            default_label=self.default_label,
+            query_title=self.query_title,
         )
+        prompt = self.render_prompt("text_clustering", "user", texts=texts, **values)
         messages: ChatType = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
