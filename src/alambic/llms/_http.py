@@ -288,6 +288,7 @@ def lean_client_class(http: Any) -> Any:
             timeout: Any = http.USE_CLIENT_DEFAULT,
             extensions: Any = None,
         ) -> Any:
+            timeouts: dict[str, Any] | None
             if isinstance(timeout, (int, float)):  # the SDK passes the client's float
                 timeouts = _uniform_timeouts(float(timeout))
             else:
