@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,41 @@ def test_batch_rows_failures_and_cache() -> None:
             r["generation"] for r in rows if r["generation"] is not None
         ]
         assert server.stats["requests_submitted"] == 25
+
+
+def test_batch_jobs_show_in_the_progress_lines_table_and_summary(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs submitted / in progress / done, requests answered and the time waited: in the
+    piped progress lines while jobs run, the live table's caption, and the run summary."""
+    from rich.console import Console
+
+    from alambic.pipeline.progress import ProgressReporter
+
+    monkeypatch.setenv("ALAMBIC_PROGRESS_INTERVAL", "0.05")
+    config = BatchServerConfig(stages=4, stage_s=0.2)
+    with OpenAIBatchTestServer(config) as server:
+        pipeline = _pipeline(server.base_url, 12, refused=False, batch_max_requests=5)
+        pipeline.run(show_progress=None, use_cache=False)
+        jobs = server.stats["jobs"]
+    err = capfd.readouterr().err
+    assert jobs == 2  # 10 rows (rows 3 and 10 left out), at most 5 a job
+    # while the jobs ran, a line said so; the summary line has the final count
+    assert re.search(r"gen: .*batch jobs [12] submitted, [12] in progress", err), err
+    done = f"batch jobs {jobs} submitted, 0 in progress, {jobs} done; 10 requests answered"
+    assert "  gen: 10 rows in, 10 out" in err  # the run summary's line for the step ...
+    assert done in err.split("run summary", 1)[1]  # ... says where the jobs ended
+    summary = (pipeline.last_summary or {})["steps"]["gen"]["batch_jobs"]
+    assert summary["jobs_submitted"] == summary["jobs_done"] == jobs
+    assert summary["requests_answered"] == 10
+    assert summary["waited_s"] >= 0.6  # 4 stages of 0.2 s
+    # the live table (a terminal) shows the same under the table
+    llm = pipeline.get_step("gen").llm  # type: ignore[attr-defined]
+    reporter = ProgressReporter("batch", show=True)
+    reporter.add_step("gen", llm)
+    console = Console(record=True, width=200)
+    console.print(reporter._table())
+    assert f"gen: {done}" in console.export_text()
 
 
 def test_azure_batch_through_the_azure_client() -> None:

@@ -61,6 +61,12 @@ class StepProgress:
         elapsed = (self.ended or now) - self.started
         return self.rows_out / elapsed if elapsed > 0 else 0.0
 
+    def batch_jobs(self) -> dict[str, Any] | None:
+        """The LLM's batch jobs (submitted, in progress, done, requests answered, seconds
+        waited) when it sends batch jobs; None otherwise."""
+        progress = getattr(self.llm, "last_batch_progress", None)
+        return progress() if callable(progress) else None
+
     def llm_counters(self) -> dict[str, Any]:
         if self.llm is None:
             return {}
@@ -157,6 +163,8 @@ class ProgressReporter:
             spend = s.get("spend")
             if spend:
                 text += f"; {_tokens(spend)} tokens in/out/cached, cost {format_usd(spend['usd'])}"
+            if s.get("batch_jobs"):
+                text += f"; {_batch_jobs(s['batch_jobs'])}"
             lines.append(text)
         models = data.get("spend_by_model") or {}
         for model, spend in models.items():
@@ -195,6 +203,9 @@ class ProgressReporter:
             spend = by_step.get(s.name)
             if spend is not None:
                 text += f", tokens {_tokens(spend.to_dict())}, {format_usd(spend.usd)}"
+            jobs = s.batch_jobs()
+            if jobs:
+                text += f", {_batch_jobs(jobs)}"
             parts.append(text)
         for model, spend in by_model.items():
             parts.append(
@@ -250,6 +261,10 @@ class ProgressReporter:
                 format_usd(spend.usd),
                 style="dim",
             )
+        jobs = [(s.name, s.batch_jobs()) for s in self.steps]
+        lines = [f"{name}: {_batch_jobs(j)}" for name, j in jobs if j]
+        if lines:  # under the table: a job's life is not a row's
+            table.caption = "\n".join(lines)
         return table
 
     def summary(self) -> dict[str, Any]:
@@ -267,6 +282,7 @@ class ProgressReporter:
                     **({"rows_computed": s.computed} if s.computed is not None else {}),
                     **({"llm": s.llm_counters()} if s.llm is not None else {}),
                     **({"spend": by_step[s.name].to_dict()} if s.name in by_step else {}),
+                    **({"batch_jobs": jobs} if (jobs := s.batch_jobs()) else {}),
                 }
                 for s in self.steps
             },
@@ -285,6 +301,19 @@ def _tokens(spend: dict[str, Any]) -> str:
     return (
         f"{spend.get('input_tokens', 0)}/{spend.get('output_tokens', 0)}/"
         f"{spend.get('cached_tokens', 0)}"
+    )
+
+
+def _batch_jobs(jobs: dict[str, Any]) -> str:
+    """``batch jobs 2 submitted + 1 from an earlier run, 1 in progress, 2 done; 150 requests
+    answered; waited 42s``."""
+    adopted = jobs.get("jobs_adopted", 0)
+    return (
+        f"batch jobs {jobs.get('jobs_submitted', 0)} submitted"
+        + (f" + {adopted} from an earlier run" if adopted else "")
+        + f", {jobs.get('jobs_in_progress', 0)} in progress, {jobs.get('jobs_done', 0)} done; "
+        f"{jobs.get('requests_answered', 0)} requests answered; "
+        f"waited {jobs.get('waited_s', 0):.0f}s"
     )
 
 

@@ -44,6 +44,7 @@ class BatchAPILLM(ProviderLLM):
     _cache_exclude: ClassVar[frozenset[str]] = ProviderLLM._cache_exclude | _BATCH_FIELDS
     signature_exclude: ClassVar[frozenset[str]] = ProviderLLM.signature_exclude | _BATCH_FIELDS
     _batchers: dict[int, Any] = PrivateAttr(default_factory=dict)
+    _closed_batch_progress: dict[str, Any] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _batch_concurrency(self) -> BatchAPILLM:
@@ -100,11 +101,20 @@ class BatchAPILLM(ProviderLLM):
                 total[name] = total.get(name, 0) + value
         return total
 
+    def last_batch_progress(self) -> dict[str, Any] | None:
+        """:meth:`batch_progress` while batchers are open, else the totals of the ones this LLM
+        closed last (for the run summary, written after the step closed its clients)."""
+        return self.batch_progress() or self._closed_batch_progress
+
     async def aclose(self) -> None:
         from alambic.llms.provider import close_client
 
         batcher = self._batchers.pop(id(asyncio.get_running_loop()), None)
         if batcher is not None:
+            closed = dict(self._closed_batch_progress or {})
+            for name, value in batcher.progress().items():
+                closed[name] = closed.get(name, 0) + value
+            self._closed_batch_progress = closed
             await batcher.aclose()
             batcher.journal.close()
             await close_client(batcher.client)
