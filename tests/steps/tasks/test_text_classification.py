@@ -175,3 +175,9 @@ def test_a_list_default_that_cannot_fit_is_refused(kwargs: dict[str, Any], match
 def test_a_one_label_list_default_with_n_1_gives_one_label() -> None:
     task = make(default_label=["unknown"])
     assert task.format_output('{"labels": ["unknown"]}', {}) == {"labels": "unknown"}
+
+
+@pytest.mark.parametrize("reply", [None, "%$#@!", '{"labels": ["joy"]}'])
+def test_format_output_of_an_unusable_reply_has_distilabels_shape(reply: str | None) -> None:
+    assert make().format_output(reply, {}) == {"labels": None}
+    assert make(n=3).format_output(reply, {}) == {"labels": [None, None, None]}

@@ -169,6 +169,11 @@ class TextClassification(LenientFormatOutput, Task):
             query_title=self.query_title,
         )
 
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``format_output`` for no usable reply: ``None``, or with ``n`` > 1 ``n`` ``None``
+        labels (distilabel's shapes; a failed row in a pipeline holds ``None``)."""
+        return {"labels": None if self.n == 1 else [None] * self.n}
+
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
