@@ -11,6 +11,9 @@ in its own process, every run a fresh Python process, run store on, request cach
   (100/s), ``rpm=6000``: the budget is the bound, not the executor. Local, and Ray with 1
   and 2 replicas sharing the budget; printed as a share of the limit over the whole run
   (actor start-up included) and between the first and last request the server saw.
+- ``W7``: 20,000 rows, 1 s +- 0.5 s latency, 2,000 in flight in all (ideal 2,000 rows/s):
+  local, and Ray with 2 replicas of 1,000 each, whose client work then runs in two processes
+  (on 2 cores one client process is CPU-bound below the target; see the README).
 - ``scaling``: 4,000 rows, 200 ms latency, ``max_concurrency=50`` per replica, with 1, 2 and
   4 replicas (Ray actors): ideal 250, 500 and 1,000 rows/s.
 
@@ -84,6 +87,15 @@ def child(args: argparse.Namespace) -> None:
 SPECS: dict[str, dict[str, Any]] = {
     "W1": {"rows": 10_000, "latency_s": 0.0, "concurrency": 64, "rpm": 0, "replicas": [1]},
     "W6": {"rows": 3_000, "latency_s": 0.0, "concurrency": 64, "rpm": 6000, "replicas": [1, 2]},
+    "W7": {
+        "rows": 20_000,
+        "latency_s": 0.5,
+        "jitter_s": 1.0,
+        "concurrency": 2000,
+        "split": True,  # the concurrency is the total, shared by the replicas
+        "rpm": 0,
+        "replicas": [2],
+    },
     "scaling": {
         "rows": 4_000,
         "latency_s": 0.2,
@@ -122,7 +134,7 @@ def main() -> None:
 
     for name in args.workloads:
         spec = SPECS[name]
-        config = ServerConfig(latency_s=spec["latency_s"])
+        config = ServerConfig(latency_s=spec["latency_s"], jitter_s=spec.get("jitter_s", 0.0))
         if spec["rpm"]:
             config = ServerConfig(rpm_limit=spec["rpm"] // 60, rate_window_s=1.0)
         proc, base_url = run_server_process(config)
@@ -135,9 +147,12 @@ def main() -> None:
                     remote_reset(base_url)
                     command = [__file__, "--child", "--executor", executor, "--workload", name]
                     command += ["--base-url", base_url, "--rows", str(spec["rows"])]
+                    concurrency = spec["concurrency"]
+                    if spec.get("split"):
+                        concurrency //= replicas
                     command += [
                         "--concurrency",
-                        str(spec["concurrency"]),
+                        str(concurrency),
                         "--rpm",
                         str(spec["rpm"]),
                     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -159,6 +159,27 @@ def unknown_policy(
     if unknown is not None:
         return unknown
     return "raise" if strict else "warn"
+
+
+class RuntimeParameters:
+    """``runtime_parameters_names`` and ``set_runtime_parameters`` for a pydantic model whose
+    runtime parameters are its own fields (an LLM, an embedding model); a step, which also
+    routes names to its LLM, has its own."""
+
+    @property
+    def runtime_parameters_names(self) -> dict[str, Any]:
+        return runtime_parameter_names(cast(BaseModel, self))
+
+    def set_runtime_parameters(self, params: dict[str, Any], *, strict: bool = False) -> None:
+        """Set runtime parameters; an unknown name warns with a did-you-mean (as distilabel
+        does), or raises ``RuntimeParameterError`` with ``strict=True``."""
+        set_runtime_parameters(
+            cast(BaseModel, self),
+            params,
+            owner=type(self).__name__,
+            unknown=unknown_policy(strict, None),
+            stacklevel=3,
+        )
 
 
 def missing_required_runtime_parameters(model: BaseModel, prefix: str = "") -> list[str]:

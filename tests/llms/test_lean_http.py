@@ -146,6 +146,12 @@ def test_requests_the_sdk_finished_are_not_merged_again() -> None:
     assert request.content == b'{"a": 1}'
     assert request.headers["content-length"] == "8"
     assert request.extensions["timeout"] == timeout.as_dict()
+    # the SDK passes a float when the client was made with one: the same timeouts
+    as_float = client.build_request(
+        "POST", "http://127.0.0.1:9/v1/chat/completions", content=b"{}", timeout=3.0
+    )
+    assert as_float.extensions["timeout"] == timeout.as_dict()
+    assert "x-client-default" not in as_float.headers
     # anything else (query parameters, relative URLs, https) takes httpx's own path
     merged = client.build_request("GET", "http://127.0.0.1:9/v1/models", params={"limit": 2})
     assert merged.url.params["limit"] == "2"
@@ -203,9 +209,21 @@ def test_every_connection_is_kept_for_reuse_at_high_concurrency() -> None:
     assert connections <= most_in_flight
 
 
-def test_the_options_given_to_the_sdk_are_the_clients_own() -> None:
+def test_the_options_given_to_the_sdk_are_the_clients_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``_post_chat`` passes headers, retries and timeout explicitly (cheaper for the SDK):
-    the request the server gets carries the LLM's key, timeout and no retry."""
+    the request the server gets carries the LLM's key, timeout and no retry, and is not
+    merged again by the HTTP library's ``build_request``."""
+    http = sdk_http_module()
+    merged: list[str] = []
+    library_build = http.AsyncClient.build_request
+
+    def counting(self: object, method: str, url: object, **kwargs: object) -> object:
+        merged.append(str(url))
+        return library_build(self, method, url, **kwargs)
+
+    monkeypatch.setattr(http.AsyncClient, "build_request", counting)
     body = json.dumps(CHAT).encode()
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     heads: list[bytes] = []
@@ -232,6 +250,8 @@ def test_the_options_given_to_the_sdk_are_the_clients_own() -> None:
         return out["generations"][0]
 
     assert asyncio.run(main()) == "hi"
+    # the SDK's finished request skipped the library's merge (its float timeout included)
+    assert merged == []
     head = heads[0]
     assert b"authorization: bearer sk-test-123" in head
     assert b"x-stainless-read-timeout: 37" in head

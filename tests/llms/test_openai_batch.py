@@ -136,6 +136,20 @@ def test_expired_job_resubmits_only_unanswered_requests() -> None:
     assert len(stats["submitted_twice"]) == 6
 
 
+def test_a_failed_job_fails_its_rows_with_the_reason() -> None:
+    config = BatchServerConfig(stages=1, stage_s=0.02, fail_jobs=True)
+    with OpenAIBatchTestServer(config) as server:
+        rows = _pipeline(server.base_url, 3).run(show_progress=False)
+        stats = server.stats
+    for row in rows["default"]["train"].to_list():
+        assert row["generation"] is None
+        message = row["alambic_metadata"]["error_gen"]["message"]
+        assert "ended 'failed' without an answer: the test server failed this job" in message
+    assert stats["statuses"] == {"failed": 1}
+    assert stats["requests_submitted"] == 3
+    assert stats["files"] == 1  # the upload: a failed job has no output or error file
+
+
 def _spawn(url: str, n: int, out: Path, cache: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, ALAMBIC_CACHE_DIR=str(cache))
     env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

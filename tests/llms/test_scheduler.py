@@ -11,6 +11,7 @@ import pytest
 from alambic.errors import ErrorKind, LLMRequestError
 from alambic.llms.scheduler import (
     REQUEST_PACE,
+    SCATTERED_BACKOFF_S,
     SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
@@ -94,7 +95,7 @@ def test_retry_after_is_honoured() -> None:
     attempt = scripted([Boom(ErrorKind.RATE_LIMIT, retry_after=0.3), "ok"])
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert 0.3 <= time.monotonic() - start < 0.6
+    assert 0.3 <= time.monotonic() - start < 1.0  # upper bound loose: a busy CI machine
     assert scheduler.counters.rate_limited == 1
 
 
@@ -111,7 +112,7 @@ def test_per_attempt_timeout_then_success() -> None:
 
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 2.0  # not the attempt's 10 s
     assert scheduler.counters.errors_by_kind == {"timeout": 1}
 
 
@@ -148,7 +149,7 @@ def test_rpm_budget_paces_requests() -> None:
 
     asyncio.run(main())
     elapsed = stamps[-1] - stamps[0]
-    assert 0.85 <= elapsed <= 1.3
+    assert 0.85 <= elapsed <= 1.6  # the window check below is the strict one
     # in any 0.5 s window, at most 10 requests (+1 burst)
     for i, t in enumerate(stamps):
         assert sum(1 for s in stamps[i:] if s < t + 0.5) <= 11
@@ -197,6 +198,40 @@ def test_scattered_429s_do_not_cut_concurrency() -> None:
         else:
             limit.on_success()
     assert limit.limit == 64
+
+
+def test_a_scattered_429_retries_sooner_than_overload() -> None:
+    """A 429 while most answers succeed backs off from SCATTERED_BACKOFF_S (0.05-0.1 s);
+    under overload (429s are most answers) and for other errors, from ``backoff_base``."""
+    scheduler = RequestScheduler(SchedulerLimits(backoff_base=0.5), classify)
+    assert SCATTERED_BACKOFF_S == 0.1
+    for _ in range(200):
+        assert 0.05 <= scheduler._backoff(1, None, scattered=True) <= 0.1
+        assert 0.1 <= scheduler._backoff(2, None, scattered=True) <= 0.2
+        assert 0.25 <= scheduler._backoff(1, None) <= 0.5
+        assert 2.0 <= scheduler._backoff(1, 2.0, scattered=True) <= 2.1  # Retry-After wins
+    # a smaller backoff_base (tests set one) is kept
+    fast = RequestScheduler(SchedulerLimits(backoff_base=0.001), classify)
+    assert fast._backoff(1, None, scattered=True) <= 0.001
+
+    # which one the scheduler picks: scattered until the adaptive limit sees overload
+    picked: list[tuple[ErrorKind, bool]] = []
+    backoff = scheduler._backoff
+
+    def record(tries: int, retry_after: float | None, *, scattered: bool = False) -> float:
+        picked.append((kinds[len(picked)], scattered))
+        return backoff(tries, retry_after, scattered=scattered) / 100
+
+    scheduler._backoff = record  # type: ignore[method-assign]
+    kinds = [ErrorKind.RATE_LIMIT, ErrorKind.SERVER]
+    asyncio.run(scheduler.run(scripted([Boom(kinds[0]), Boom(kinds[1]), "ok"])))
+    assert picked == [(ErrorKind.RATE_LIMIT, True), (ErrorKind.SERVER, False)]
+    picked.clear()
+    kinds = [ErrorKind.RATE_LIMIT] * 6
+    asyncio.run(scheduler.run(scripted([Boom(ErrorKind.RATE_LIMIT)] * 6 + ["ok"])))
+    # each 429 raises the pressure by 5% of what is left: from the fourth one on, a 429 is
+    # overload (pressure >= 15%), and those back off in full
+    assert [s for _, s in picked] == [True, True, True, False, False, False]
 
 
 def test_scheduler_adapts_concurrency_on_429() -> None:
@@ -285,7 +320,7 @@ def test_remaining_zero_holds_requests_until_reset() -> None:
 
     start = time.monotonic()
     assert asyncio.run(scheduler.run(attempt)) == "ok"
-    assert 0.18 <= time.monotonic() - start < 0.5
+    assert 0.18 <= time.monotonic() - start < 1.0
 
 
 def test_request_budgets_keep_one_percent_in_hand() -> None:

@@ -152,7 +152,9 @@ def test_rpm_budget_is_respected_over_any_window(openai_server_factory: Factory)
     assert texts(out) == [f"reply to: question {i}" for i in range(30)]
     arrivals = sorted(server.stats["arrivals"])
     assert 1.3 <= arrivals[-1] - arrivals[0] <= 3.0  # 1.45 s on an idle machine
-    assert server.stats["statuses"].get(429, 0) == 0
+    # without the budget, 19 of the 30 would be refused; one is allowed for a stall of the
+    # test's own process (the server shares it), which bunches the arrivals it records
+    assert server.stats["statuses"].get(429, 0) <= 1
 
 
 def test_remaining_zero_header_holds_new_requests(openai_server_factory: Factory) -> None:

@@ -92,7 +92,8 @@ async def _two_workers() -> None:
     await asyncio.gather(*(b.acquire(0) for b in (first, second) for _ in range(6)))
     elapsed = time.monotonic() - start
     # 12 requests, a burst of one: 11 intervals of 1/9.9 s, shared by both workers
-    assert elapsed == pytest.approx(11 / 9.9, abs=0.15)
+    # (late side loose: a busy machine delays wake-ups, never makes them early)
+    assert 11 / 9.9 - 0.15 <= elapsed <= 11 / 9.9 + 0.5
     assert ledger.snapshot()["k"]["reservations"] == 12
 
 
@@ -202,7 +203,8 @@ def test_a_ledger_on_another_clock_is_read_on_ours() -> None:
     started = time.monotonic()
     times = asyncio.run(sends())
     # the 1,000 s difference is measured and taken off: paced at 19.8/s, not held 1,000 s
-    assert times[-1] - started == pytest.approx(7 / 19.8, abs=0.1)
+    # (late side loose: a busy machine delays wake-ups, never makes them early)
+    assert 7 / 19.8 - 0.1 <= times[-1] - started < 2.0
 
 
 def test_alambic_errors_cross_process_boundaries_intact() -> None:

@@ -433,7 +433,7 @@ def test_stop_aborts_hung_connections() -> None:
             time.sleep(0.01)
         start = time.perf_counter()
         server.stop()
-        assert time.perf_counter() - start < 1.0
+        assert time.perf_counter() - start < 3.0  # the hang itself never ends
         assert sock.recv(1024) == b""  # closed without an answer
 
 

@@ -7,15 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from alambic.runtime_parameters import (
-    runtime_parameter_names,
-    set_runtime_parameters,
-    unknown_policy,
-)
+from alambic.runtime_parameters import RuntimeParameters
 from alambic.utils.serialization import dump_component
 
 
-class Embeddings(BaseModel, ABC):
+class Embeddings(RuntimeParameters, BaseModel, ABC):
     """A model that maps each text to a fixed-size vector of floats.
 
     A backend implements ``model_name`` and ``encode``, and loads its weights in ``load`` (not
@@ -49,21 +45,6 @@ class Embeddings(BaseModel, ABC):
     @abstractmethod
     def encode(self, inputs: list[str]) -> list[list[float]]:
         """One embedding per text of ``inputs``, in order."""
-
-    @property
-    def runtime_parameters_names(self) -> dict[str, Any]:
-        return runtime_parameter_names(self)
-
-    def set_runtime_parameters(self, params: dict[str, Any], *, strict: bool = False) -> None:
-        """Set runtime parameters; an unknown name warns with a did-you-mean (as distilabel
-        does), or raises ``RuntimeParameterError`` with ``strict=True``."""
-        set_runtime_parameters(
-            self,
-            params,
-            owner=type(self).__name__,
-            unknown=unknown_policy(strict, None),
-            stacklevel=3,
-        )
 
     def dump(self) -> dict[str, Any]:
         """Plain data describing the model, for YAML and signatures."""

@@ -115,21 +115,24 @@ async def _exchange(
     out += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
     conn.writer.write(b"".join(out))
     reader = conn.reader
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionLost("the server closed the connection without a reply")
+    # the status line and every header in one read (one await, not one per line)
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise ConnectionLost("the server closed the connection without a reply") from exc
+        raise ConnectionLost("the connection closed in the middle of the reply's headers") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise ConnectionLost("the reply's headers exceed 64 KiB") from exc
+    lines = head[:-4].split(b"\r\n")
+    status_line = lines[0]
     parts = status_line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
         raise ConnectionLost(f"not an HTTP response: {status_line[:80]!r}")
     status = int(parts[1])
     raw: list[tuple[bytes, bytes]] = []
     lookup: dict[bytes, bytes] = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            break
-        if not line:
-            raise ConnectionLost("the connection closed in the middle of the reply's headers")
+    for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip(), value.strip()
         raw.append((name, value))
@@ -250,6 +253,11 @@ def lean_transport_class(http: Any) -> Any:
     return LeanTransport
 
 
+def _uniform_timeouts(seconds: float) -> dict[str, float]:
+    """The per-phase timeouts of one number (the HTTP library's ``Timeout(seconds)``)."""
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+
+
 def lean_client_class(http: Any) -> Any:
     """``AsyncClient`` of ``http`` whose ``build_request`` takes the SDK's finished requests
     as they are (made once per module).
@@ -280,9 +288,15 @@ def lean_client_class(http: Any) -> Any:
             timeout: Any = http.USE_CLIENT_DEFAULT,
             extensions: Any = None,
         ) -> Any:
-            as_dict = getattr(timeout, "as_dict", None)
+            timeouts: dict[str, Any] | None
+            if isinstance(timeout, (int, float)):  # the SDK passes the client's float
+                timeouts = _uniform_timeouts(float(timeout))
+            else:
+                as_dict = getattr(timeout, "as_dict", None)
+                timeouts = as_dict() if as_dict is not None else None
             if (
-                isinstance(url, str)
+                timeouts is not None
+                and isinstance(url, str)
                 and url.startswith("http://")
                 and data is None
                 and files is None
@@ -290,14 +304,13 @@ def lean_client_class(http: Any) -> Any:
                 and not params
                 and cookies is None
                 and not self.cookies
-                and as_dict is not None
             ):
                 return http.Request(
                     method,
                     url,
                     content=content,
                     headers=headers,
-                    extensions={"timeout": as_dict(), **(extensions or {})},
+                    extensions={"timeout": timeouts, **(extensions or {})},
                 )
             return super().build_request(
                 method,

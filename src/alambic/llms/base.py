@@ -63,12 +63,7 @@ from alambic.llms.scheduler import (
 from alambic.llms.structured import StructuredSpec
 from alambic.llms.structured_requests import StructuredRequests
 from alambic.llms.typing import ChatType, FormattedInput, GenerateOutput
-from alambic.runtime_parameters import (
-    RuntimeParameter,
-    runtime_parameter_names,
-    set_runtime_parameters,
-    unknown_policy,
-)
+from alambic.runtime_parameters import RuntimeParameter, RuntimeParameters
 from alambic.utils.aio import run_sync
 from alambic.utils.arguments import unknown_arguments
 from alambic.utils.models import FastPrivateAttributes
@@ -77,7 +72,7 @@ from alambic.utils.serialization import dump_component
 logger = logging.getLogger("alambic")
 
 
-class LLM(StructuredRequests, FastPrivateAttributes, BaseModel, ABC):
+class LLM(StructuredRequests, FastPrivateAttributes, RuntimeParameters, BaseModel, ABC):
     """Base of every LLM: a model name, ``load``/``unload`` and ``generate``."""
 
     model_config = ConfigDict(
@@ -170,21 +165,6 @@ class LLM(StructuredRequests, FastPrivateAttributes, BaseModel, ABC):
     def unload(self) -> None:
         """Release what ``load`` created."""
         self._loaded = False
-
-    @property
-    def runtime_parameters_names(self) -> dict[str, Any]:
-        return runtime_parameter_names(self)
-
-    def set_runtime_parameters(self, params: dict[str, Any], *, strict: bool = False) -> None:
-        """Set runtime parameters; an unknown name warns with a did-you-mean (as distilabel
-        does), or raises ``RuntimeParameterError`` with ``strict=True``."""
-        set_runtime_parameters(
-            self,
-            params,
-            owner=type(self).__name__,
-            unknown=unknown_policy(strict, None),
-            stacklevel=3,
-        )
 
     def set_request_cache(self, cache: RequestCache | None) -> None:
         """Answer repeated requests from ``cache`` and store new answers in it."""

@@ -20,7 +20,10 @@ do when it fails:
   ``remaining: 0`` holds new requests back until the ``reset`` time, whatever the window.
 - **Retries.** Rate limits (429), server errors (5xx), timeouts, dropped connections and
   malformed replies are retried with exponential backoff and full jitter, honouring
-  ``Retry-After``; errors that cannot succeed (400, 401, 404, context too long) fail at once.
+  ``Retry-After``. A scattered 429 (the adaptive limit sees no overload: most answers succeed)
+  starts its backoff at :data:`SCATTERED_BACKOFF_S` instead of ``backoff_base``: the provider
+  turned away one request of many, and half a second per retried row would be a tail that
+  costs a third of a short run; under overload the full backoff applies. Errors that cannot succeed (400, 401, 404, context too long) fail at once.
   Every attempt has its own ``timeout``. A request that finally fails raises
   :class:`~alambic.errors.LLMRequestError`, which the LLM turns into a failed generation and the
   task into a failed row: it never crashes the run.
@@ -75,6 +78,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _timeout: Any = getattr(asyncio, "timeout", None)
+
+#: The first backoff of a 429 when the adaptive limit sees no overload (at most
+#: ``backoff_base``; doubling from there if the same request is refused again).
+SCATTERED_BACKOFF_S = 0.1
 
 #: Attempts in a row that could not even connect, before any success, that stop the LLM.
 REFUSED_ATTEMPTS_TO_STOP = 3
@@ -375,7 +382,14 @@ class RequestScheduler:
                     attempts=tries,
                 ) from error
             counters.retries += 1
-            await asyncio.sleep(self._backoff(tries, retry_after))
+            scattered = (
+                kind is ErrorKind.RATE_LIMIT
+                and self.shared_budget is None
+                and self.request_budget is None
+                and limits.adaptive_concurrency
+                and slots.pressure < OVERLOAD_SHARE
+            )
+            await asyncio.sleep(self._backoff(tries, retry_after, scattered=scattered))
 
     def _describe(self, kind: ErrorKind, error: BaseException) -> str:
         """The reason a user reads: the error, redacted of keys; for a timeout, which one."""
@@ -418,10 +432,16 @@ class RequestScheduler:
             self.observe_headers(getattr(response, "headers", None))
         return self.classify(error)
 
-    def _backoff(self, tries: int, retry_after: float | None) -> float:
+    def _backoff(self, tries: int, retry_after: float | None, *, scattered: bool = False) -> float:
+        """Seconds to wait before the next attempt: what ``Retry-After`` said, else
+        exponential from ``backoff_base`` (from :data:`SCATTERED_BACKOFF_S` for a scattered
+        429) with full jitter, at most ``backoff_max``."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.limits.backoff_max) + random.uniform(0, 0.1)
-        delay = min(self.limits.backoff_max, self.limits.backoff_base * 2 ** (tries - 1))
+        base = self.limits.backoff_base
+        if scattered:
+            base = min(base, SCATTERED_BACKOFF_S)
+        delay = min(self.limits.backoff_max, base * 2 ** (tries - 1))
         return random.uniform(delay / 2, delay)
 
     def record_tokens(
@@ -495,6 +515,7 @@ __all__ = [
     "PRESSURE_WEIGHT",
     "REFUSED_ATTEMPTS_TO_STOP",
     "REQUEST_PACE",
+    "SCATTERED_BACKOFF_S",
     "SETTLE_S",
     "STALL_CREDIT_S",
     "AdaptiveLimit",

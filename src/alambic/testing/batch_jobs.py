@@ -5,17 +5,28 @@ then ends (or expires after ``expire_after_stages``, keeping what was answered).
 whose prompt contains one of ``fail_on`` is refused (400). Each request is answered
 ``"reply to: <last user message>"``, ``max_tokens`` words at most (a token is a word).
 ``stats()`` counts the requests submitted in created jobs, per id too, so a test can assert
-that no request was ever submitted twice.
+that no request was ever submitted twice. :class:`JobsServer` runs a server's handler on
+127.0.0.1 in a thread.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
+import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
-__all__ = ["BatchRequest", "Job", "JobsConfig", "StagedJobs"]
+__all__ = ["BatchRequest", "Job", "JobsConfig", "JobsServer", "StagedJobs"]
+
+_R = TypeVar("_R")
+_S = TypeVar("_S", bound="JobsServer")
 
 
 @dataclass
@@ -47,6 +58,8 @@ class BatchRequest:
     """The last user message."""
     max_tokens: int | None
     model: str = "test-model"
+    line: dict[str, Any] = field(default_factory=dict)
+    """The request as the client sent it, for a server whose reply needs more than the prompt."""
 
 
 @dataclass
@@ -69,6 +82,9 @@ class Job:
 class StagedJobs:
     """The jobs of one server and what was submitted; callers hold ``lock``."""
 
+    job_class: type[Job] = Job
+    """What :meth:`add` makes (a server's subclass may add views of its own)."""
+
     def __init__(self, config: JobsConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
@@ -89,10 +105,48 @@ class StagedJobs:
                 f"{len(requests)} requests in one job; the limit is "
                 f"{self.config.max_requests_per_job}"
             )
-        job = Job(self.next_id(prefix), requests, now, **kw)
+        job = self.job_class(self.next_id(prefix), requests, now, **kw)
         self.jobs[job.id] = job
         self.submitted.update(r.custom_id for r in requests)
         return job
+
+    def create(
+        self, prefix: str, requests: list[BatchRequest], render: Callable[[Job], _R], **kw: Any
+    ) -> _R:
+        """Store a job (``ValueError`` when it is too large) and render the reply to its
+        creation, which the client gets ``create_delay_s`` later. Takes ``lock``."""
+        with self.lock:
+            job = self.add(prefix, requests, time.time(), **kw)
+            reply = render(job)
+            delay = self.config.create_delay_s
+        time.sleep(delay)
+        return reply
+
+    def store(self, content: bytes) -> str:
+        """Keep a file (an upload, a job's results); its id."""
+        file_id = self.next_id("file")
+        self.files[file_id] = content
+        return file_id
+
+    def submit_arrived(self, connection: socket.socket) -> bool:
+        """Count a request that sends a job's requests (its creation, or its file's upload),
+        wait ``submit_delay_s``, and say whether the client is still there to be answered
+        (one killed meanwhile never submitted anything). Takes ``lock``."""
+        with self.lock:
+            self.submits_started += 1
+            delay = self.config.submit_delay_s
+        if delay <= 0:
+            return True
+        time.sleep(delay)
+        connection.setblocking(False)
+        try:
+            return bool(connection.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            connection.setblocking(True)
 
     def advance(self, job: Job, now: float) -> None:
         if job.state != "running":
@@ -134,7 +188,12 @@ class StagedJobs:
                 "submits_started": self.submits_started,
                 "states": dict(Counter(j.state for j in self.jobs.values())),
                 "job_sizes": [len(j.requests) for j in self.jobs.values()],
+                **self.extra_stats(),
             }
+
+    def extra_stats(self) -> dict[str, Any]:
+        """More of ``stats`` (in a server's own words), taken under ``lock``."""
+        return {}
 
 
 def reply_words(prompt: str, max_tokens: int | None) -> tuple[list[str], bool]:
@@ -143,3 +202,61 @@ def reply_words(prompt: str, max_tokens: int | None) -> tuple[list[str], bool]:
     if max_tokens is not None and len(words) > max_tokens:
         return words[:max_tokens], True
     return words, False
+
+
+def jsonl(items: list[dict[str, Any]]) -> bytes:
+    return ("\n".join(json.dumps(i) for i in items) + "\n").encode()
+
+
+def multipart_file(content_type: str, body: bytes) -> tuple[bytes, str]:
+    """The ``file`` part of a multipart upload: its content and file name."""
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            payload = part.get_payload(decode=True)
+            return (payload if isinstance(payload, bytes) else b""), str(part.get_filename())
+    raise ValueError("no 'file' part in the upload")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client killed mid-request (the kill tests do it) resets its connection: not news
+        return
+
+
+class JobsServer:
+    """A batch test server's HTTP side: ``handler`` on 127.0.0.1, served by a thread between
+    :meth:`start` and :meth:`stop` (or in a ``with`` block); ``state`` holds its jobs."""
+
+    def __init__(
+        self, state: StagedJobs, handler: type[BaseHTTPRequestHandler], *, port: int = 0
+    ) -> None:
+        self.state = state
+        self._server = _QuietServer(("127.0.0.1", port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def start(self: _S) -> _S:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

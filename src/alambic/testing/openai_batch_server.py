@@ -7,12 +7,13 @@ upload, multipart), ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``GET /v1/ba
 Each request line of a job is answered like the chat test server does (``"reply to: <last
 user message>"``, ``max_tokens`` words at most; tokens are whitespace-separated words).
 
-Jobs finish in stages: a job completes ``1/stages`` of its requests each ``stage_s`` seconds
-after it was created, then turns ``completed`` (or ``expired`` after ``expire_after_stages``,
-keeping what was answered and listing the rest as ``batch_expired`` in the error file).
-Requests whose last user message contains one of ``fail_on`` fail with a 400 in the error
-file. ``stats`` counts requests submitted in created jobs, per ``custom_id`` too, so a test can
-assert that no request was submitted twice. Control: ``GET /_stats``, ``POST /_config``.
+Jobs finish in stages, refuse some requests, expire or fail as :mod:`alambic.testing.batch_jobs`
+says (its ``StagedJobs`` keeps this server's jobs, files and counts, as it does the other
+provider batch servers'): an expired or cancelled job lists its unanswered requests as
+``batch_expired`` / ``batch_cancelled`` in the error file, a refused request is there with
+its status. ``stats`` counts requests submitted in created jobs, per ``custom_id`` too, so a
+test can assert that no request was submitted twice. Control: ``GET /_stats``,
+``POST /_config``.
 
 Written on the standard library's threading HTTP server: job traffic is a few calls per job.
 """
@@ -20,192 +21,154 @@ Written on the standard library's threading HTTP server: job traffic is a few ca
 from __future__ import annotations
 
 import argparse
-import email.parser
-import email.policy
 import json
 import signal
 import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from alambic.testing.batch_jobs import (
+    BatchRequest,
+    Job,
+    JobsConfig,
+    JobsServer,
+    StagedJobs,
+    jsonl,
+    multipart_file,
+    reply_words,
+)
 
 __all__ = ["BatchServerConfig", "OpenAIBatchTestServer", "main", "remote_batch_stats"]
 
 
-@dataclass
-class BatchServerConfig:
-    stages: int = 2
-    """A job completes in this many equal parts."""
-    stage_s: float = 0.05
-    """Seconds between two parts (the simulated wait)."""
-    expire_after_stages: int | None = None
-    """After this many parts, the job expires with the rest unanswered."""
-    fail_on: list[str] = field(default_factory=list)
-    """A request whose last user message contains one of these fails (400)."""
-    max_requests_per_job: int = 50_000
-    upload_delay_s: float = 0.0
-    """Seconds an upload takes before it is stored (to kill a client mid-upload)."""
-    create_delay_s: float = 0.0
-    """Seconds between creating a job and replying (to kill a client that has not seen it)."""
+class BatchServerConfig(JobsConfig):
+    """:class:`JobsConfig` with OpenAI's 50,000 requests a job; ``upload_delay_s`` is
+    ``submit_delay_s`` by the name this server first gave it (an upload is what submits)."""
+
+    def __init__(
+        self,
+        *,
+        max_requests_per_job: int = 50_000,
+        upload_delay_s: float | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(max_requests_per_job=max_requests_per_job, **fields)
+        if upload_delay_s is not None:
+            self.submit_delay_s = upload_delay_s
+
+    @property
+    def upload_delay_s(self) -> float:
+        """Seconds an upload takes before it is stored (to kill a client mid-upload)."""
+        return self.submit_delay_s
+
+    @upload_delay_s.setter
+    def upload_delay_s(self, value: float) -> None:
+        self.submit_delay_s = value
 
 
-@dataclass
-class _Job:
-    id: str
-    input_file_id: str
-    lines: list[dict[str, Any]]
-    created: float
-    metadata: dict[str, Any] | None
-    status: str = "validating"
-    cancelled: bool = False
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    finished_at: float | None = None
+class _Job(Job):
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        """The job's input file, a dict a line."""
+        return [r.line for r in self.requests]
 
 
-class _State:
-    def __init__(self, config: BatchServerConfig) -> None:
-        self.config = config
-        self.lock = threading.Lock()
-        self.files: dict[str, bytes] = {}
-        self.jobs: dict[str, _Job] = {}
-        self.counter = 0
-        self.submitted: Counter[str] = Counter()
-        self.polls = 0
-        self.uploads_started = 0
+class _Jobs(StagedJobs):
+    """``StagedJobs`` whose finished jobs get their output and error files."""
 
-    def next_id(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}_{self.counter:08d}"
+    job_class = _Job
 
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                "requests_submitted": sum(self.submitted.values()),
-                "unique_requests": len(self.submitted),
-                "submitted_twice": sorted(k for k, v in self.submitted.items() if v > 1),
-                "jobs": len(self.jobs),
-                "files": len(self.files),
-                "polls": self.polls,
-                "uploads_started": self.uploads_started,
-                "statuses": dict(Counter(j.status for j in self.jobs.values())),
-            }
+    @property
+    def uploads_started(self) -> int:
+        return self.submits_started
 
-    # -- progress ------------------------------------------------------------------------
+    def advance(self, job: Job, now: float) -> None:
+        super().advance(job, now)
+        job.extra["seen"] = True  # validating until first looked at, then in_progress
+        if job.state not in ("running", "failed") and "output_file_id" not in job.extra:
+            out, err = _results(self, job)
+            job.extra["output_file_id"] = self.store(jsonl(out)) if out else None
+            job.extra["error_file_id"] = self.store(jsonl(err)) if err else None
 
-    def advance(self, job: _Job, now: float) -> None:
-        if job.status in ("completed", "expired", "cancelled", "failed"):
-            return
-        cfg = self.config
-        stages_done = int((now - job.created) / cfg.stage_s) if cfg.stage_s > 0 else cfg.stages
-        if job.cancelled:
-            self.finish(job, "cancelled", self.answered(job, stages_done), now)
-        elif cfg.expire_after_stages is not None and stages_done > cfg.expire_after_stages:
-            self.finish(job, "expired", self.answered(job, cfg.expire_after_stages), now)
-        elif stages_done >= cfg.stages:
-            self.finish(job, "completed", len(job.lines), now)
-        else:
-            job.status = "in_progress"
-
-    def answered(self, job: _Job, stages_done: int) -> int:
-        stages = max(1, self.config.stages)
-        return min(len(job.lines), len(job.lines) * max(0, stages_done) // stages)
-
-    def counts(self, job: _Job, now: float) -> dict[str, int]:
-        cfg = self.config
-        done = (
-            len(job.lines)
-            if job.status == "completed"
-            else self.answered(job, int((now - job.created) / cfg.stage_s) if cfg.stage_s else 0)
-        )
-        failed = sum(1 for line in job.lines[:done] if self.fails(line))
-        return {"total": len(job.lines), "completed": done - failed, "failed": failed}
-
-    def fails(self, line: dict[str, Any]) -> bool:
-        text = _last_user(line.get("body", {}).get("messages", []))
-        return any(needle in text for needle in self.config.fail_on)
-
-    def finish(self, job: _Job, status: str, answered: int, now: float) -> None:
-        out, err = [], []
-        for i, line in enumerate(job.lines):
-            custom_id = line.get("custom_id")
-            if i >= answered:
-                err.append(
-                    {
-                        "id": f"batch_req_{job.id}_{i}",
-                        "custom_id": custom_id,
-                        "response": None,
-                        "error": {"code": f"batch_{status}", "message": f"job {status}"},
-                    }
-                )
-            elif self.fails(line):
-                err.append(
-                    {
-                        "id": f"batch_req_{job.id}_{i}",
-                        "custom_id": custom_id,
-                        "response": {
-                            "status_code": 400,
-                            "request_id": f"req_{i}",
-                            "body": {
-                                "error": {
-                                    "message": "this request was refused by the test server",
-                                    "type": "invalid_request_error",
-                                    "code": "refused",
-                                }
-                            },
-                        },
-                        "error": None,
-                    }
-                )
-            else:
-                out.append(
-                    {
-                        "id": f"batch_req_{job.id}_{i}",
-                        "custom_id": custom_id,
-                        "response": {
-                            "status_code": 200,
-                            "request_id": f"req_{i}",
-                            "body": _chat_reply(line.get("body", {}), f"chatcmpl-{job.id}-{i}"),
-                        },
-                        "error": None,
-                    }
-                )
-        if out:
-            job.output_file_id = self.next_id("file")
-            self.files[job.output_file_id] = _jsonl(out)
-        if err:
-            job.error_file_id = self.next_id("file")
-            self.files[job.error_file_id] = _jsonl(err)
-        job.status = status
-        job.finished_at = now
-
-    def batch_object(self, job: _Job, now: float) -> dict[str, Any]:
-        finished = job.finished_at
+    def extra_stats(self) -> dict[str, Any]:
         return {
-            "id": job.id,
-            "object": "batch",
-            "endpoint": "/v1/chat/completions",
-            "errors": None,
-            "input_file_id": job.input_file_id,
-            "completion_window": "24h",
-            "status": job.status,
-            "output_file_id": job.output_file_id,
-            "error_file_id": job.error_file_id,
-            "created_at": int(job.created),
-            "in_progress_at": int(job.created),
-            "expires_at": int(job.created) + 86_400,
-            "completed_at": int(finished) if finished and job.status == "completed" else None,
-            "expired_at": int(finished) if finished and job.status == "expired" else None,
-            "cancelled_at": int(finished) if finished and job.status == "cancelled" else None,
-            "failed_at": None,
-            "finalizing_at": None,
-            "cancelling_at": None,
-            "request_counts": self.counts(job, now),
-            "metadata": job.metadata,
+            "files": len(self.files),
+            "uploads_started": self.submits_started,
+            "statuses": dict(Counter(_status(j) for j in self.jobs.values())),
         }
+
+
+def _status(job: Job) -> str:
+    if job.state != "running":
+        return job.state
+    return "in_progress" if job.extra.get("seen") else "validating"
+
+
+def _results(state: StagedJobs, job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lines of a finished job's output and error files."""
+    out, err = [], []
+    fail_status = state.config.fail_status
+    for i, (request, outcome) in enumerate(state.outcomes(job)):
+        line: dict[str, Any] = {"id": f"batch_req_{job.id}_{i}", "custom_id": request.custom_id}
+        if outcome == "unanswered":
+            code, message = f"batch_{job.state}", f"job {job.state}"
+            err.append({**line, "response": None, "error": {"code": code, "message": message}})
+        elif outcome == "refused":
+            error = {
+                "message": "this request was refused by the test server",
+                "type": "invalid_request_error" if fail_status < 500 else "server_error",
+                "code": "refused",
+            }
+            response = {
+                "status_code": fail_status,
+                "request_id": f"req_{i}",
+                "body": {"error": error},
+            }
+            err.append({**line, "response": response, "error": None})
+        else:
+            body = _chat_reply(request.line.get("body", {}), f"chatcmpl-{job.id}-{i}")
+            response = {"status_code": 200, "request_id": f"req_{i}", "body": body}
+            out.append({**line, "response": response, "error": None})
+    return out, err
+
+
+def _batch_object(state: StagedJobs, job: Job) -> dict[str, Any]:
+    status = _status(job)
+    finished = int(job.finished_at) if job.finished_at else None
+    answered = [o for _, o in state.outcomes(job) if o != "unanswered"]
+    errors = {
+        "object": "list",
+        "data": [{"code": "failed", "message": "the test server failed this job", "line": None}],
+    }
+    return {
+        "id": job.id,
+        "object": "batch",
+        "endpoint": "/v1/chat/completions",
+        "errors": errors if status == "failed" else None,
+        "input_file_id": job.extra["input_file_id"],
+        "completion_window": "24h",
+        "status": status,
+        "output_file_id": job.extra.get("output_file_id"),
+        "error_file_id": job.extra.get("error_file_id"),
+        "created_at": int(job.created),
+        "in_progress_at": int(job.created),
+        "expires_at": int(job.created) + 86_400,
+        "completed_at": finished if status == "completed" else None,
+        "expired_at": finished if status == "expired" else None,
+        "cancelled_at": finished if status == "cancelled" else None,
+        "failed_at": finished if status == "failed" else None,
+        "finalizing_at": None,
+        "cancelling_at": None,
+        "request_counts": {
+            "total": len(job.requests),
+            "completed": answered.count("answer"),
+            "failed": answered.count("refused"),
+        },
+        "metadata": job.extra["metadata"],
+    }
 
 
 def _last_user(messages: list[Any]) -> str:
@@ -220,20 +183,17 @@ def _chat_reply(body: dict[str, Any], ident: str) -> dict[str, Any]:
     messages = body.get("messages") or []
     prompt = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    n = int(body.get("n") or 1)
     choices = []
     completion = 0
-    for i in range(n):
-        words = (f"reply to: {_last_user(messages)}" + (f" #{i}" if i else "")).split()
-        finish = "stop"
-        if limit is not None and len(words) > int(limit):
-            words, finish = words[: int(limit)], "length"
+    for i in range(int(body.get("n") or 1)):
+        text = _last_user(messages) + (f" #{i}" if i else "")
+        words, cut = reply_words(text, None if limit is None else int(limit))
         completion += len(words)
         choices.append(
             {
                 "index": i,
                 "message": {"role": "assistant", "content": " ".join(words)},
-                "finish_reason": finish,
+                "finish_reason": "length" if cut else "stop",
                 "logprobs": None,
             }
         )
@@ -251,20 +211,6 @@ def _chat_reply(body: dict[str, Any], ident: str) -> dict[str, Any]:
     }
 
 
-def _jsonl(items: list[dict[str, Any]]) -> bytes:
-    return ("\n".join(json.dumps(i) for i in items) + "\n").encode()
-
-
-def _multipart_file(content_type: str, body: bytes) -> tuple[bytes, str]:
-    parser = email.parser.BytesParser(policy=email.policy.HTTP)
-    message = parser.parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            payload = part.get_payload(decode=True)
-            return (payload if isinstance(payload, bytes) else b""), str(part.get_filename())
-    raise ValueError("no 'file' part in the upload")
-
-
 def _route(raw: str) -> str:
     """The path without its query; Azure's ``/openai/...`` paths as OpenAI's ``/v1/...``."""
     path = raw.split("?")[0].rstrip("/")
@@ -273,7 +219,27 @@ def _route(raw: str) -> str:
     return path
 
 
-def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
+def _requests(source: bytes) -> list[BatchRequest]:
+    """An input file's requests."""
+    requests = []
+    for text in source.decode().splitlines():
+        if text.strip():
+            line = json.loads(text)
+            body = line.get("body", {})
+            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            requests.append(
+                BatchRequest(
+                    str(line.get("custom_id")),
+                    _last_user(body.get("messages", [])),
+                    None if limit is None else int(limit),
+                    body.get("model", "test-model"),
+                    line=line,
+                )
+            )
+    return requests
+
+
+def _handler(state: _Jobs) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -287,9 +253,6 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _error(self, status: int, message: str) -> None:
             self._send(status, {"error": {"message": message, "type": "invalid_request_error"}})
@@ -311,12 +274,12 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                         return self._error(404, f"no batch {path.split('/')[3]}")
                     state.polls += 1
                     state.advance(found, now)
-                    return self._send(200, state.batch_object(found, now))
+                    return self._send(200, _batch_object(state, found))
                 if path == "/v1/batches":
                     jobs = sorted(state.jobs.values(), key=lambda j: j.id, reverse=True)
                     for job in jobs:
                         state.advance(job, now)
-                    data = [state.batch_object(j, now) for j in jobs]
+                    data = [_batch_object(state, j) for j in jobs]
                     return self._send(
                         200,
                         {
@@ -331,58 +294,50 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = _route(self.path)
-            body = self._body()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             now = time.time()
             if path == "/_config":
                 with state.lock:
                     for key, value in json.loads(body or b"{}").items():
                         setattr(state.config, key, value)
                 return self._send(200, {"ok": True})
-            reply: dict[str, Any] | None = None
-            created_delay = 0.0
             if path == "/v1/files":
+                if not state.submit_arrived(self.connection):
+                    return  # the client died while uploading: nothing was received
+                content, filename = multipart_file(self.headers["Content-Type"], body)
                 with state.lock:
-                    state.uploads_started += 1
-                    delay = state.config.upload_delay_s
-                time.sleep(delay)
-            with state.lock:
-                if path == "/v1/files":
-                    content, filename = _multipart_file(self.headers["Content-Type"], body)
-                    file_id = state.next_id("file")
-                    state.files[file_id] = content
-                    return self._send(
-                        200,
-                        {
-                            "id": file_id,
-                            "object": "file",
-                            "bytes": len(content),
-                            "created_at": int(now),
-                            "filename": filename,
-                            "purpose": "batch",
-                            "status": "processed",
-                        },
-                    )
-                if path == "/v1/batches":
-                    request = json.loads(body)
+                    file_id = state.store(content)
+                return self._send(
+                    200,
+                    {
+                        "id": file_id,
+                        "object": "file",
+                        "bytes": len(content),
+                        "created_at": int(now),
+                        "filename": filename,
+                        "purpose": "batch",
+                        "status": "processed",
+                    },
+                )
+            if path == "/v1/batches":
+                request = json.loads(body)
+                with state.lock:
                     source = state.files.get(request.get("input_file_id", ""))
-                    if source is None:
-                        return self._error(400, f"no input file {request.get('input_file_id')}")
-                    lines = [json.loads(x) for x in source.decode().splitlines() if x.strip()]
-                    if len(lines) > state.config.max_requests_per_job:
-                        return self._error(400, "too many requests in one batch")
-                    job = _Job(
-                        state.next_id("batch"),
-                        request["input_file_id"],
-                        lines,
-                        now,
-                        request.get("metadata"),
+                if source is None:
+                    return self._error(400, f"no input file {request.get('input_file_id')}")
+                extra = {
+                    "input_file_id": request["input_file_id"],
+                    "metadata": request.get("metadata"),
+                }
+                try:
+                    reply = state.create(
+                        "batch",
+                        _requests(source),
+                        lambda job: _batch_object(state, job),
+                        extra=extra,
                     )
-                    state.jobs[job.id] = job
-                    state.submitted.update(str(line.get("custom_id")) for line in lines)
-                    reply = state.batch_object(job, now)
-                    created_delay = state.config.create_delay_s
-            if reply is not None:
-                time.sleep(created_delay)
+                except ValueError as exc:
+                    return self._error(400, str(exc))
                 return self._send(200, reply)
             with state.lock:
                 if path.startswith("/v1/batches/") and path.endswith("/cancel"):
@@ -391,53 +346,27 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                         return self._error(404, "no such batch")
                     target.cancelled = True
                     state.advance(target, now)
-                    return self._send(200, state.batch_object(target, now))
+                    return self._send(200, _batch_object(state, target))
             return self._error(404, f"no route POST {path}")
 
     return Handler
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client killed mid-request (the kill tests do it) resets its connection: not news
-        return
-
-
-class OpenAIBatchTestServer:
+class OpenAIBatchTestServer(JobsServer):
     """``with OpenAIBatchTestServer(config) as server:``; ``server.base_url`` ends in /v1."""
 
     def __init__(self, config: BatchServerConfig | None = None, *, port: int = 0) -> None:
-        self.state = _State(config or BatchServerConfig())
-        self._server = _QuietServer(("127.0.0.1", port), _handler(self.state))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._config = config or BatchServerConfig()
+        state = _Jobs(self._config)
+        super().__init__(state, _handler(state), port=port)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self.root}/v1"
 
     @property
     def config(self) -> BatchServerConfig:
-        return self.state.config
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.state.stats()
-
-    def start(self) -> OpenAIBatchTestServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> OpenAIBatchTestServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._config
 
 
 def remote_batch_stats(base_url: str) -> dict[str, Any]:
@@ -461,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server.start()
-    print(f"listening on {server.base_url.rsplit('/v1', 1)[0]}", flush=True)
+    print(f"listening on {server.root}", flush=True)
     stop.wait()
     server.stop()
 

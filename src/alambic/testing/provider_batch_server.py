@@ -22,15 +22,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from alambic.testing.batch_jobs import BatchRequest, Job, JobsConfig, StagedJobs, reply_words
-from alambic.testing.openai_batch_server import _multipart_file
+from alambic.testing.batch_jobs import (
+    BatchRequest,
+    Job,
+    JobsConfig,
+    JobsServer,
+    StagedJobs,
+    jsonl,
+    multipart_file,
+    reply_words,
+)
 
 __all__ = ["JobsConfig", "ProviderBatchTestServer"]
 
@@ -51,10 +57,6 @@ def _last_user(messages: list[Any]) -> str:
                 return " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
             return str(content)
     return ""
-
-
-def _jsonl(items: list[dict[str, Any]]) -> bytes:
-    return ("\n".join(json.dumps(i) for i in items) + "\n").encode()
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ def _anthropic(state: StagedJobs, method: str, path: str, body: bytes, root: str
                 {"custom_id": r.custom_id, "result": _anthropic_result(state, job, r, outcome)}
                 for r, outcome in state.outcomes(job)
             ]
-            return 200, _jsonl(lines)
+            return 200, jsonl(lines)
         state.polls += 1
         return 200, _anthropic_batch(state, job, root)
 
@@ -203,9 +205,7 @@ def _mistral_job(state: StagedJobs, job: Job) -> dict[str, Any]:
                 )
         for name, lines in (("output_file", out), ("error_file", err)):
             if lines:
-                file_id = state.next_id("file")
-                state.files[file_id] = _jsonl(lines)
-                job.extra[name] = file_id
+                job.extra[name] = state.store(jsonl(lines))
     return {
         "id": job.id,
         "object": "batch",
@@ -231,10 +231,9 @@ def _mistral_job(state: StagedJobs, job: Job) -> dict[str, Any]:
 
 def _mistral(state: StagedJobs, method: str, path: str, body: bytes, ctype: str) -> Reply | None:
     if path == "/v1/files" and method == "POST":
-        content, filename = _multipart_file(ctype, body)
+        content, filename = multipart_file(ctype, body)
         with state.lock:
-            file_id = state.next_id("file")
-            state.files[file_id] = content
+            file_id = state.store(content)
         return 200, {
             "id": file_id,
             "object": "file",
@@ -404,16 +403,10 @@ def _create(
     render: Callable[[Job], dict[str, Any]],
     **kw: Any,
 ) -> Reply:
-    """Store a job, reply after ``create_delay_s``."""
-    with state.lock:
-        try:
-            job = state.add(prefix, requests, time.time(), **kw)
-        except ValueError as exc:
-            return 400, {"error": {"code": 400, "message": str(exc)}}
-        reply = render(job)
-        delay = state.config.create_delay_s
-    time.sleep(delay)
-    return 200, reply
+    try:
+        return 200, state.create(prefix, requests, render, **kw)
+    except ValueError as exc:
+        return 400, {"error": {"code": 400, "message": str(exc)}}
 
 
 def _submits(path: str) -> bool:
@@ -433,7 +426,7 @@ def _handler(state: StagedJobs) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?")[0].rstrip("/")
             root = f"http://{self.headers.get('Host')}"
             reply: Reply | None
-            if method == "POST" and _submits(path) and not self._still_there():
+            if method == "POST" and _submits(path) and not state.submit_arrived(self.connection):
                 return  # the client died while sending: nothing was received
             if path == "/_stats":
                 reply = 200, state.stats()
@@ -452,24 +445,6 @@ def _handler(state: StagedJobs) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(raw)
 
-        def _still_there(self) -> bool:
-            """After ``submit_delay_s``: whether the client is still connected."""
-            with state.lock:
-                state.submits_started += 1
-                delay = state.config.submit_delay_s
-            if delay <= 0:
-                return True
-            time.sleep(delay)
-            self.connection.setblocking(False)
-            try:
-                return bool(self.connection.recv(1, socket.MSG_PEEK))
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            finally:
-                self.connection.setblocking(True)
-
         def do_GET(self) -> None:
             self._serve("GET")
 
@@ -479,40 +454,18 @@ def _handler(state: StagedJobs) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client killed mid-request (the kill tests do it) resets its connection: not news
-        return
-
-
-class ProviderBatchTestServer:
+class ProviderBatchTestServer(JobsServer):
     """``with ProviderBatchTestServer(config) as server:``; ``server.base_url`` is the root
     (``http://127.0.0.1:PORT``), as the Anthropic, Mistral and google-genai SDKs take it."""
 
     def __init__(self, config: JobsConfig | None = None, *, port: int = 0) -> None:
-        self.state = StagedJobs(config or JobsConfig())
-        self._server = _QuietServer(("127.0.0.1", port), _handler(self.state))
-        self._thread: threading.Thread | None = None
+        state = StagedJobs(config or JobsConfig())
+        super().__init__(state, _handler(state), port=port)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root
 
     @property
     def config(self) -> JobsConfig:
         return self.state.config
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.state.stats()
-
-    def __enter__(self) -> ProviderBatchTestServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

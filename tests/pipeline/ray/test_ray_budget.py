@@ -134,9 +134,17 @@ def test_two_replicas_pace_at_one_limit_against_a_strict_window(
     # busy machine (the server shares the test's process) may delay a few arrivals.
     assert stats["statuses"].get(429, 0) <= 0.03 * n
     arrivals = sorted(stats["arrivals"])
-    # the pace is the limit's (99% of it, less start-up), not half of it nor twice
+    # the pace is the limit's, not half of it nor twice: the busiest 2 s hold close to 2 s of
+    # the limit, and the run as a whole never goes faster than the limit. (Not a floor on
+    # the whole run's rate: a worker whose event loop wakes late books a later instant, so
+    # under CPU contention slots go unused, 31/s once when CI ran this beside other tests;
+    # scripts/check.sh now runs the Ray tests on their own after the rest.)
+    busiest = max(
+        sum(1 for t in arrivals[i:] if t < start + 2.0) for i, start in enumerate(arrivals)
+    )
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 0.85 * per_second <= rate <= 1.02 * per_second
+    assert busiest >= 0.85 * 2 * per_second, (busiest, rate)
+    assert rate <= 1.02 * per_second
 
 
 def test_progress_from_actors_moves_before_a_long_batch_returns(

@@ -15,7 +15,14 @@ from alambic.errors import METADATA_COLUMN
 from alambic.llms.fake import FakeLLM
 from alambic.llms.openai import OpenAILLM
 from alambic.pipeline import Pipeline
-from alambic.steps import GlobalStep, LoadDataFromDicts, Step, StepInput, StepOutput
+from alambic.steps import (
+    GlobalStep,
+    KeepColumns,
+    LoadDataFromDicts,
+    Step,
+    StepInput,
+    StepOutput,
+)
 from alambic.steps.base import StepResources
 from alambic.steps.routing import sample_n_steps
 from alambic.steps.tasks.text_generation import TextGeneration
@@ -260,6 +267,48 @@ def test_an_engine_sharded_over_gpus_reserves_them_together() -> None:
     assert options["num_cpus"] == 1
     cpu_only = actor_options(node_for(TextGeneration(name="gen", llm=FakeLLM())))
     assert "num_gpus" not in cpu_only  # a step without GPUs never waits for one
+
+
+def test_an_api_task_holds_enough_batches_to_fill_its_concurrency(
+    local_ray: Any, openai_server_factory: Callable[..., OpenAITestServer]
+) -> None:
+    """A replica holds batches enough for twice its LLM's concurrency (8 at least): with
+    100 requests allowed and batches of 5 rows, the server sees the 100, not 8 x 5 = 40."""
+    from alambic.pipeline.executor.graph import Node
+    from alambic.pipeline.executor.ray_cluster import (
+        MAX_UNITS_PER_ACTOR,
+        UNITS_PER_ACTOR,
+        actor_options,
+        units_per_actor,
+    )
+
+    def node_for(concurrency: int, batch: int) -> Node:
+        llm = OpenAILLM(model="m", base_url="http://127.0.0.1:9/v1", max_concurrency=concurrency)
+        step = TextGeneration(name="gen", llm=llm, input_batch_size=batch)
+        return Node(name="gen", step=step, signature="s", preds=["load"], succs=[], mode="rebatch")
+
+    assert units_per_actor(node_for(1000, 50)) == 40
+    assert actor_options(node_for(1000, 50))["max_concurrency"] == 42
+    assert units_per_actor(node_for(16, 10)) == UNITS_PER_ACTOR
+    assert units_per_actor(node_for(100_000, 1)) == MAX_UNITS_PER_ACTOR
+    keep = KeepColumns(name="keep", columns=["instruction"])
+    one = Node(name="keep", step=keep, signature="s", preds=["load"], succs=[], mode="rebatch")
+    assert units_per_actor(one) == 1  # a step that is not row-async: one batch at a time
+
+    server = openai_server_factory(latency_s=0.3)
+    with Pipeline(name="ray-fill") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(400)])
+        gen = TextGeneration(
+            name="gen",
+            llm=OpenAILLM(model="m", base_url=server.base_url, max_concurrency=100),
+            input_batch_size=5,
+        )
+        load >> gen
+    rows = pipeline.run(use_cache=False, show_progress=False, executor="ray")
+    assert [r["generation"] for r in rows["default"]["train"].to_list()] == [
+        f"reply to: q{i}" for i in range(400)
+    ]
+    assert server.stats["max_in_flight"] >= 90  # 40 before (8 batches of 5 rows)
 
 
 def test_ray_doc_first_example_runs_as_written(

@@ -32,7 +32,6 @@ from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.local import LocalExecutor, LocalRun
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
 from alambic.pipeline.executor.ray_cluster import (
-    UNITS_PER_ACTOR,
     LedgerBudget,
     RemoteProgress,
     actor_options,
@@ -40,6 +39,7 @@ from alambic.pipeline.executor.ray_cluster import (
     placement_bundles,
     poll_progress,
     release,
+    units_per_actor,
 )
 from alambic.pipeline.executor.workers import STOPS_THE_RUN, row_window
 from alambic.steps.base import merge_rows
@@ -213,7 +213,7 @@ class RayRun(LocalRun):
             node.progress.llm = progress if node.step.progress_source() is not None else None
             node.progress.tasks = [progress]
         rows_async = node.step.processes_rows_async
-        per_actor = UNITS_PER_ACTOR if rows_async else 1
+        per_actor = units_per_actor(node)
         pool: asyncio.Queue[int] = asyncio.Queue()
         for _ in range(per_actor):  # round robin: the first units go to every replica
             for index in range(len(handles)):
