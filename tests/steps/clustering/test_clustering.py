@@ -68,18 +68,21 @@ def make_clustering(**kw: Any) -> TextClustering:
 @pytest.mark.parametrize(
     ("reply", "summary"),
     [
-        ('{"labels": ["Cooking"]}', "Cooking"),
-        ('Sure! These are about food.\n```json\n{"labels": ["Cooking"]}\n```', "Cooking"),
-        ('{"label": " Cooking "}', "Cooking"),
+        ('{"labels": ["Cooking"]}', '"Cooking"'),
+        ('Sure! These are about food.\n```json\n{"labels": ["Cooking"]}\n```', '"Cooking"'),
+        ('{"label": " Cooking "}', '"Cooking"'),
     ],
 )
 def test_parser_reads_well_formed_and_prosy_replies(reply: str, summary: str) -> None:
-    assert make_clustering().format_output(reply) == {"summary": summary}
+    # distilabel's column name and form: the label as JSON text
+    assert make_clustering().format_output(reply) == {"summary_label": summary}
+    assert json.loads(summary) == "Cooking"
 
 
 def test_parser_keeps_up_to_n_labels() -> None:
     out = make_clustering(n=2).format_output('{"labels": ["a", "b", "c"]}')
-    assert out == {"summary": ["a", "b"]}
+    assert out == {"summary_label": '["a", "b"]'}
+    assert make_clustering(n=2).format_output("no json") == {"summary_label": None}
 
 
 @pytest.mark.parametrize(
@@ -138,7 +141,8 @@ def test_real_texts_are_clustered_and_named_by_the_llm(minilm_path: str) -> None
     assert len(set(labels[:6])) == 1
     assert len(set(labels[6:])) == 1
     assert labels[0] != labels[6]
-    assert [r["summary"] for r in rows] == ["Cooking"] * 6 + ["Sport"] * 6
+    assert [r["summary_label"] for r in rows] == ['"Cooking"'] * 6 + ['"Sport"'] * 6
+    assert "summary" not in rows[0]
     # one request per cluster, at most samples_per_cluster texts each
     assert len(llm.history) == 2
     for request in llm.history:
@@ -163,11 +167,11 @@ def test_clusters_named_by_the_tiny_local_model(minilm_path: str, tiny_model_pat
     for row in rows:
         meta = row["alambic_metadata"]
         if row["cluster_label"] == -1:
-            assert row["summary"] == "None"
+            assert row["summary_label"] == '"Unclassified"'  # distilabel's default label
         elif meta.get("error_clusters") is None:
-            assert isinstance(row["summary"], str)
+            assert isinstance(json.loads(row["summary_label"]), str)
         else:  # an untrained model writes gibberish: the row says why it has no summary
-            assert row["summary"] is None
+            assert row["summary_label"] is None
             assert meta["error_clusters"]["message"]
         assert row["model_name"] == str(tiny_model_path)
 
@@ -185,7 +189,48 @@ def test_noise_rows_get_the_default_label_without_a_request() -> None:
             ]
         )
     )
-    assert [r["summary"] for r in rows] == ["Cooking", "Other", "Cooking"]
+    assert [r["summary_label"] for r in rows] == ['"Cooking"', '"Other"', '"Cooking"']
     assert len(llm.history) == 1
     with pytest.raises(ColumnTypeError, match="'cluster_label' must be an int"):
         next(task.process([{"text": "x", "cluster_label": "0"}]))
+
+
+def three_rows() -> list[dict[str, Any]]:
+    return [
+        {"text": "soup", "cluster_label": 0},
+        {"text": "noise", "cluster_label": -1},
+        {"text": "more soup", "cluster_label": 0},
+    ]
+
+
+def test_multi_label_clusters_and_list_default_are_json_lists() -> None:
+    llm = FakeLLM(reply_fn=lambda messages, i: '{"labels": ["Cooking", "Soup", "Food"]}')
+    task = make_clustering(llm=llm, n=2, default_label=["Other", "Misc"])
+    task.load()
+    rows = next(task.process(three_rows()))
+    assert [r["summary_label"] for r in rows] == [
+        '["Cooking", "Soup"]',
+        '["Other", "Misc"]',
+        '["Cooking", "Soup"]',
+    ]
+    assert [json.loads(r["summary_label"]) for r in rows][1] == ["Other", "Misc"]
+    assert task.outputs == ["summary_label", "model_name"]
+
+
+def test_noise_label_is_the_default_as_json_whatever_n() -> None:
+    # distilabel writes json.dumps(default_label) for noise rows: a string default stays a
+    # JSON string even when clusters get lists; its default label is "Unclassified"
+    task = make_clustering(llm=FakeLLM(reply_fn=name_cluster), n=3)
+    assert task.default_label == "Unclassified"
+    task.load()
+    rows = next(task.process(three_rows()))
+    assert [r["summary_label"] for r in rows] == ['["Cooking"]', '"Unclassified"', '["Cooking"]']
+
+
+def test_a_list_default_longer_than_n_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"has 2 labels but n=1.*set n=2"):
+        make_clustering(default_label=["Other", "Misc"])
+    with pytest.raises(ValidationError, match="at least one non-empty label"):
+        make_clustering(n=2, default_label=[])

@@ -122,3 +122,33 @@ def test_a_remote_server_needs_a_key_and_the_key_is_not_serialised() -> None:
     text = pipeline.to_yaml()
     assert "OpenAIImageGeneration" in text
     assert "sk-very-secret" not in text
+
+
+def test_distilabels_save_images_forms(images_server: str, tmp_path: Path) -> None:
+    import hashlib
+
+    def model() -> OpenAIImageGeneration:
+        return OpenAIImageGeneration(model="img", base_url=images_server, max_retries=0)
+
+    with Pipeline(name="images-forms") as pipeline:
+        load = LoadDataFromDicts(data=[{"prompt": "a red square"}, {"prompt": "FAIL"}])
+        as_text = ImageGeneration(name="as_text", llm=model(), save_images=False)
+        as_file = ImageGeneration(name="as_file", llm=model(), save_images=True, image_format="PNG")
+        load >> [as_text, as_file]
+    distiset = pipeline.run(use_cache=False, show_progress=False)
+    text_rows = distiset["as_text"]["train"].to_list()
+    file_rows = distiset["as_file"]["train"].to_list()
+    # save_images=False: a base64 string of a JPEG (distilabel's default format)
+    decoded = base64.b64decode(text_rows[0]["image"])
+    assert decoded.startswith(b"\xff\xd8")  # JPEG magic
+    assert Image.open(io.BytesIO(decoded)).convert("RGB").getpixel((0, 0))[0] > 240
+    assert text_rows[1]["image"] is None
+    # save_images=True: the file is an artifact, the column holds its path in the saved folder
+    digest = hashlib.md5(b"a red square", usedforsecurity=False).hexdigest()
+    assert file_rows[0]["image"] == f"artifacts/as_file/images/artifacts/{digest}.png"
+    assert file_rows[1]["image"] is None
+    folder = tmp_path / "saved"
+    distiset.save_to_disk(folder)
+    with Image.open(folder / file_rows[0]["image"]) as picture:
+        assert picture.format == "PNG"
+        assert picture.convert("RGB").getpixel((0, 0)) == (255, 0, 0)

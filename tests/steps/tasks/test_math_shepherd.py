@@ -112,6 +112,36 @@ def test_completer_labels_steps_by_their_completions(run_task: Callable[..., Any
     assert out["alambic_metadata"]["statistics_complete"]["output_tokens"] > 0
 
 
+def test_completer_metadata_has_distilabels_raw_keys(run_task: Callable[..., Any]) -> None:
+    row = {
+        "instruction": "3 apples plus 4 apples, doubled?",
+        "golden_solution": split_steps(GOLDEN),
+        "solutions": [
+            ["Step 1: 3 plus 4 is 7.", "Step 2: Doubling gives 14.", "The answer is: 14"],
+            ["Step 1: 3 plus 4 is 8.", "Step 2: Doubling gives 16.", "The answer is: 16"],
+        ],
+    }
+    llm = FakeLLM(reply_fn=completer_reply)
+    out = run_task(MathShepherdCompleter(name="complete", llm=llm, N=2), [row])[0]
+    meta = out["alambic_metadata"]
+    # two requests (one step before the answer line in each solution), N=2 texts each
+    assert meta["raw_output_complete"] == [
+        completer_reply(h["messages"], i) for h in llm.history for i in range(2)
+    ]
+    assert meta["raw_output_complete"][2:] == ["Step 3: Doubling gives 16.\nThe answer is: 16"] * 2
+    assert meta["raw_input_complete"] == [h["messages"] for h in llm.history]
+    assert "Step 1: 3 plus 4 is 8." in meta["raw_input_complete"][1][-1]["content"]
+    quiet = MathShepherdCompleter(
+        name="complete",
+        llm=FakeLLM(reply_fn=completer_reply),
+        N=1,
+        add_raw_output=False,
+        add_raw_input=False,
+    )
+    meta = run_task(quiet, [row])[0]["alambic_metadata"]
+    assert sorted(meta) == ["statistics_complete"]
+
+
 def test_completer_failed_rows_keep_the_reason(run_task: Callable[..., Any]) -> None:
     task = MathShepherdCompleter(name="complete", llm=FakeLLM(fail_on=["Problem: BAD"]), N=1)
     rows = run_task(

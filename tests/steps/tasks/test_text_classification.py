@@ -106,3 +106,78 @@ def test_process_without_schema_uses_the_task_parser(
     error = error_of(rows[1], "clf")
     assert error["type"] == "ReplyParseError"
     assert "none of the labels" in error["message"]
+
+
+# -- default_label as a list of labels (distilabel accepts one when n > 1) --------------------
+
+
+def test_a_list_default_is_named_in_the_prompt_and_the_schema() -> None:
+    task = make(n=3, default_label=["unknown", "mixed"])
+    messages, spec = task.format_input({"text": "Well."})
+    prompt = messages[-1]["content"]
+    assert 'If nothing fits, use the labels "unknown", "mixed".' in prompt
+    assert "['unknown'" not in prompt  # not Python's list repr
+    assert task.label_set == ["positive", "negative", "neutral", "unknown", "mixed"]
+    assert spec["schema"]["properties"]["labels"]["items"]["enum"] == task.label_set
+    assert spec["schema"]["properties"]["labels"]["maxItems"] == 3
+    task.load()  # the compiled _template renders it the same way
+    assert task.format_input({"text": "Well."})[0][-1]["content"] == prompt
+
+
+def test_a_list_default_is_parsed_as_labels() -> None:
+    task = make(n=2, default_label=["unknown", "mixed"])
+    assert task.format_output('{"labels": ["unknown", "mixed"]}', {}) == {
+        "labels": ["unknown", "mixed"]
+    }
+    assert task.format_output('{"labels": ["Mixed", "negative"]}', {}) == {
+        "labels": ["mixed", "negative"]
+    }
+    # replies without JSON: the default labels are found in the text too
+    assert task.format_output("Both unknown and mixed, I think.", {}) == {
+        "labels": ["unknown", "mixed"]
+    }
+    # a label listed in available_labels and in the default appears once
+    both = make(n=2, default_label=["neutral", "unknown"])
+    assert both.label_set == ["positive", "negative", "neutral", "unknown"]
+
+
+def test_a_list_default_in_open_classification_and_a_pipeline(
+    run_task: Callable[..., Any],
+) -> None:
+    task = TextClassification(
+        name="clf", llm=FakeLLM(), n=2, default_label=["misc", "other"], use_structured_output=False
+    )
+    assert task.label_set == []
+    prompt = task.format_input({"text": "x"})[-1]["content"]  # type: ignore[index]
+    assert '"misc", "other"' in prompt
+    task.llm.enqueue('{"labels": ["misc", "other"]}')  # type: ignore[attr-defined]
+    rows = run_task(task, [{"text": "?"}])
+    assert rows[0]["labels"] == ["misc", "other"]
+    assert rows[0]["model_name"] == task.llm.model_name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"default_label": ["a", "b"]}, r"has 2 labels but n=1.*give at most 1 default labels"),
+        ({"n": 2, "default_label": ["a", "b", "c"]}, "has 3 labels but n=2"),
+        ({"n": 2, "default_label": []}, "at least one non-empty label"),
+        ({"n": 2, "default_label": ["a", " "]}, "at least one non-empty label"),
+    ],
+)
+def test_a_list_default_that_cannot_fit_is_refused(kwargs: dict[str, Any], match: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        make(**kwargs)
+
+
+def test_a_one_label_list_default_with_n_1_gives_one_label() -> None:
+    task = make(default_label=["unknown"])
+    assert task.format_output('{"labels": ["unknown"]}', {}) == {"labels": "unknown"}
+
+
+@pytest.mark.parametrize("reply", [None, "%$#@!", '{"labels": ["joy"]}'])
+def test_format_output_of_an_unusable_reply_has_distilabels_shape(reply: str | None) -> None:
+    assert make().format_output(reply, {}) == {"labels": None}
+    assert make(n=3).format_output(reply, {}) == {"labels": [None, None, None]}

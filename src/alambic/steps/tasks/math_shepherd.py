@@ -125,7 +125,10 @@ class MathShepherdCompleter(LenientFormatOutput, Task):
     else the bad tag (``tags[1]``, ``"-"``). The solution's own answer decides its last step.
     Output: ``solutions`` with the tag appended to each step (``"Step 1: ... +"``), the answer
     line dropped. Every request of a row goes out in one batch; a row whose requests failed
-    keeps ``solutions`` ``None`` with the reason in ``alambic_metadata``.
+    keeps ``solutions`` ``None`` with the reason in ``alambic_metadata``. The row's metadata
+    holds ``statistics_<name>`` (its tokens, all requests together) and, as distilabel's
+    keys, ``raw_output_<name>`` (the texts of its continuations, ``N`` per request, in order)
+    and ``raw_input_<name>`` (the requests' messages), each a list over the row's requests.
     """
 
     N: PositiveInt = Field(default=4, description="Completions per step.")
@@ -200,8 +203,12 @@ class MathShepherdCompleter(LenientFormatOutput, Task):
         reached: dict[tuple[int, int, int], bool] = {}
         failed: dict[int, str] = {}
         tokens: dict[int, list[int]] = {}
-        for owner, out in zip(owners, outputs, strict=True):
+        raw_outputs: dict[int, list[str | None]] = {}
+        raw_inputs: dict[int, list[ChatType]] = {}
+        for owner, prompt, out in zip(owners, prompts, outputs, strict=True):
             r = owner[0]
+            raw_outputs.setdefault(r, []).extend(out["generations"])
+            raw_inputs.setdefault(r, []).append(prompt)
             errors = [e for e in (out.get("errors") or []) if e]
             if errors and all(g is None for g in out["generations"]):
                 failed.setdefault(r, f"{errors[0]['type']}: {errors[0]['message']}")
@@ -219,6 +226,10 @@ class MathShepherdCompleter(LenientFormatOutput, Task):
             meta = dict(row.get(METADATA_COLUMN) or {})
             in_tok, out_tok = tokens.get(r, [0, 0])
             meta[f"statistics_{self.name}"] = {"input_tokens": in_tok, "output_tokens": out_tok}
+            if self.add_raw_output:
+                meta[f"raw_output_{self.name}"] = raw_outputs.get(r, [])
+            if self.add_raw_input:
+                meta[f"raw_input_{self.name}"] = raw_inputs.get(r, [])
             labelled: list[list[str]] | None = []
             error: str | None = failed.get(r)
             if row.get("solutions") is None or row.get("golden_solution") is None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
+from typing_extensions import Self
 
 from alambic.errors import ColumnTypeError
 from alambic.llms.typing import FormattedInput
@@ -46,7 +47,8 @@ class TextClassification(LenientFormatOutput, Task):
     are shown to the model). With ``n`` = 1 the output column ``labels`` holds one label (a
     ``str``); with ``n`` > 1 (multi-label) it holds a list of up to ``n`` distinct labels.
     ``default_label`` is what the model should answer when nothing fits; it is accepted as a
-    label.
+    label. With ``n`` > 1 it may be a list of up to ``n`` labels (as in distilabel): the prompt
+    names them all, and each is accepted in a reply.
 
     The reply is read as JSON ``{"labels": [...]}`` (fences and prose around it are fine; a
     bare ``"label"`` key or a string value is accepted); when there is no JSON, labels named
@@ -65,7 +67,10 @@ class TextClassification(LenientFormatOutput, Task):
     n: PositiveInt = Field(default=1, description="Most labels per text (1: single-label).")
     context: str = Field(default="", description="What the texts are, shown to the model.")
     query_title: str = Field(default="Text", description="What a text is called in the prompt.")
-    default_label: str = Field(default="Unclassified", description="The label when none fits.")
+    default_label: str | list[str] = Field(
+        default="Unclassified",
+        description="The label when none fits (n > 1: may be a list of up to n labels).",
+    )
     use_structured_output: bool = Field(
         default=True, description="Send the JSON schema with the request."
     )
@@ -83,6 +88,11 @@ class TextClassification(LenientFormatOutput, Task):
             raise ValueError("available_labels must hold at least one label")
         return value
 
+    @model_validator(mode="after")
+    def _default_label_fits_n(self) -> Self:
+        check_default_label(self.default_label, self.n, owner=type(self).__name__)
+        return self
+
     @property
     def inputs(self) -> StepColumns:
         return ["text"]
@@ -97,7 +107,7 @@ class TextClassification(LenientFormatOutput, Task):
         if self.available_labels is None:
             return []
         labels = list(self.available_labels)
-        return labels if self.default_label in labels else [*labels, self.default_label]
+        return labels + [d for d in default_labels(self.default_label) if d not in labels]
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON schema of a valid reply."""
@@ -159,6 +169,11 @@ class TextClassification(LenientFormatOutput, Task):
             query_title=self.query_title,
         )
 
+    def empty_output(self, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``format_output`` for no usable reply: ``None``, or with ``n`` > 1 ``n`` ``None``
+        labels (distilabel's shapes; a failed row in a pipeline holds ``None``)."""
+        return {"labels": None if self.n == 1 else [None] * self.n}
+
     def parse_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -207,7 +222,7 @@ def classification_values(
     labels: list[str] | dict[str, str] | None,
     context: str,
     examples: list[str] | None,
-    default_label: str,
+    default_label: str | list[str],
     query_title: str,
 ) -> dict[str, Any]:
     """The variables of a classification prompt, under distilabel's names (alambic's wording
@@ -252,6 +267,29 @@ def classification_values(
         "n": n,
         "labels": described,
     }
+
+
+def default_labels(default_label: str | list[str]) -> list[str]:
+    """``default_label`` as a list (one label, or the labels of a list default)."""
+    return [default_label] if isinstance(default_label, str) else list(default_label)
+
+
+def check_default_label(default_label: str | list[str], n: int, *, owner: str) -> None:
+    """Refuse a list ``default_label`` that is empty, holds a blank label, or holds more
+    labels than a text may get (``n``)."""
+    if isinstance(default_label, str):
+        return
+    if not default_label or any(not label.strip() for label in default_label):
+        raise ValueError(
+            f"{owner}: default_label {default_label!r} must hold at least one non-empty label "
+            f"(or be one label as a string)."
+        )
+    if len(default_label) > n:
+        raise ValueError(
+            f"{owner}: default_label {default_label!r} has {len(default_label)} labels but "
+            f"n={n} (a text gets at most n labels): give at most {n} default labels, or set "
+            f"n={len(default_label)}."
+        )
 
 
 def _open_label(text: str) -> str:

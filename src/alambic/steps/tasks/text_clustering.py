@@ -10,11 +10,13 @@ Large Language Models" (https://arxiv.org/abs/2403.12173). Embeddings come from
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from typing import Any, ClassVar
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
+from typing_extensions import Self
 
 from alambic.errors import METADATA_COLUMN, ColumnTypeError
 from alambic.llms.typing import ChatType, GenerateOutput
@@ -22,19 +24,22 @@ from alambic.steps.checks import require_text
 from alambic.steps.tasks._lenient import LenientFormatOutput
 from alambic.steps.tasks._parsing import ReplyParseError, extract_json_object, preview
 from alambic.steps.tasks.base import Task
-from alambic.steps.tasks.text_classification import classification_values
+from alambic.steps.tasks.text_classification import check_default_label, classification_values
 from alambic.steps.typing import Row, StepColumns, StepInput, StepOutput
 
 
 class TextClustering(LenientFormatOutput, Task):
-    """Write ``summary``: an LLM-written label for the cluster each row belongs to.
+    """Write ``summary_label``: an LLM-written label for the cluster each row belongs to.
 
     A global task: it sees every row, groups them by ``cluster_label``, shows the LLM up to
     ``samples_per_cluster`` texts of each cluster (drawn with ``seed``) and asks for a short
-    label (``n`` > 1: a list of up to ``n`` labels), one request per cluster. Rows of the
-    noise cluster (``-1``) get ``default_label`` without a request. A cluster whose reply
-    cannot be read leaves ``summary`` ``None`` on its rows, with the reason in
-    ``alambic_metadata``. ``projection`` is read when present (kept for plots), not needed.
+    label (``n`` > 1: a list of up to ``n`` labels), one request per cluster. As in
+    distilabel, ``summary_label`` holds the labels as JSON text: ``'"Cooking"'`` (``n`` = 1)
+    or ``'["Cooking", "Baking"]'``; ``json.loads`` gives the label or the list back. Rows of
+    the noise cluster (``-1``) get ``default_label`` (as JSON text, whatever ``n``: a string
+    default gives ``'"Unclassified"'``, a list default its list) without a request. A cluster
+    whose reply cannot be read leaves ``summary_label`` ``None`` on its rows, with the reason
+    in ``alambic_metadata``. ``projection`` is read when present (kept for plots), not needed.
 
     The prompt is ``templates/text_clustering/user.jinja2``, which ``load()`` puts in the
     task's ``_template``; a template a subclass assigns there in ``load()`` replaces it and is
@@ -47,12 +52,20 @@ class TextClustering(LenientFormatOutput, Task):
     samples_per_cluster: PositiveInt = Field(default=10, description="Texts shown per cluster.")
     context: str = Field(default="", description="What the texts are, shown to the model.")
     query_title: str = Field(default="Text", description="What a text is called in the prompt.")
-    default_label: str = Field(default="None", description="Summary of the noise cluster (-1).")
+    default_label: str | list[str] = Field(
+        default="Unclassified",
+        description="Label of the noise cluster (-1); n > 1: may be a list of up to n labels.",
+    )
     seed: int = Field(default=42, description="Seed of the texts drawn per cluster.")
     system_prompt: str | None = Field(default=None, description="Optional system message.")
 
     _is_global: ClassVar[bool] = True
     _template_file: ClassVar[tuple[str, str] | None] = ("text_clustering", "user")
+
+    @model_validator(mode="after")
+    def _default_label_fits_n(self) -> Self:
+        check_default_label(self.default_label, self.n, owner=type(self).__name__)
+        return self
 
     @property
     def inputs(self) -> StepColumns:
@@ -60,7 +73,7 @@ class TextClustering(LenientFormatOutput, Task):
 
     @property
     def outputs(self) -> StepColumns:
-        return ["summary", "model_name"]
+        return ["summary_label", "model_name"]
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
         """The request for one cluster: ``input`` is ``{"texts": [...]}``."""
@@ -102,7 +115,7 @@ class TextClustering(LenientFormatOutput, Task):
         labels = [str(item).strip() for item in raw if str(item).strip()][: self.n]
         if not labels:
             raise ReplyParseError(f"the reply's labels are empty: {preview(output)!r}")
-        return {"summary": labels[0] if self.n == 1 else labels}
+        return {"summary_label": json.dumps(labels[0] if self.n == 1 else labels)}
 
     def _cluster_of(self, index: int, row: Row) -> int:
         label = row.get("cluster_label")
@@ -136,7 +149,7 @@ class TextClustering(LenientFormatOutput, Task):
             label = row["cluster_label"]
             if label == -1:
                 noise: Row = {k: v for k, v in row.items() if k != METADATA_COLUMN}
-                noise["summary"] = self.default_label if self.n == 1 else [self.default_label]
+                noise["summary_label"] = json.dumps(self.default_label)
                 noise[METADATA_COLUMN] = row.get(METADATA_COLUMN) or {}
                 noise["model_name"] = self.llm.model_name
                 result.append(noise)
