@@ -84,6 +84,35 @@ def test_a_request_budget_allows_exactly_k_across_two_replicas(
     assert "price" in report["by_step"]["gen (test-model)"]
 
 
+def test_spend_without_a_budget_on_ray_in_summary_and_card(
+    local_ray: Any, openai_server: OpenAITestServer
+) -> None:
+    """No cap: each actor counts what it spent and reports it with its progress; the driver
+    sums the replicas and prices the total as a local run does."""
+    pipeline = _generation(
+        openai_server.base_url,
+        12,
+        replicas=2,
+        concurrency=3,
+        generation_kwargs={"max_new_tokens": 4},
+        price_per_million_input=3,
+        price_per_million_output=15,
+    )
+    distiset = pipeline.run(use_cache=False, show_progress=False, executor="ray")
+    stats = openai_server.stats
+    summary = pipeline.last_summary or {}
+    assert "budget" not in summary
+    entry = summary["spend"]["gen (test-model)"]
+    assert entry["requests"] == stats["total_requests"] == 12
+    assert (entry["input_tokens"], entry["output_tokens"]) == (
+        stats["prompt_tokens"],
+        stats["completion_tokens"],
+    )
+    expected = (stats["prompt_tokens"] * 3 + stats["completion_tokens"] * 15) / 10**6
+    assert entry["usd"] == pytest.approx(expected)
+    assert f"| gen (test-model) | 12 | {stats['prompt_tokens']} |" in distiset.dataset_card()
+
+
 def test_a_budget_on_ray_survives_a_driver_sigkill(
     openai_server_factory: Callable[..., OpenAITestServer],
     ray_env: dict[str, str],

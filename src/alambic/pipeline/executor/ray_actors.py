@@ -96,6 +96,10 @@ class StepWorker:
             from alambic.budget import SharedRunBudget
 
             self.run_budget = SharedRunBudget(budget, ledger)
+        else:  # no cap: spending is counted here and reported with the progress
+            from alambic.budget import RunBudget
+
+            self.run_budget = RunBudget(None)
         self.step.load()
         if cache_path is not None:
             from alambic.pipeline.store import RequestCacheStore
@@ -147,7 +151,14 @@ class StepWorker:
         if source is not None:
             counters = dict(source.scheduler.counters.snapshot())
         self.reports += 1
+        spend: list[tuple[str, str, dict[str, Any]]] = []
+        if not self.run_budget.remote:  # counted here (no cap): what this actor spent so far
+            spend = [
+                (step, model, dict(vars(account.settled)))
+                for (step, model), account in sorted(self.run_budget.accounts.items())
+            ]
         return {
+            "spend": spend,
             "counters": counters,
             "failures": int(getattr(self.step, "failures", 0)),
             "rows_done": self.rows_done,

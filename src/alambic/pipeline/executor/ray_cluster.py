@@ -9,7 +9,7 @@ import contextlib
 import os
 from typing import Any
 
-from alambic.budget import Budget, SharedRunBudget, _Account
+from alambic.budget import Budget, RunBudget, SharedRunBudget, Spend, _Account
 from alambic.errors import AlambicUserError
 from alambic.pipeline.executor.graph import Node
 
@@ -194,6 +194,44 @@ class LedgerBudget(SharedRunBudget):
         return self._report
 
 
+class RemoteCountingBudget(RunBudget):
+    """The driver's budget of a distributed run without a cap: spending is counted in each
+    actor (no round trip per request) and comes back with its progress reports; the
+    (step, model) accounts of remote steps are the sums of every actor's latest report, priced
+    here with the driver's copy of the step's LLM. Inline steps count here as locally. (An
+    actor that dies takes the count of its unreported requests with it.)"""
+
+    def __init__(self, progress: dict[str, RemoteProgress], llms: dict[str, Any]) -> None:
+        super().__init__(None)
+        self._progress = progress
+        self._llms = llms
+
+    def _sync(self) -> None:
+        sums: dict[tuple[str, str], Spend] = {}
+        for progress in list(self._progress.values()):
+            for report in list(progress.reports.values()):
+                for step, model, spend in report.get("spend") or ():
+                    sums.setdefault((step, model), Spend()).add(Spend(**spend))
+        with self._lock:
+            for key, spend in sums.items():
+                account = self.accounts.get(key)
+                if account is None:
+                    account = self.accounts[key] = _Account(llm=self._llms.get(key[0]))
+                account.settled = spend
+
+    def live(self) -> list[tuple[str, str, Spend]]:
+        self._sync()
+        return super().live()
+
+    def report(self) -> dict[str, Any]:
+        self._sync()
+        return super().report()
+
+    def flush(self) -> None:
+        self._sync()
+        super().flush()
+
+
 def release(actors: dict[str, list[Any]], groups: list[Any], ledger: Any) -> None:
     """Close and kill a run's actors, its placement groups and its ledger (best effort)."""
     import ray
@@ -219,6 +257,7 @@ __all__ = [
     "PROGRESS_POLL_S",
     "UNITS_PER_ACTOR",
     "LedgerBudget",
+    "RemoteCountingBudget",
     "RemoteProgress",
     "actor_options",
     "connect",

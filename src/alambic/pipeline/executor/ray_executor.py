@@ -33,6 +33,7 @@ from alambic.pipeline.executor.local import LocalExecutor, LocalRun
 from alambic.pipeline.executor.ordered import Abandoned, run_ordered
 from alambic.pipeline.executor.ray_cluster import (
     LedgerBudget,
+    RemoteCountingBudget,
     RemoteProgress,
     actor_options,
     connect,
@@ -176,8 +177,13 @@ class RayRun(LocalRun):
             )
 
     def open_budget(self) -> RunBudget:
-        if self.ledger is None or self.budget_limit is None:
+        if self.ledger is None:
             return super().open_budget()
+        if self.budget_limit is None:  # counted by the actors, summed here
+            llms = {
+                name: getattr(self.nodes[name].step, "llm", None) for name in self.remote_progress
+            }
+            return RemoteCountingBudget(self.remote_progress, llms)
         return LedgerBudget(Budget.of(self.budget_limit), self.ledger)
 
     def unload_steps(self) -> None:
