@@ -110,10 +110,17 @@ class ProgressReporter:
         if self.quiet:
             return
         if self.interactive:
+            from rich.console import Console
             from rich.live import Live
 
+            # on stderr, as the piped lines are (and as the terminal check looks at): a
+            # script's stdout, redirected to a file, gets none of the display's frames
             self._live = Live(
-                self._table(), refresh_per_second=4, transient=False, redirect_stderr=False
+                self._table(),
+                console=Console(stderr=True),
+                refresh_per_second=4,
+                transient=False,
+                redirect_stderr=False,
             )
             self._live.start()
         self._thread = threading.Thread(target=self._loop, name="alambic-progress", daemon=True)
