@@ -201,10 +201,11 @@ class RemoteCountingBudget(RunBudget):
     here with the driver's copy of the step's LLM. Inline steps count here as locally. (An
     actor that dies takes the count of its unreported requests with it.)"""
 
-    def __init__(self, progress: dict[str, RemoteProgress], llms: dict[str, Any]) -> None:
+    def __init__(self, progress: dict[str, RemoteProgress], nodes: dict[str, Node]) -> None:
         super().__init__(None)
         self._progress = progress
-        self._llms = llms
+        # the driver's copy of each remote step's LLM prices its totals
+        self._llms = {name: getattr(nodes[name].step, "llm", None) for name in progress}
 
     def _sync(self) -> None:
         sums: dict[tuple[str, str], Spend] = {}

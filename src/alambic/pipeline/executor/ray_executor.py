@@ -12,10 +12,9 @@ executor's: a run started locally can be finished on Ray and the reverse.
 An actor that dies (its node lost, out of memory, killed) is restarted by Ray and the units
 it held are sent again; the requests it had answered come back from the request cache, so
 only requests in flight at the death are repeated. An exception raised by the step's own
-code becomes failed rows, as locally. Every API client of every actor shares one rate
-budget per provider key (:mod:`alambic.llms.shared_budget`), and a run's spending cap
-(``run(budget=...)``) is kept, with its journal, by the same ledger actor. While units are in
-flight, the driver polls the actors' progress for the display.
+code becomes failed rows, as locally. API clients share one rate budget per provider key
+(:mod:`alambic.llms.shared_budget`) and a run's cap in one ledger actor; without a cap each
+actor counts its spending and reports it with the progress the driver polls.
 """
 
 from __future__ import annotations
@@ -180,10 +179,7 @@ class RayRun(LocalRun):
         if self.ledger is None:
             return super().open_budget()
         if self.budget_limit is None:  # counted by the actors, summed here
-            llms = {
-                name: getattr(self.nodes[name].step, "llm", None) for name in self.remote_progress
-            }
-            return RemoteCountingBudget(self.remote_progress, llms)
+            return RemoteCountingBudget(self.remote_progress, self.nodes)
         return LedgerBudget(Budget.of(self.budget_limit), self.ledger)
 
     def unload_steps(self) -> None:
