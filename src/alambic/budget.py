@@ -103,6 +103,11 @@ class Ticket:
         self._held = False
 
     @property
+    def stopping(self) -> str | None:
+        """Why the run is stopping (its budget was halted: a first Ctrl-C), or None."""
+        return self._budget.halted
+
+    @property
     def remote(self) -> bool:
         """Whether the budget is kept in another process (claimed with :meth:`areserve`)."""
         return self._budget.remote

@@ -71,6 +71,7 @@ from alambic.llms.rate_limit_headers import (
     read_rate_limit_headers,
 )
 from alambic.redaction import redact
+from alambic.spending import RunStopping
 
 if TYPE_CHECKING:
     from alambic.budget import Ticket
@@ -303,6 +304,10 @@ class RequestScheduler:
                 raise self._stopped_error()
             await slots.acquire(first=tries > 1)
             try:
+                if ticket is not None and ticket.stopping is not None:
+                    # before a pacing wait is booked: a stopping run's waiting rows leave at
+                    # once instead of draining at the rate limit's pace
+                    raise RunStopping(ticket.stopping)
                 if ticket is not None and ticket.remote:  # its round trip before the pacing
                     await ticket.areserve()
                 shared = self.shared_budget

@@ -14,6 +14,7 @@ against a test server, with the run store in ``$ALAMBIC_CACHE_DIR`` and Ray's fi
   node on 127.0.0.3 with 1 CPU); the task's replicas are spread over both.
 - ``--kill-node-at K``: once the server has received K requests, the worker node is removed
   at once (its raylet and workers killed), mid-run.
+- ``--rpm R``: the LLM's requests per minute (one shared pace for every replica).
 - ``--budget K``: ``run(budget=Budget(requests=K))``; the summary's ``budget`` is written.
 """
 
@@ -47,6 +48,7 @@ def build(args: argparse.Namespace) -> Any:
                 base_url=args.url,
                 api_key="not-needed",
                 max_concurrency=args.max_concurrency,
+                rpm=args.rpm,
             ),
             input_batch_size=10,
             resources=StepResources(replicas=args.replicas, cpus=1),
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", action="store_true")
     parser.add_argument("--kill-node-at", type=int, default=None)
     parser.add_argument("--budget", type=int, default=None)
+    parser.add_argument("--rpm", type=int, default=None, help="the LLM's rpm (shared budget)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -72,6 +72,41 @@ def test_losing_a_worker_node_mid_run_loses_and_duplicates_nothing(
     assert repeats <= concurrency
 
 
+def test_ctrl_c_under_a_slow_rate_limit_stops_at_once_not_at_the_limits_pace(
+    openai_server_factory: Callable[..., OpenAITestServer],
+    ray_env: dict[str, str],
+    ray_kill: Callable[[], None],
+    tmp_path: Path,
+) -> None:
+    """120 requests a minute shared by 2 replicas holding 80 rows each: without the halt the
+    actors would send their rows at 2/s for over a minute after Ctrl-C. The driver's first
+    Ctrl-C halts every actor's budget: waiting rows are refused before they book a send time
+    (their units are left for the next run), the run ends within seconds, and a rerun is
+    exact, with nothing asked twice."""
+    server = openai_server_factory()
+    n = 200
+    out = tmp_path / "out.json"
+    args = ["--n", str(n), "--replicas", "2", "--max-concurrency", "4"]
+    proc = _start(ray_env, out, server.base_url, *args, "--rpm", "120")
+    _wait_for(lambda: server.stats["total_requests"] >= 4, 300, "4 requests")
+    proc.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    proc.wait(timeout=120)
+    took = time.monotonic() - stopped
+    ray_kill()
+    sent = server.stats["total_requests"]
+    # draining the 160 rows at the actors at 2/s would take 80 s and 160 requests; a stop
+    # leaves at most the requests already booked (8 slots) and Ray's teardown
+    assert took < 40, took
+    assert sent < 40, sent
+    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
+    assert rerun.wait(timeout=300) == 0
+    _check_rows(json.loads(out.read_text()), n)
+    stats = server.stats
+    assert stats["unique_requests"] == n
+    assert stats["total_requests"] - stats["unique_requests"] == 0
+
+
 def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
     openai_server_factory: Callable[..., OpenAITestServer],
     ray_env: dict[str, str],

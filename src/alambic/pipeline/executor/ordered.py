@@ -139,6 +139,11 @@ async def run_ordered(
         async with room:
             draining = True
             room.notify_all()
+        if units_left is not None:
+            # the abandoned units never give their places back: without this, a producer
+            # waiting for one would never read its inputs to the end, and the run would hang
+            for _ in range(concurrency or 0):
+                units_left.release()
         # let the units still computing settle (requests in flight finish), read the rest
         while (item := await order.get()) is not None:
             if isinstance(item[1], BaseException):

@@ -143,6 +143,12 @@ class StepWorker:
         results = list(await asyncio.gather(*(one(row) for row in rows)))
         return results, self.progress()
 
+    def halt(self, reason: str) -> None:
+        """Refuse every request not sent yet (the driver's first Ctrl-C): a unit's waiting
+        rows end with :class:`~alambic.budget.RunStopping`, and the driver leaves the unit
+        for the next run."""
+        self.run_budget.halt(reason)
+
     def progress(self) -> dict[str, Any]:
         """The step's LLM counters, failed generations and rows finished, for the driver's
         display; ``seq`` orders the reports of one actor (a newer one replaces an older)."""

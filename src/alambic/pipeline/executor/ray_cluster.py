@@ -233,6 +233,16 @@ class RemoteCountingBudget(RunBudget):
         super().flush()
 
 
+def halt_actors(actors: dict[str, list[Any]], reason: str) -> None:
+    """A first Ctrl-C: every actor's budget refuses the requests its rows have not sent yet,
+    as locally (requests in flight finish and reach the request cache; the rerun sends the
+    rest), instead of the actors draining the rows they hold at a rate limit's pace."""
+    for handles in actors.values():
+        for handle in handles:
+            with contextlib.suppress(Exception):  # a dead actor has nothing to stop
+                handle.halt.remote(reason)
+
+
 def release(actors: dict[str, list[Any]], groups: list[Any], ledger: Any) -> None:
     """Close and kill a run's actors, its placement groups and its ledger (best effort)."""
     import ray
@@ -262,6 +272,7 @@ __all__ = [
     "RemoteProgress",
     "actor_options",
     "connect",
+    "halt_actors",
     "placement_bundles",
     "poll_progress",
     "release",

@@ -36,6 +36,7 @@ from alambic.pipeline.executor.ray_cluster import (
     RemoteProgress,
     actor_options,
     connect,
+    halt_actors,
     placement_bundles,
     poll_progress,
     release,
@@ -102,8 +103,6 @@ class RayRun(LocalRun):
         self.ledger: Any = None
         self.placement_groups: list[Any] = []
 
-    # -- steps -----------------------------------------------------------------------------
-
     def load_steps(self) -> None:
         import ray
         from ray import cloudpickle
@@ -160,6 +159,7 @@ class RayRun(LocalRun):
                 waiting.append((node.name, handle.ready.remote()))
             self.actors[node.name] = handles
             self.remote_progress[node.name] = RemoteProgress()
+        self.interrupts.on_stop.append(lambda reason: halt_actors(self.actors, reason))
         for name, ready in waiting:
             try:
                 self.placement.setdefault(name, []).append(ray.get(ready))
