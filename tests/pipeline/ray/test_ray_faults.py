@@ -45,6 +45,19 @@ def _check_rows(report: dict[str, Any], n: int) -> None:
     assert all(isinstance(r["generation"], str) and r["generation"] for r in rows)
 
 
+def _rerun_locally(
+    env: dict[str, str], out: Path, server: OpenAITestServer, args: list[str], n: int
+) -> dict[str, Any]:
+    """Finish the interrupted run with the local executor (same store): every row exactly
+    once, and every request answered once at least. Returns the server's counts."""
+    rerun = _start(env, out, server.base_url, *args, "--executor", "local")
+    assert rerun.wait(timeout=300) == 0
+    _check_rows(json.loads(out.read_text()), n)
+    stats = server.stats
+    assert stats["unique_requests"] == n
+    return stats
+
+
 def test_losing_a_worker_node_mid_run_loses_and_duplicates_nothing(
     openai_server_factory: Callable[..., OpenAITestServer],
     ray_env: dict[str, str],
@@ -99,11 +112,7 @@ def test_ctrl_c_under_a_slow_rate_limit_stops_at_once_not_at_the_limits_pace(
     # leaves at most the requests already booked (8 slots) and Ray's teardown
     assert took < 40, took
     assert sent < 40, sent
-    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
-    assert rerun.wait(timeout=300) == 0
-    _check_rows(json.loads(out.read_text()), n)
-    stats = server.stats
-    assert stats["unique_requests"] == n
+    stats = _rerun_locally(ray_env, out, server, args, n)
     assert stats["total_requests"] - stats["unique_requests"] == 0
 
 
@@ -127,11 +136,7 @@ def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
     before = server.stats["total_requests"]
     assert before < n
 
-    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
-    assert rerun.wait(timeout=300) == 0
-    _check_rows(json.loads(out.read_text()), n)
-    stats = server.stats
-    assert stats["unique_requests"] == n
+    stats = _rerun_locally(ray_env, out, server, args, n)
     # repeats: at most what both actors had in flight when the driver died
     assert stats["total_requests"] - stats["unique_requests"] <= replicas * concurrency
 
@@ -212,10 +217,6 @@ def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
     time.sleep(0.5)
     assert server.stats["total_requests"] == stopped_at
 
-    rerun = _start(ray_env, out, server.base_url, *args, "--executor", "local")
-    assert rerun.wait(timeout=300) == 0
-    _check_rows(json.loads(out.read_text()), n)
-    stats = server.stats
-    assert stats["unique_requests"] == n
+    stats = _rerun_locally(ray_env, out, server, args, n)
     # a graceful stop stores every answer it received: nothing is asked twice
     assert stats["total_requests"] - stats["unique_requests"] == 0
