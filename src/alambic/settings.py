@@ -29,6 +29,7 @@ Variable                       Default      Meaning
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -76,19 +77,26 @@ def gc_tuning() -> bool:
     return _flag("ALAMBIC_GC_TUNING", True)
 
 
-def lock_timeout() -> float:
-    """``ALAMBIC_LOCK_TIMEOUT`` in seconds (default 0: fail at once when locked)."""
-    raw = os.environ.get("ALAMBIC_LOCK_TIMEOUT", "0").strip() or "0"
+def _number(name: str, default: str, *, positive: bool, give: str, example: str) -> float:
+    """A number from ``name`` (``default`` when unset or blank): ``>= 0``, or ``> 0`` with
+    ``positive``; anything else raises with the variable, the bad value and an example."""
+    raw = os.environ.get(name, default).strip() or default
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value < 0:
+        value = math.nan  # fails both comparisons below
+    if not (value > 0 if positive else value >= 0):
         raise AlambicUserError(
-            f"ALAMBIC_LOCK_TIMEOUT={raw!r} is not a valid setting: give a number of seconds "
-            ">= 0 (e.g. ALAMBIC_LOCK_TIMEOUT=30)."
+            f"{name}={raw!r} is not a valid setting: give {give} (e.g. {name}={example})."
         )
     return value
+
+
+def lock_timeout() -> float:
+    """``ALAMBIC_LOCK_TIMEOUT`` in seconds (default 0: fail at once when locked)."""
+    return _number(
+        "ALAMBIC_LOCK_TIMEOUT", "0", positive=False, give="a number of seconds >= 0", example="30"
+    )
 
 
 def store_sync() -> str:
@@ -104,31 +112,24 @@ def store_sync() -> str:
 
 def progress_interval() -> float:
     """``ALAMBIC_PROGRESS_INTERVAL`` in seconds (default 5): the pace of piped progress lines."""
-    raw = os.environ.get("ALAMBIC_PROGRESS_INTERVAL", "5").strip() or "5"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise AlambicUserError(
-            f"ALAMBIC_PROGRESS_INTERVAL={raw!r} is not a valid setting: give a number of "
-            "seconds > 0 (e.g. ALAMBIC_PROGRESS_INTERVAL=30)."
-        )
-    return value
+    return _number(
+        "ALAMBIC_PROGRESS_INTERVAL",
+        "5",
+        positive=True,
+        give="a number of seconds > 0",
+        example="30",
+    )
 
 
 def disk_reserve_bytes() -> int:
     """``ALAMBIC_DISK_RESERVE_MB`` in bytes (default 8 MiB; 0 turns the reserve off)."""
-    raw = os.environ.get("ALAMBIC_DISK_RESERVE_MB", "8").strip() or "8"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise AlambicUserError(
-            f"ALAMBIC_DISK_RESERVE_MB={raw!r} is not a valid setting: give a number of MiB "
-            ">= 0 (e.g. ALAMBIC_DISK_RESERVE_MB=32; 0 runs without a reserve)."
-        )
+    value = _number(
+        "ALAMBIC_DISK_RESERVE_MB",
+        "8",
+        positive=False,
+        give="a number of MiB >= 0",
+        example="32; 0 runs without a reserve",
+    )
     return int(value * 1024 * 1024)
 
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -25,6 +25,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 20 ms until it holds; past ``timeout`` seconds, fail the test
+    with ``what`` it was waiting for."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -84,4 +94,4 @@ def _tail(log_path: Path, chars: int = 3000) -> str:
     return log_path.read_text(errors="replace")[-chars:]
 
 
-__all__ = ["free_port", "serve_process", "stop_process"]
+__all__ = ["free_port", "serve_process", "stop_process", "wait_for"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alambic.testing.tiny_model import (
+    _llama_config,
     _transformers,
     build_atomically,
     build_tiny_tokenizer,
@@ -80,14 +81,6 @@ def build_tiny_vlm(
             tokenizer = build_tiny_tokenizer()
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
         tokenizer.padding_side = "left"
-        special = {
-            name: tokenizer.convert_tokens_to_ids(token)
-            for name, token in (
-                ("bos_token_id", "<|im_start|>"),
-                ("eos_token_id", "<|im_end|>"),
-                ("pad_token_id", "<pad>"),
-            )
-        }
         vision = transformers.CLIPVisionConfig(
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
@@ -97,17 +90,7 @@ def build_tiny_vlm(
             num_attention_heads=2,
             projection_dim=32,
         )
-        text = transformers.LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            tie_word_embeddings=True,
-            **special,
-        )
+        text = _llama_config(tokenizer)  # the tiny chat model's own architecture
         config = transformers.LlavaConfig(
             vision_config=vision,
             text_config=text,
@@ -118,7 +101,11 @@ def build_tiny_vlm(
         torch.manual_seed(seed)
         model = transformers.LlavaForConditionalGeneration(config).eval()
         model.generation_config = transformers.GenerationConfig(
-            **special, do_sample=True, max_new_tokens=16
+            bos_token_id=text.bos_token_id,
+            eos_token_id=text.eos_token_id,
+            pad_token_id=text.pad_token_id,
+            do_sample=True,
+            max_new_tokens=16,
         )
         processor = transformers.LlavaProcessor(
             image_processor=_image_processor(transformers),

@@ -24,6 +24,7 @@ from alambic.steps import LoadDataFromDicts
 from alambic.steps.base import StepResources
 from alambic.steps.tasks.text_generation import TextGeneration
 from alambic.testing.openai_server import OpenAITestServer
+from alambic.testing.processes import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.xdist_group("ray")]
 
@@ -33,14 +34,6 @@ SCRIPT = Path(__file__).with_name("ray_script.py")
 def _start(env: dict[str, str], out: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, str(SCRIPT), "--url", url, "--out", str(out), *extra]
     return subprocess.Popen(command, env=env, start_new_session=True)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def _generation(
@@ -125,7 +118,7 @@ def test_a_budget_on_ray_survives_a_driver_sigkill(
     proc = _start(ray_env, out, server.base_url, *args)
     # 4 requests in flight (2 per replica, the most allowed), held by the server: every
     # claim made so far was sent
-    _wait_for(lambda: server.stats["in_flight"] >= 4, 120, "4 requests in flight")
+    wait_for(lambda: server.stats["in_flight"] >= 4, 120, "4 requests in flight")
     time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from alambic.testing.openai_server import OpenAITestServer
+from alambic.testing.processes import wait_for
 
 pytest.importorskip("ray", reason='the Ray executor needs Ray: pip install "alambic[ray]"')
 
@@ -29,14 +30,6 @@ SRC = Path(__file__).resolve().parents[3] / "src"
 def _start(env: dict[str, str], out: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, str(SCRIPT), "--url", url, "--out", str(out), *extra]
     return subprocess.Popen(command, env=env, start_new_session=True)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def _check_rows(report: dict[str, Any], n: int) -> None:
@@ -101,7 +94,7 @@ def test_ctrl_c_under_a_slow_rate_limit_stops_at_once_not_at_the_limits_pace(
     out = tmp_path / "out.json"
     args = ["--n", str(n), "--replicas", "2", "--max-concurrency", "4"]
     proc = _start(ray_env, out, server.base_url, *args, "--rpm", "120")
-    _wait_for(lambda: server.stats["total_requests"] >= 4, 300, "4 requests")
+    wait_for(lambda: server.stats["total_requests"] >= 4, 300, "4 requests")
     proc.send_signal(signal.SIGINT)
     stopped = time.monotonic()
     proc.wait(timeout=120)
@@ -127,11 +120,11 @@ def test_sigkill_of_the_driver_then_a_local_rerun_is_exact(
     out = tmp_path / "out.json"
     args = ["--n", str(n), "--replicas", str(replicas), "--max-concurrency", str(concurrency)]
     proc = _start(ray_env, out, server.base_url, *args)
-    _wait_for(lambda: server.stats["total_requests"] >= 150, 300, "150 requests")
+    wait_for(lambda: server.stats["total_requests"] >= 150, 300, "150 requests")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     ray_kill()  # the actors die with their cluster
-    _wait_for(lambda: server.stats["in_flight"] == 0, 30, "the server to settle")
+    wait_for(lambda: server.stats["in_flight"] == 0, 30, "the server to settle")
     assert not out.exists()
     before = server.stats["total_requests"]
     assert before < n
@@ -207,7 +200,7 @@ def test_ctrl_c_on_the_driver_stops_sending_and_the_rerun_is_exact(
     out = tmp_path / "out.json"
     args = ["--n", str(n), "--replicas", str(replicas), "--max-concurrency", str(concurrency)]
     proc = _start(ray_env, out, server.base_url, *args)
-    _wait_for(lambda: server.stats["total_requests"] >= 100, 300, "100 requests")
+    wait_for(lambda: server.stats["total_requests"] >= 100, 300, "100 requests")
     proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it
     proc.wait(timeout=120)
     ray_kill()
