@@ -6,11 +6,14 @@ limits must hold (concurrency, requests per minute).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from alambic.errors import LLMConfigurationError
 from alambic.llms.openai import OpenAILLM
 from alambic.llms.typing import GenerateOutput
 from alambic.steps.tasks.text_generation import TextGeneration
@@ -88,6 +91,52 @@ def test_errors_that_cannot_succeed_fail_at_once(
     assert out[0]["generations"] == [None]
     assert out[0]["errors"][0]["kind"] == kind  # type: ignore[index]
     assert server.stats["total_requests"] == 1
+
+
+def test_a_slow_first_answer_holds_the_others_back_only_for_the_grace(
+    openai_server_factory: Factory,
+) -> None:
+    # The first request goes alone, but a model that takes seconds to answer must not keep
+    # every other slot idle for that long: the others leave after the probe's grace.
+    server = openai_server_factory(latency_s=2.0)
+    llm = make_llm(server, max_concurrency=8)
+    assert llm.scheduler.limits.probe_grace_s == 0.5
+    seen: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        start = time.monotonic()
+        while not done.wait(0.02):
+            seen.append((time.monotonic() - start, server.stats["in_flight"]))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        out = llm.generate(prompts(8))
+    finally:
+        done.set()
+        watcher.join()
+    assert texts(out) == [f"reply to: question {i}" for i in range(8)]
+    assert server.stats["total_requests"] == 8
+    # all 8 in flight while the first is still unanswered (it takes 2 s)
+    all_out = [t for t, n in seen if n == 8]
+    assert all_out, seen[::10]
+    assert all_out[0] < 1.8, seen[::10]
+    assert max(n for t, n in seen if t < 0.3) <= 1  # the probe alone at first
+
+
+def test_a_wrong_key_on_a_slow_server_still_stops_after_the_grace(
+    openai_server_factory: Factory,
+) -> None:
+    # a server slower to refuse the key than the grace: the queued requests go out after
+    # 0.5 s; the first 401 still trips the breaker, and none of the 36 requests waiting
+    # behind the concurrency limit is sent after it
+    server = openai_server_factory(status_sequence=[401] * 40, latency_s=0.8)
+    llm = make_llm(server, max_concurrency=4)
+    with pytest.raises(LLMConfigurationError) as info:
+        llm.generate(prompts(40))
+    assert info.value.setting == "api_key"
+    assert server.stats["total_requests"] == 4
 
 
 def test_hung_requests_time_out_and_are_retried(openai_server_factory: Factory) -> None:

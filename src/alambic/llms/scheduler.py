@@ -148,6 +148,11 @@ class SchedulerLimits:
     learn_from_headers: bool = True
     probe_first: bool = True
     """Send the first request alone (off for batch jobs, where it would be a job of one)."""
+    probe_grace_s: float = 0.5
+    """How long the first request goes alone at most: the requests queued behind it leave
+    when it is answered or when it has been out this long (a wrong key or URL is refused in
+    far less; a slow model's first answer no longer holds every slot idle for its whole
+    latency)."""
     record_request_info: bool = False
     """Put the seconds the successful attempt took in its result's ``latency_s``, and the
     failed attempts before it (if any) in ``retries`` (API clients, whose results are
@@ -207,6 +212,7 @@ class RequestScheduler:
         self._tpm_learned = False
         self._hold_until = 0.0
         self._probe: asyncio.Event | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None
         self._warm = False
         self._pace_lock: asyncio.Lock | None = None
         self.shared_budget: SharedBudget | None = None
@@ -223,6 +229,7 @@ class RequestScheduler:
             self._loop = loop
             self._slots = AdaptiveLimit(self.limits.max_concurrency)
             self._probe = None
+            self._probe_timer = None
             self._warm = False
             self._pace_lock = asyncio.Lock()
         return self._slots
@@ -274,9 +281,14 @@ class RequestScheduler:
         if not self._warm and self.limits.probe_first:
             # The first request goes alone: the client's first connection is slow to open,
             # which would otherwise bunch the paced requests queued behind it, and a wrong key
-            # or URL fails once instead of once per waiting request.
+            # or URL fails once instead of once per waiting request. Not for longer than the
+            # grace: against a model answering in seconds, waiting for its first answer
+            # idled every slot for that long (W7: a tenth of the run).
             if self._probe is None:
                 self._probe = asyncio.Event()
+                self._probe_timer = asyncio.get_running_loop().call_later(
+                    self.limits.probe_grace_s, self._probe.set
+                )
                 probe = True
             else:
                 await self._probe.wait()
@@ -287,6 +299,9 @@ class RequestScheduler:
                 self._warm = True
                 assert self._probe is not None
                 self._probe.set()
+                if self._probe_timer is not None:
+                    self._probe_timer.cancel()
+                    self._probe_timer = None
 
     async def _run(
         self,
@@ -304,6 +319,8 @@ class RequestScheduler:
                 raise self._stopped_error()
             await slots.acquire(first=tries > 1)
             try:
+                if self.stopped is not None:  # the breaker tripped while this one waited
+                    raise self._stopped_error()
                 if ticket is not None and ticket.stopping is not None:
                     # before a pacing wait is booked: a stopping run's waiting rows leave at
                     # once instead of draining at the rate limit's pace
