@@ -161,6 +161,29 @@ def test_requests_the_sdk_finished_are_not_merged_again() -> None:
     assert secure.headers["x-client-default"] == "1"
 
 
+def test_the_fast_request_is_the_request_the_library_would_make() -> None:
+    from alambic.llms._http import lean_client_class
+
+    http = sdk_http_module()
+    client = lean_client_class(http)(timeout=7.0)
+    headers = [("Authorization", "Bearer k"), ("Content-Type", "application/json")]
+    for url in ("http://127.0.0.1:9/v1/chat/completions", "http://localhost/v1/x"):
+        fast = client.build_request("POST", url, headers=headers, content=b"{}", timeout=3.0)
+        library = http.Request("POST", url, headers=headers, content=b"{}")
+        assert sorted(fast.headers.multi_items()) == sorted(library.headers.multi_items())
+        assert fast.url == library.url
+        assert fast.content == library.content == b"{}"
+    # a request bringing its own Content-Length takes the library's path: never two of them
+    own = client.build_request(
+        "POST",
+        "http://127.0.0.1:9/v1/x",
+        headers=[("Content-Length", "2")],
+        content=b"{}",
+        timeout=3.0,
+    )
+    assert own.headers.get_list("content-length") == ["2"]
+
+
 def test_every_connection_is_kept_for_reuse_at_high_concurrency() -> None:
     """With more requests in flight than the old idle cap (256), later waves reuse the
     connections already open: never more connections than requests were ever in flight."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import itertools
 import json
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 _RENAMED_KWARGS = {"max_new_tokens": "max_tokens"}
+
+
+_KEY_PREFIX = f"alambic-{uuid.uuid4().hex}-"
+_KEY_NUMBERS = itertools.count()
+"""Idempotency keys of chat requests: unique in this process and across processes."""
 
 
 @functools.cache
@@ -186,12 +193,18 @@ class OpenAILLM(BatchAPILLM):
         # (about a third of its CPU per request here); auth, headers, errors stay the SDK's.
         # Options given explicitly are the client's own values: each one left out costs a
         # deep copy of its default sentinel per request (measured: 45% of building the options)
+        # and the idempotency key (else a uuid4, an os.urandom call, per request) is as unique
         client = self._client()
         return await client.post(
             self._chat_path(client),
             body=body,
             cast_to=sdk_response_type(),
-            options={"headers": {}, "max_retries": 0, "timeout": client.timeout},
+            options={
+                "headers": {},
+                "max_retries": 0,
+                "timeout": client.timeout,
+                "idempotency_key": f"{_KEY_PREFIX}{next(_KEY_NUMBERS)}",
+            },
         )
 
     def _chat_path(self, client: Any) -> str:
