@@ -213,10 +213,12 @@ def lean_transport_class(http: Any) -> Any:
                 idle.append(conn)
             else:
                 conn.close()
+            # the body as a stream, read by the client as from any transport (``content=``
+            # would re-check the server's headers for a length it already gave)
             return http.Response(
                 status,
                 headers=headers,
-                content=body,
+                stream=http.ByteStream(body),
                 request=request,
                 extensions={"http_version": b"HTTP/1.1"},
             )
