@@ -316,7 +316,9 @@ def _executor_with_recorded_warm_up(monkeypatch: pytest.MonkeyPatch) -> tuple[An
     from alambic.pipeline.executor import lifecycle, local
 
     started: list[int] = []
-    monkeypatch.setattr(lifecycle, "_warm_up_outputs", lambda: started.append(1))
+    # 1: the writer's imports; 2: ``datasets``, for the dataset returned at the end
+    monkeypatch.setattr(lifecycle, "_warm_up_writer", lambda: started.append(1))
+    monkeypatch.setattr(lifecycle, "_warm_up_result", lambda: started.append(2))
     monkeypatch.setattr(lifecycle, "_outputs_imported", lambda: False)
     with Pipeline(name="warm-up") as pipeline:
         LoadDataFromDicts(data=[{"a": 1}])
@@ -336,7 +338,35 @@ def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.Monkey
     asyncio.run(main())
     assert executor._warm_up is not None
     executor._warm_up.join(5)
-    assert started == [1]
+    assert started == [1, 2]
+
+
+def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the loop busy after the writer's imports (requests in flight, a CPU-bound client):
+    # ``datasets`` waits for the loop to idle again (the run's tail), not to compete with it
+    import asyncio
+    import time
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+    seen: list[list[int]] = []
+
+    async def main() -> None:
+        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        await asyncio.sleep(0.15)  # idle: the writer's imports start
+        for _ in range(6):  # busy for 0.6 s: the loop thread computes between its awaits
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                pass
+            await asyncio.sleep(0)
+        seen.append(list(started))
+        await asyncio.sleep(0.4)  # idle again
+        stop()
+
+    asyncio.run(main())
+    assert executor._warm_up is not None
+    executor._warm_up.join(5)
+    assert seen == [[1]]
+    assert started == [1, 2]
 
 
 def test_the_watch_stops_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,14 +49,23 @@ def _outputs_imported() -> bool:
     return "datasets" in sys.modules
 
 
-def _warm_up_outputs() -> None:
-    """Import what writing and returning the dataset needs (pyarrow pulls pandas on its first
-    conversion), so the first leaf batch and the end of the run do not stall the loop."""
+def _warm_up_writer() -> None:
+    """Import what writing the rows needs (pyarrow pulls pandas on its first conversion)."""
     with contextlib.suppress(Exception):  # a real failure surfaces when the writer is used
         from alambic.utils.parquet import rows_to_table
 
         rows_to_table([{"warm": 1}])
+
+
+def _warm_up_result() -> None:
+    """Import what returning the dataset needs (only at the end of the run)."""
+    with contextlib.suppress(Exception):
         import datasets  # noqa: F401
+
+
+def _warm_up_outputs() -> None:
+    _warm_up_writer()
+    _warm_up_result()
 
 
 class WarmUp:
@@ -64,10 +73,15 @@ class WarmUp:
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
+        self._result_started = False
 
     def busy(self) -> bool:
         """Whether the import thread is still running (writes then go off the loop)."""
         return self.thread is not None and self.thread.is_alive()
+
+    def _start(self, target: Callable[[], None]) -> None:
+        self.thread = threading.Thread(target=target, name="alambic-warm-up", daemon=True)
+        self.thread.start()
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """Watch the loop; returns the function that stops watching.
@@ -76,7 +90,10 @@ class WarmUp:
         two share the GIL, and the loop then waits up to a switch interval for it after every
         socket operation (measured: -10% rows/s on W1). There the imports happen when first
         needed, on the loop, as one short stall. Idle means the loop thread used under half of
-        a 100 ms tick's CPU.
+        a 100 ms tick's CPU. The writer's imports go at the first idle tick; ``datasets``
+        (0.5 s of CPU, needed only once the run ends) at the next one after them, which
+        against a slow API is the tail of the run: not while the loop keeps 2,000 requests
+        in flight.
         """
         last = [time.monotonic(), time.thread_time()]
         handle: list[asyncio.TimerHandle] = []
@@ -85,13 +102,16 @@ class WarmUp:
             now, cpu = time.monotonic(), time.thread_time()
             busy = (cpu - last[1]) / max(now - last[0], 1e-6)
             last[:] = [now, cpu]
-            if busy >= 0.5:
-                handle[:] = [loop.call_later(0.1, tick)]
-            elif self.thread is None and not _outputs_imported():
-                self.thread = threading.Thread(
-                    target=_warm_up_outputs, name="alambic-warm-up", daemon=True
-                )
-                self.thread.start()
+            if _outputs_imported() or self._result_started:
+                return
+            if busy < 0.5 and not self.busy():
+                if self.thread is None:
+                    self._start(_warm_up_writer)
+                else:
+                    self._result_started = True
+                    self._start(_warm_up_result)
+                    return
+            handle[:] = [loop.call_later(0.1, tick)]
 
         handle.append(loop.call_later(0.1, tick))
         return lambda: handle[-1].cancel()
@@ -100,10 +120,8 @@ class WarmUp:
         """Import at once in a thread (while local models load: the loop will not be idle
         for long once a local engine computes, and an import then would take its cores)."""
         if self.thread is None and not _outputs_imported():
-            self.thread = threading.Thread(
-                target=_warm_up_outputs, name="alambic-warm-up", daemon=True
-            )
-            self.thread.start()
+            self._result_started = True
+            self._start(_warm_up_outputs)
 
     def join(self) -> None:
         if self.thread is not None:
