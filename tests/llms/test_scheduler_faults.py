@@ -125,6 +125,21 @@ def test_a_slow_first_answer_holds_the_others_back_only_for_the_grace(
     assert max(n for t, n in seen if t < 0.3) <= 1  # the probe alone at first
 
 
+def test_an_error_answer_keeps_the_first_request_alone_while_it_is_retried(
+    openai_server_factory: Factory,
+) -> None:
+    # the server answers the first request at once, with 500s: it is retried alone for
+    # longer than the grace (backoffs of ~0.4 and ~0.8 s), the others wait for it
+    server = openai_server_factory(status_sequence=[500, 500], record_requests=True)
+    llm = make_llm(server, max_concurrency=8)
+    llm.scheduler.limits.backoff_base = 0.4
+    out = llm.generate(prompts(5))
+    assert texts(out) == [f"reply to: question {i}" for i in range(5)]
+    order = [r["body"]["messages"][0]["content"] for r in server.stats["requests"]]
+    assert order[:3] == ["question 0"] * 3
+    assert sorted(order[3:]) == [f"question {i}" for i in range(1, 5)]
+
+
 def test_a_wrong_key_on_a_slow_server_still_stops_after_the_grace(
     openai_server_factory: Factory,
 ) -> None:

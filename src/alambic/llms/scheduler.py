@@ -149,10 +149,11 @@ class SchedulerLimits:
     probe_first: bool = True
     """Send the first request alone (off for batch jobs, where it would be a job of one)."""
     probe_grace_s: float = 0.5
-    """How long the first request goes alone at most: the requests queued behind it leave
-    when it is answered or when it has been out this long (a wrong key or URL is refused in
-    far less; a slow model's first answer no longer holds every slot idle for its whole
-    latency)."""
+    """How long the first request goes alone at most while no answer came back: the requests
+    queued behind it leave when it succeeds or when it has been out this long (a wrong key or
+    URL is refused in far less; a slow model's first answer no longer holds every slot idle
+    for its whole latency). An error answer within the grace keeps them waiting while the
+    first request is retried, as before."""
     record_request_info: bool = False
     """Put the seconds the successful attempt took in its result's ``latency_s``, and the
     failed attempts before it (if any) in ``retries`` (API clients, whose results are
@@ -357,6 +358,12 @@ class RequestScheduler:
                     error: BaseException = exc
                     if ticket is not None:
                         ticket.release(sent=True)
+                    if self._probe_timer is not None:
+                        # an error before the grace ran out (only the probe is out then):
+                        # the server answers, but not yet usefully; the others keep waiting
+                        # while the probe is retried, as a wrong URL must be found alone
+                        self._probe_timer.cancel()
+                        self._probe_timer = None
                 else:
                     if limits.record_request_info:  # latency: without queueing or retries
                         info = cast("dict[str, Any]", result)
