@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,8 @@ def local_ray() -> Iterator[Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def kill_leftovers(folder: str) -> None:
-    """SIGKILL every process whose command line names Ray's private folder of this test."""
+def _processes_of(folder: str) -> list[int]:
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -60,9 +61,23 @@ def kill_leftovers(folder: str) -> None:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if folder in cmdline:
+        if folder in cmdline:  # an exited process not yet reaped has no command line
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_leftovers(folder: str, timeout: float = 30.0) -> None:
+    """SIGKILL every process whose command line names Ray's private folder of this test,
+    scanning again until none is left: a worker that Ray's daemons forked while a scan went
+    through ``/proc`` escaped it once, and went on sending the killed run's requests."""
+    deadline = time.monotonic() + timeout
+    while pids := _processes_of(folder):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Ray processes still alive after {timeout} s: {pids}")
+        time.sleep(0.05)
 
 
 @pytest.fixture
