@@ -6,16 +6,20 @@ loop over ``AsyncOpenAI.chat.completions.create`` reaches on the same machine, s
 could reach in one process. ``--processes 2`` splits the requests over two processes (1,000
 in flight each), as a two-process client would.
 
-    python benchmarks/w7_sdk_floor.py [--http lean|sdk] [--processes 1|2]
+    python benchmarks/w7_sdk_floor.py [--http lean|sdk] [--call create|post] [--processes 1|2]
 
 ``--http sdk`` is the SDK as installed (its own HTTP stack); ``--http lean`` gives it
 alambic's lean transport (``alambic.llms._http``), as ``OpenAILLM`` does for ``http://``.
+``--call create`` is ``chat.completions.create`` (typed parameters and reply); ``--call
+post`` the SDK's documented low-level ``post`` with the reply left unparsed, as
+``OpenAILLM`` sends: the pipeline minus everything but its request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import sys
 import time
@@ -34,30 +38,40 @@ def _client(base_url: str, http: str) -> Any:
     return openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0, **extra)
 
 
-async def _send_all(base_url: str, http: str, first: int, count: int, in_flight: int) -> None:
+async def _send_all(
+    base_url: str, http: str, call: str, first: int, count: int, in_flight: int
+) -> None:
     client = _client(base_url, http)
     slots = asyncio.Semaphore(in_flight)
+    from alambic.llms.openai import sdk_response_type
 
     async def one(i: int) -> None:
+        messages = [{"role": "user", "content": f"question number {i}"}]
         async with slots:
-            reply = await client.chat.completions.create(
-                model="bench", messages=[{"role": "user", "content": f"question number {i}"}]
-            )
-            assert reply.choices[0].message.content
+            if call == "create":
+                reply = await client.chat.completions.create(model="bench", messages=messages)
+                assert reply.choices[0].message.content
+            else:
+                raw = await client.post(
+                    "/chat/completions",
+                    body={"model": "bench", "messages": messages},
+                    cast_to=sdk_response_type(),
+                )
+                assert json.loads(raw.content)["choices"][0]["message"]["content"]
 
     await asyncio.gather(*(one(i) for i in range(first, first + count)))
     await client.close()
 
 
-def _child(args: tuple[str, str, int, int, int], start: Any, cpu: Any) -> None:
-    base_url, http, first, count, in_flight = args
+def _child(args: tuple[str, str, str, int, int, int], start: Any, cpu: Any) -> None:
+    base_url, http, call, first, count, in_flight = args
     import openai  # noqa: F401  (imported before the clock starts)
 
     import alambic.llms._http  # noqa: F401
 
     start.wait()
     cpu_start = time.process_time()
-    asyncio.run(_send_all(base_url, http, first, count, in_flight))
+    asyncio.run(_send_all(base_url, http, call, first, count, in_flight))
     cpu.put(time.process_time() - cpu_start)
 
 
@@ -67,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--http", choices=["lean", "sdk"], default="lean")
+    parser.add_argument("--call", choices=["create", "post"], default="create")
     args = parser.parse_args(argv)
 
     from alambic.testing.openai_server import (
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = [
             context.Process(
                 target=_child,
-                args=((base_url, args.http, k * share, share, in_flight), start, cpu),
+                args=((base_url, args.http, args.call, k * share, share, in_flight), start, cpu),
             )
             for k in range(args.processes)
         ]
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = sent / wall
     print(
         f"W7 SDK floor: {sent} requests, 1.0 s +- 0.5 s, {args.concurrency} in flight, "
-        f"{args.processes} process(es), {args.http} HTTP"
+        f"{args.processes} process(es), {args.http} HTTP, {args.call}"
     )
     print(f"  throughput             : {rate:.0f} requests/s = {rate / 2000:.0%} of ideal 2000")
     print(
