@@ -94,7 +94,7 @@ async def _read_body(
 
 
 _SKIPPED_RAW = frozenset(name.encode() for name in _SKIPPED_HEADERS)
-_SET_HERE = frozenset({"host", "content-length", "transfer-encoding"})
+_SET_HERE = _SKIPPED_HEADERS - {"connection"}
 """Headers the fast ``build_request`` sets itself (a request that brings its own takes the
 library's path)."""
 

@@ -90,10 +90,9 @@ def completer_reply(messages: ChatType, index: int) -> str:
     return "Step 2: Doubling gives 14.\nThe answer is: 14"
 
 
-def test_completer_labels_steps_by_their_completions(run_task: Callable[..., Any]) -> None:
-    llm = FakeLLM(reply_fn=completer_reply)
-    task = MathShepherdCompleter(name="complete", llm=llm, N=2)
-    row = {
+def two_solutions_row() -> dict[str, Any]:
+    """The apples problem with one right and one wrong solution, for the completer."""
+    return {
         "instruction": "3 apples plus 4 apples, doubled?",
         "golden_solution": split_steps(GOLDEN),
         "solutions": [
@@ -101,6 +100,12 @@ def test_completer_labels_steps_by_their_completions(run_task: Callable[..., Any
             ["Step 1: 3 plus 4 is 8.", "Step 2: Doubling gives 16.", "The answer is: 16"],
         ],
     }
+
+
+def test_completer_labels_steps_by_their_completions(run_task: Callable[..., Any]) -> None:
+    llm = FakeLLM(reply_fn=completer_reply)
+    task = MathShepherdCompleter(name="complete", llm=llm, N=2)
+    row = two_solutions_row()
     out = run_task(task, [row])[0]
     assert out["solutions"] == [
         ["Step 1: 3 plus 4 is 7. +", "Step 2: Doubling gives 14. +"],
@@ -113,14 +118,7 @@ def test_completer_labels_steps_by_their_completions(run_task: Callable[..., Any
 
 
 def test_completer_metadata_has_distilabels_raw_keys(run_task: Callable[..., Any]) -> None:
-    row = {
-        "instruction": "3 apples plus 4 apples, doubled?",
-        "golden_solution": split_steps(GOLDEN),
-        "solutions": [
-            ["Step 1: 3 plus 4 is 7.", "Step 2: Doubling gives 14.", "The answer is: 14"],
-            ["Step 1: 3 plus 4 is 8.", "Step 2: Doubling gives 16.", "The answer is: 16"],
-        ],
-    }
+    row = two_solutions_row()
     llm = FakeLLM(reply_fn=completer_reply)
     out = run_task(MathShepherdCompleter(name="complete", llm=llm, N=2), [row])[0]
     meta = out["alambic_metadata"]
