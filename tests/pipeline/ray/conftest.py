@@ -58,18 +58,21 @@ def _processes_of(folder: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            # Ray renames its workers ("ray::StepWorker..."): their environment still holds
+            # RAY_TMPDIR, inherited from the test's driver
+            names = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if folder in cmdline:  # an exited process not yet reaped has no command line
+        if folder.encode() in names:  # an exited process not yet reaped has neither
             pids.append(int(entry.name))
     return pids
 
 
 def kill_leftovers(folder: str, timeout: float = 30.0) -> None:
-    """SIGKILL every process whose command line names Ray's private folder of this test,
-    scanning again until none is left: a worker that Ray's daemons forked while a scan went
-    through ``/proc`` escaped it once, and went on sending the killed run's requests."""
+    """SIGKILL every process of this test's Ray (its private folder in the command line or
+    the environment), scanning again until none is left. Workers that Ray renamed escaped a
+    scan of command lines alone: a killed run's actors then went on sending its requests,
+    and spent the rerun's budget."""
     deadline = time.monotonic() + timeout
     while pids := _processes_of(folder):
         for pid in pids:
