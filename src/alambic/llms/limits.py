@@ -1,6 +1,7 @@
-"""The two adaptive limits of the request scheduler: a token bucket for per-minute budgets
-(:class:`TokenBucket`) and a concurrency limit that shrinks under overload
-(:class:`AdaptiveLimit`). See :mod:`alambic.llms.scheduler` for how they are used."""
+"""The limits of the request scheduler: a token bucket for per-minute budgets
+(:class:`TokenBucket`), a concurrency limit that shrinks under overload (:class:`AdaptiveLimit`)
+and the spreading of a burst of starts over turns of the event loop (:class:`StartRamp`). See
+:mod:`alambic.llms.scheduler` for how they are used."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ PRESSURE_WEIGHT = 0.05
 OVERLOAD_SHARE = 0.15
 #: 429s in a row, with no success between them, that (with the share) mean overload.
 OVERLOAD_RUN = 4
+#: Requests that may start in one turn of the event loop (see :class:`StartRamp`): about
+#: 20 ms of building requests and opening connections at W7's ~400 us a first request.
+STARTS_PER_TURN = 48
 
 
 class TokenBucket:
@@ -230,6 +234,65 @@ class AdaptiveLimit:
         self.limit = max(1, self.limit // 2)
 
 
+class StartRamp:
+    """Lets at most ``per_turn`` requests start in one turn of the event loop; the rest of a
+    burst waits in waves of ``per_turn``, one wave a turn, in the order they came.
+
+    A burst (the requests held behind the first one, or the first rows of a run) otherwise
+    runs in a single turn: every request is built and its connection opened before the loop
+    gets to send any of them. At 2,000 in flight that is ~0.9 s of CPU during which the
+    server sees none of them, and then answers that all come back at once. In waves, the
+    first requests are out a few turns later and their answers come back while the rest are
+    still being built. Outside bursts (each answer starting the next request) nothing waits.
+
+    Each waiting request has a future of its own, so a cancelled one (Ctrl-C) leaves the
+    others of its wave alone.
+    """
+
+    __slots__ = ("_ticking", "_waves", "deferred", "per_turn", "started_this_turn")
+
+    def __init__(self, per_turn: int | None = None) -> None:
+        self.per_turn = per_turn or STARTS_PER_TURN
+        self.started_this_turn = 0
+        self.deferred = 0
+        """Requests that waited for a later turn (a burst's tail), since this ramp began."""
+        self._waves: deque[list[asyncio.Future[None]]] = deque()
+        self._ticking = False
+
+    def admit(self) -> asyncio.Future[None] | None:
+        """``None`` when the request may start now, else the future to await first."""
+        if not self._waves and self.started_this_turn < self.per_turn:
+            self.started_this_turn += 1
+            if not self._ticking:
+                self._tick_soon()
+            return None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.deferred += 1
+        waves = self._waves
+        if not waves or len(waves[-1]) >= self.per_turn:
+            waves.append([])
+        waves[-1].append(waiter)
+        if not self._ticking:
+            self._tick_soon()
+        return waiter
+
+    def _tick_soon(self) -> None:
+        self._ticking = True
+        asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        """A new turn: release the next wave (its requests run in the turn after this)."""
+        self._ticking = False
+        self.started_this_turn = 0
+        if not self._waves:
+            return
+        for waiter in self._waves.popleft():
+            if not waiter.done():
+                waiter.set_result(None)
+                self.started_this_turn += 1
+        self._tick_soon()
+
+
 __all__ = [
     "OVERLOAD_RUN",
     "OVERLOAD_SHARE",
@@ -237,6 +300,8 @@ __all__ = [
     "REQUEST_PACE",
     "SETTLE_S",
     "STALL_CREDIT_S",
+    "STARTS_PER_TURN",
     "AdaptiveLimit",
+    "StartRamp",
     "TokenBucket",
 ]

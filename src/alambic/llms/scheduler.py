@@ -63,6 +63,7 @@ from alambic.llms.limits import (
     SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
+    StartRamp,
     TokenBucket,
 )
 from alambic.llms.rate_limit_headers import (
@@ -205,6 +206,7 @@ class RequestScheduler:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: AdaptiveLimit | None = None
+        self._ramp = StartRamp()
         self.request_budget: TokenBucket | None = (
             TokenBucket(limits.rpm, pace=REQUEST_PACE) if limits.rpm else None
         )
@@ -229,6 +231,7 @@ class RequestScheduler:
         if self._loop is not loop or self._slots is None:
             self._loop = loop
             self._slots = AdaptiveLimit(self.limits.max_concurrency)
+            self._ramp = StartRamp()
             self._probe = None
             self._probe_timer = None
             self._warm = False
@@ -320,6 +323,9 @@ class RequestScheduler:
                 raise self._stopped_error()
             await slots.acquire(first=tries > 1)
             try:
+                turn = self._ramp.admit()
+                if turn is not None:  # a burst: this one leaves a few turns later
+                    await turn
                 if self.stopped is not None:  # the breaker tripped while this one waited
                     raise self._stopped_error()
                 if ticket is not None and ticket.stopping is not None:
