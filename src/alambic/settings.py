@@ -24,6 +24,8 @@ Variable                       Default      Meaning
                                             (``0``: no reserve).
 ``ALAMBIC_GC_TUNING``          ``1``        ``0`` leaves Python's garbage collector as it is
                                             during a run (see ``executor.lifecycle``).
+``ALAMBIC_EVENT_LOOP``         ``uvloop``   The event loop of a pipeline run: ``uvloop`` (where
+                                            installed; else asyncio's) or ``asyncio``.
 =============================  ===========  =====================================================
 """
 
@@ -75,6 +77,19 @@ def gc_tuning() -> bool:
     """``ALAMBIC_GC_TUNING`` (default on: a run freezes the heap it starts with and collects
     its young objects less often)."""
     return _flag("ALAMBIC_GC_TUNING", True)
+
+
+def event_loop() -> str:
+    """``uvloop`` (default: a run's loop is uvloop's where it is installed) or ``asyncio``
+    from ``ALAMBIC_EVENT_LOOP``."""
+    raw = os.environ.get("ALAMBIC_EVENT_LOOP", "")
+    value = raw.strip().lower() or "uvloop"
+    if value not in ("uvloop", "asyncio"):
+        raise AlambicUserError(
+            f"ALAMBIC_EVENT_LOOP={raw!r} is not a valid setting: use uvloop (the default, "
+            "faster where installed) or asyncio (the standard library's loop)."
+        )
+    return value
 
 
 def _number(name: str, default: str, *, positive: bool, give: str, example: str) -> float:

@@ -103,3 +103,48 @@ def test_private_attributes_read_fast_and_unknown_names_still_fail() -> None:
         llm._nope  # noqa: B018
     with pytest.raises(AttributeError, match="nope"):
         llm.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+def _loop_of_a_run() -> str:
+    """The module of the event loop a pipeline run's requests are sent from."""
+    from alambic.llms.fake import FakeLLM
+    from alambic.steps.tasks import TextGeneration
+
+    loops: list[str] = []
+
+    def reply(messages: object, index: int) -> str:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+        return "ok"
+
+    with Pipeline(name="event-loop") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "a"}, {"instruction": "b"}])
+        load >> TextGeneration(name="gen", llm=FakeLLM(reply_fn=reply))
+    out = pipeline.run(use_cache=False, show_progress=False, storage=False)
+    assert out["default"]["train"]["generation"] == ["ok", "ok"]
+    assert len(set(loops)) == 1
+    return loops[0]
+
+
+def test_a_run_sends_its_requests_from_uvloop_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("uvloop")  # a dependency wherever it installs (not on Windows)
+    assert _loop_of_a_run().startswith("uvloop")
+    monkeypatch.setenv("ALAMBIC_EVENT_LOOP", "asyncio")
+    assert _loop_of_a_run().startswith("asyncio")
+
+
+def test_a_wrong_event_loop_setting_names_the_value_and_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alambic.errors import AlambicUserError
+    from alambic.utils.aio import run_loop
+
+    async def nothing() -> None:
+        return None
+
+    monkeypatch.setenv("ALAMBIC_EVENT_LOOP", "trio")
+    coro = nothing()
+    with pytest.raises(AlambicUserError, match=r"ALAMBIC_EVENT_LOOP='trio'.*uvloop.*asyncio"):
+        run_loop(coro)
+    coro.close()

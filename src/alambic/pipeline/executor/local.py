@@ -35,6 +35,7 @@ from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp, prefetch_imp
 from alambic.pipeline.executor.spending import open_budget, report_budget
 from alambic.pipeline.executor.workers import Workers
 from alambic.pipeline.progress import ProgressReporter
+from alambic.utils.aio import run_loop
 
 if TYPE_CHECKING:
     from alambic.budget import RunBudget
@@ -139,7 +140,7 @@ class LocalRun(Workers):
             token = budget.activate()
             try:
                 with steady_gc():
-                    asyncio.run(self.arun())
+                    run_loop(self.arun())
             finally:
                 budget.deactivate(token)
                 book.spend = report_budget(pipeline, budget)
