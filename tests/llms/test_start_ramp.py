@@ -11,6 +11,7 @@ from alambic.errors import ErrorKind
 from alambic.llms import limits
 from alambic.llms.limits import StartRamp
 from alambic.llms.scheduler import RequestScheduler, SchedulerLimits
+from alambic.utils.aio import run_loop
 
 
 def _classify(error: BaseException) -> tuple[ErrorKind, float | None]:
@@ -52,11 +53,16 @@ def test_within_a_turn_up_to_the_wave_size_start_at_once() -> None:
     assert later
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_burst_through_the_scheduler_leaves_in_waves_in_order(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, loop: str
 ) -> None:
     """100 requests released at once (the executor's first rows): 10 start per turn, in the
-    order they came, and the first ones are sent before the last ones start."""
+    order they came, and the first ones are sent before the last ones start; on both event
+    loops a run may use."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")  # a dependency wherever it installs (not on Windows)
+    monkeypatch.setenv("ALAMBIC_EVENT_LOOP", loop)
     monkeypatch.setattr(limits, "STARTS_PER_TURN", 10)
     starts: list[tuple[int, int]] = []  # (request, turn)
     sent: list[tuple[int, int]] = []  # (request, how many had started by then)
@@ -83,7 +89,7 @@ def test_a_burst_through_the_scheduler_leaves_in_waves_in_order(
         assert results == list(range(100))
         return scheduler._ramp.deferred
 
-    deferred = asyncio.run(main())
+    deferred = run_loop(main())
     assert deferred == 90
     assert [i for i, _ in starts] == list(range(100))
     per_turn: dict[int, int] = {}

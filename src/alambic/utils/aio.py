@@ -24,7 +24,7 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     (and ``ALAMBIC_EVENT_LOOP`` is not ``asyncio``), else the standard library's.
 
     A pipeline run's loop spends its time in socket reads and writes, callbacks and timers,
-    which uvloop does in C: on W7 (2,000 requests in flight, one core) 4-7% less CPU per
+    which uvloop does in C: on W7 (2,000 requests in flight, one core) 3-5% less CPU per
     request and 2% more rows/s. Everything alambic uses of the loop (streams, signal
     handlers, timers, threads) behaves the same on both."""
     if settings.event_loop() == "uvloop" and importlib.util.find_spec("uvloop") is not None:
