@@ -148,3 +148,17 @@ def test_a_wrong_event_loop_setting_names_the_value_and_the_choices(
     with pytest.raises(AlambicUserError, match=r"ALAMBIC_EVENT_LOOP='trio'.*uvloop.*asyncio"):
         run_loop(coro)
     coro.close()
+    # a run refuses it before loading anything (a local model can take minutes to load)
+    loaded: list[str] = []
+
+    @step(inputs=["a"], outputs=["a"])
+    def Keep(inputs: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+        yield inputs
+
+    with Pipeline(name="bad-loop") as pipeline:
+        keep = Keep(name="keep")
+        LoadDataFromDicts(data=[{"a": 1}]) >> keep
+    monkeypatch.setattr(type(keep), "load", lambda self: loaded.append(self.name))
+    with pytest.raises(AlambicUserError, match="ALAMBIC_EVENT_LOOP='trio'"):
+        pipeline.run(use_cache=False, show_progress=False, storage=False)
+    assert loaded == []

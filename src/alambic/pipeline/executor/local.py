@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from alambic import settings
 from alambic.budget import current_budget
 from alambic.pipeline.executor.base import Executor, prepare_run, retry_kinds
 from alambic.pipeline.executor.bookkeeping import RunBookkeeping
@@ -119,6 +120,7 @@ class LocalRun(Workers):
 
     def run(self) -> Distiset:
         pipeline = self.pipeline
+        settings.event_loop()  # a wrong ALAMBIC_EVENT_LOOP fails before any model loads
         prefetch_imports(pipeline.dag.steps.values())
         plan = prepare_run(pipeline, self.parameters, self.dataset)
         self.nodes.update(build_nodes(pipeline.dag, plan.order, plan.signatures, plan.source))
