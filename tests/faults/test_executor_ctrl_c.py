@@ -26,7 +26,7 @@ CONCURRENCY = 20
 LATENCY_S = 1.0
 
 
-def _start(url: str, cache: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start(url: str, cache: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["ALAMBIC_CACHE_DIR"] = str(cache)
     # RESUME_TEST_SRC runs the child on another source tree (to show the test fails there)
@@ -47,16 +47,28 @@ def _start(url: str, cache: Path, out: Path, log: Path) -> subprocess.Popen[byte
         "10",
         "--gen-batch",
         "10",
+        *extra,
     ]
     with log.open("ab") as handle:
         return subprocess.Popen(cmd, env=env, stdout=handle, stderr=handle)
 
 
 @pytest.mark.slow
-def test_first_ctrl_c_sends_no_new_request_and_exits_quickly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param((), id="terminal"),
+        # pipeline.run called inside a running event loop, as from a notebook cell: the run's
+        # loop is in a helper thread and the Ctrl-C reaches the waiting thread
+        pytest.param(("--inside-loop",), id="notebook"),
+    ],
+)
+def test_first_ctrl_c_sends_no_new_request_and_exits_quickly(
+    tmp_path: Path, where: tuple[str, ...]
+) -> None:
     cache, out, log = tmp_path / "cache", tmp_path / "out.json", tmp_path / "child.log"
     with OpenAITestServer(ServerConfig(latency_s=LATENCY_S)) as server:
-        proc = _start(server.base_url, cache, out, log)
+        proc = _start(server.base_url, cache, out, log, *where)
         try:
             deadline = time.monotonic() + 120
             while server.stats["total_requests"] < 2 * CONCURRENCY:
@@ -81,7 +93,7 @@ def test_first_ctrl_c_sends_no_new_request_and_exits_quickly(tmp_path: Path) -> 
         # on a loaded machine, never the 20+ s of sending the rest of the batches
         assert exit_s < LATENCY_S + 8, exit_s
 
-        rerun = _start(server.base_url, cache, out, log)
+        rerun = _start(server.base_url, cache, out, log, *where)
         assert rerun.wait(timeout=180) == 0, log.read_text()[-3000:]
         rows = json.loads(out.read_text())["rows"]
         assert [r["instruction"] for r in rows] == [f"question {i}" for i in range(ROWS)]

@@ -15,6 +15,8 @@ would hit only by luck:
 
 - ``RESUME_PAUSE_AFTER_PART=<marker path>``: right after the leaf's parquet part file is renamed
   into place (and before ``_COMPLETE`` is written), touch the marker and sleep for a long time.
+- ``--inside-loop``: ``pipeline.run`` is called from inside a running event loop, as from a
+  notebook cell (Jupyter runs cells inside its own loop).
 - ``RESUME_PAUSE_BEFORE_PART=<marker path>``: right before the leaf's part file is written
   (every unit committed, nothing in ``data/``), touch the marker and sleep.
 
@@ -24,8 +26,10 @@ The hooks wrap ``ParquetRowWriter.flush`` in this process only; the library is n
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -93,12 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--change", type=int, default=None, help="change this input row")
     parser.add_argument("--no-cache-generate", action="store_true")
     parser.add_argument("--no-storage", action="store_true")
+    parser.add_argument(
+        "--inside-loop",
+        action="store_true",
+        help="call pipeline.run from inside a running event loop, as a notebook cell does",
+    )
     args = parser.parse_args(argv)
 
     _install_hooks()
     pipeline = build(args)
     started = time.perf_counter()
-    distiset = pipeline.run(show_progress=False, storage=not args.no_storage)
+    if args.inside_loop:
+
+        async def cell() -> Any:
+            # as Jupyter's kernel does around each cell (ipykernel's pre_handler_hook), a
+            # Ctrl-C (the interrupt button) raises KeyboardInterrupt in the cell's code
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            return pipeline.run(show_progress=False, storage=not args.no_storage)
+
+        distiset = asyncio.run(cell())
+    else:
+        distiset = pipeline.run(show_progress=False, storage=not args.no_storage)
     seconds = time.perf_counter() - started
     dataset = distiset["default"]["train"]
     rows = [{"instruction": r["instruction"], "generation": r["generation"]} for r in dataset]

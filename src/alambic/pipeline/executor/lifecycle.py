@@ -180,30 +180,49 @@ class Interrupts:
     def __init__(self) -> None:
         self.count = 0
         self.stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._early = 0
+        self._handover = threading.Lock()
         self.on_stop: list[Callable[[str], None]] = []
         """Called once with the reason when the run starts stopping (the run's budget
         refuses requests from then on, including those waiting for a slot or a retry)."""
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self.stopping = asyncio.Event()
+        with self._handover:
+            self._loop = loop
+            for _ in range(self._early):  # Ctrl-C caught by the waiting thread before this
+                loop.call_soon(self.on_ctrl_c)
+            self._early = 0
         if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_sigint() -> None:
-            self.count += 1
-            if self.count == 1:
-                self.stopping.set()
-                self._notify("interrupted (Ctrl-C)")
-                logger.warning(
-                    "Stopping: no new rows are read and no new request is sent; requests in "
-                    "flight finish and are saved. Press Ctrl-C again to exit at once."
-                )
-            else:
-                for task in asyncio.all_tasks(loop):
-                    task.cancel()
-
+            return  # a run in a helper thread: the waiting thread hands Ctrl-C over
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            loop.add_signal_handler(signal.SIGINT, self.on_ctrl_c)
+
+    def on_ctrl_c(self) -> None:
+        """On the run's loop: the first stops new work, the second cancels every task."""
+        self.count += 1
+        if self.count == 1:
+            self.stopping.set()
+            self._notify("interrupted (Ctrl-C)")
+            logger.warning(
+                "Stopping: no new rows are read and no new request is sent; requests in "
+                "flight finish and are saved. Press Ctrl-C again to exit at once."
+            )
+        elif self._loop is not None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+
+    def ctrl_c_from_another_thread(self) -> None:
+        """A Ctrl-C caught by the thread waiting for a run that has its loop in a helper
+        thread (a run started from a notebook cell): handled on the run's loop."""
+        with self._handover:
+            loop = self._loop
+            if loop is None:
+                self._early += 1
+                return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            loop.call_soon_threadsafe(self.on_ctrl_c)
 
     def remove(self, loop: asyncio.AbstractEventLoop) -> None:
         if threading.current_thread() is threading.main_thread():

@@ -142,7 +142,7 @@ class LocalRun(Workers):
             token = budget.activate()
             try:
                 with steady_gc():
-                    run_loop(self.arun())
+                    run_loop(self.arun(), interrupt=self.interrupts.ctrl_c_from_another_thread)
             finally:
                 budget.deactivate(token)
                 book.spend = report_budget(pipeline, budget)

@@ -1,0 +1,54 @@
+"""``pipeline.run`` called where an event loop already runs, as in a notebook cell (Jupyter
+runs cells inside its own loop): the run gets its loop in a helper thread and behaves as from
+a script. (Ctrl-C in that case: tests/faults/test_executor_ctrl_c.py, ``notebook``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from alambic.budget import Budget
+from alambic.llms import OpenAILLM
+from alambic.pipeline import Pipeline
+from alambic.steps import LoadDataFromDicts
+from alambic.steps.tasks import TextGeneration
+from alambic.testing.openai_server import OpenAITestServer
+
+
+def _pipeline(url: str, n: int) -> Pipeline:
+    with Pipeline(name="notebook") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(n)])
+        llm = OpenAILLM(model="test-model", base_url=url, max_concurrency=3)
+        load >> TextGeneration(name="gen", llm=llm, input_batch_size=4)
+    return pipeline
+
+
+def test_a_run_from_inside_a_running_loop_returns_its_rows(
+    openai_server: OpenAITestServer,
+) -> None:
+    pipeline = _pipeline(openai_server.base_url, 10)
+    caller = threading.current_thread()
+
+    async def cell() -> list[str | None]:
+        distiset = pipeline.run(use_cache=False, show_progress=False)
+        return list(distiset["default"]["train"]["generation"])
+
+    assert asyncio.run(cell()) == [f"reply to: question {i}" for i in range(10)]
+    assert threading.current_thread() is caller
+    assert openai_server.stats["total_requests"] == 10
+
+
+def test_the_budget_of_a_run_from_a_notebook_cell_holds(
+    openai_server: OpenAITestServer,
+) -> None:
+    """The run's budget lives in the caller's context; the helper thread's loop sees it."""
+    pipeline = _pipeline(openai_server.base_url, 30)
+
+    async def cell() -> None:
+        pipeline.run(show_progress=False, budget=Budget(requests=7))
+
+    asyncio.run(cell())
+    assert openai_server.stats["total_requests"] == 7
+    report = (pipeline.last_summary or {})["budget"]
+    assert report["total"]["requests"] == 7
+    assert "7 requests reached" in report["stopped"]
