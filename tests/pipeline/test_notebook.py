@@ -52,3 +52,23 @@ def test_the_budget_of_a_run_from_a_notebook_cell_holds(
     report = (pipeline.last_summary or {})["budget"]
     assert report["total"]["requests"] == 7
     assert "7 requests reached" in report["stopped"]
+
+
+def test_a_synchronous_generate_from_a_notebook_cell_runs_in_a_helper_thread() -> None:
+    from alambic.llms.fake import FakeLLM
+
+    threads: list[str] = []
+
+    def reply(messages: object, index: int) -> str:
+        threads.append(threading.current_thread().name)
+        return "ok"
+
+    llm = FakeLLM(reply_fn=reply)
+    llm.load()
+
+    async def cell() -> list[object]:
+        return list(llm.generate([[{"role": "user", "content": "hi"}]]))
+
+    out = asyncio.run(cell())
+    assert out[0]["generations"] == ["ok"]  # type: ignore[index]
+    assert threads == ["alambic-run-sync"]

@@ -45,20 +45,41 @@ def run_loop(coro: Coroutine[Any, Any, T], *, interrupt: Callable[[], None] | No
         asyncio.get_running_loop()
     except RuntimeError:
         return _new_loop(coro)
+    return _in_helper_thread(_new_loop, coro, "alambic-run", interrupt)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code and return its result."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    return _in_helper_thread(asyncio.run, coro, "alambic-run-sync", None)
+
+
+def _in_helper_thread(
+    run: Callable[[Coroutine[Any, Any, T]], T],
+    coro: Coroutine[Any, Any, T],
+    name: str,
+    interrupt: Callable[[], None] | None,
+) -> T:
+    """``run(coro)`` in a new thread, with this thread's context (a run's budget goes with
+    it), while this thread waits; a KeyboardInterrupt during the wait goes to ``interrupt``
+    (the wait then goes on) or, without one, is raised."""
     result: list[T] = []
     error: list[BaseException] = []
     done = threading.Event()
-    context = contextvars.copy_context()  # the run's budget and settings go with it
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            result.append(context.run(_new_loop, coro))
+            result.append(context.run(run, coro))
         except BaseException as exc:  # re-raised in the caller's thread below
             error.append(exc)
         finally:
             done.set()
 
-    threading.Thread(target=target, name="alambic-run", daemon=True).start()
+    threading.Thread(target=target, name=name, daemon=True).start()
     # an Event, not Thread.join: a join interrupted by KeyboardInterrupt can mark a thread
     # that still runs as finished (CPython 3.11)
     while not done.is_set():
@@ -68,30 +89,6 @@ def run_loop(coro: Coroutine[Any, Any, T], *, interrupt: Callable[[], None] | No
             if interrupt is None:
                 raise
             interrupt()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code and return its result."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="alambic-run-sync", daemon=True)
-    thread.start()
-    thread.join()
     if error:
         raise error[0]
     return result[0]
