@@ -320,7 +320,7 @@ def test_an_https_api_gets_every_sdk_header() -> None:
     """The decision is the base URL's: an https:// LLM sends no ``Omit`` at all."""
     llm = OpenAILLM(model="m", base_url="https://api.example.invalid/v1", api_key="k")
     client = llm.sdk().AsyncOpenAI(api_key="k", base_url="https://api.example.invalid/v1")
-    assert llm._request_headers(client) == {}
+    assert llm._route_chat(client)[1] == {}
     local = OpenAILLM(model="m", base_url="http://127.0.0.1:1/v1", api_key="k")
-    omitted = sorted(n.lower() for n in local._request_headers(client))
+    omitted = sorted(n.lower() for n in local._route_chat(client)[1])
     assert omitted == sorted(n.decode().rstrip(":") for n in PLATFORM_HEADERS)

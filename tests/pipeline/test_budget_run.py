@@ -14,37 +14,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tests.pipeline.priced_pipeline import priced_pipeline
 
 from alambic.budget import Budget
-from alambic.llms import OpenAILLM
-from alambic.pipeline import Pipeline
-from alambic.steps import LoadDataFromDicts
-from alambic.steps.tasks import TextGeneration
 from alambic.testing.openai_server import OpenAITestServer
 
 SCRIPT = Path(__file__).with_name("budget_script.py")
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def _pipeline(url: str, n: int) -> Pipeline:
-    with Pipeline(name="budget") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": f"question {i} " * 3} for i in range(n)])
-        llm = OpenAILLM(
-            model="test-model",
-            base_url=url,
-            max_concurrency=3,
-            generation_kwargs={"max_new_tokens": 4},
-            price_per_million_input=3,
-            price_per_million_output=15,
-        )
-        load >> TextGeneration(name="gen", llm=llm, input_batch_size=4)
-    return pipeline
-
-
 def test_request_budget_sends_exactly_k_then_a_higher_one_finishes(
     openai_server: OpenAITestServer,
 ) -> None:
-    pipeline = _pipeline(openai_server.base_url, 30)
+    pipeline = priced_pipeline(openai_server.base_url, 30)
     pipeline.run(show_progress=False, budget=Budget(requests=11))
     report = (pipeline.last_summary or {})["budget"]
     assert openai_server.stats["total_requests"] == 11
@@ -65,7 +47,7 @@ def test_request_budget_sends_exactly_k_then_a_higher_one_finishes(
 def test_cost_shown_is_the_servers_usage_times_the_prices(
     openai_server: OpenAITestServer,
 ) -> None:
-    pipeline = _pipeline(openai_server.base_url, 12)
+    pipeline = priced_pipeline(openai_server.base_url, 12)
     pipeline.run(show_progress=False, budget=1.0)
     stats = openai_server.stats
     report = (pipeline.last_summary or {})["budget"]
@@ -81,7 +63,7 @@ def test_cost_shown_is_the_servers_usage_times_the_prices(
 def test_usd_budget_stops_before_the_request_that_could_pass_it(
     openai_server: OpenAITestServer,
 ) -> None:
-    pipeline = _pipeline(openai_server.base_url, 40)
+    pipeline = priced_pipeline(openai_server.base_url, 40)
     # a request's worst case: its prompt's bytes (< 60 with framing) at $3/M, 4 tokens at $15/M
     worst = (Decimal(60) * 3 + Decimal(4) * 15) / 10**6
     cap = worst * 10
@@ -133,7 +115,7 @@ def test_budget_survives_sigkill_then_rerun_exactly_k(
 
 
 def test_spend_without_a_budget_in_summary_and_card(openai_server: OpenAITestServer) -> None:
-    pipeline = _pipeline(openai_server.base_url, 9)
+    pipeline = priced_pipeline(openai_server.base_url, 9)
     distiset = pipeline.run(show_progress=False)
     stats = openai_server.stats
     summary = pipeline.last_summary or {}

@@ -7,32 +7,23 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from tests.pipeline.priced_pipeline import priced_pipeline
+
 from alambic.budget import Budget
-from alambic.llms import OpenAILLM
-from alambic.pipeline import Pipeline
-from alambic.steps import LoadDataFromDicts
-from alambic.steps.tasks import TextGeneration
 from alambic.testing.openai_server import OpenAITestServer
-
-
-def _pipeline(url: str, n: int) -> Pipeline:
-    with Pipeline(name="notebook") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": f"question {i}"} for i in range(n)])
-        llm = OpenAILLM(model="test-model", base_url=url, max_concurrency=3)
-        load >> TextGeneration(name="gen", llm=llm, input_batch_size=4)
-    return pipeline
 
 
 def test_a_run_from_inside_a_running_loop_returns_its_rows(
     openai_server: OpenAITestServer,
 ) -> None:
-    pipeline = _pipeline(openai_server.base_url, 10)
+    pipeline = priced_pipeline(openai_server.base_url, 10, "notebook")
     caller = threading.current_thread()
 
     async def cell() -> list[str | None]:
         distiset = pipeline.run(use_cache=False, show_progress=False)
         return list(distiset["default"]["train"]["generation"])
 
+    # 4 output tokens at most: the reply is cut after "reply to: question i"
     assert asyncio.run(cell()) == [f"reply to: question {i}" for i in range(10)]
     assert threading.current_thread() is caller
     assert openai_server.stats["total_requests"] == 10
@@ -42,7 +33,7 @@ def test_the_budget_of_a_run_from_a_notebook_cell_holds(
     openai_server: OpenAITestServer,
 ) -> None:
     """The run's budget lives in the caller's context; the helper thread's loop sees it."""
-    pipeline = _pipeline(openai_server.base_url, 30)
+    pipeline = priced_pipeline(openai_server.base_url, 30, "notebook")
 
     async def cell() -> None:
         pipeline.run(show_progress=False, budget=Budget(requests=7))

@@ -101,8 +101,7 @@ class OpenAILLM(BatchAPILLM):
 
     _cache_exclude: ClassVar[frozenset[str]] = BatchAPILLM._cache_exclude | {"lean_http"}
     _schema_as_json_object: bool = False
-    _chat_url: str | None = None
-    _chat_headers: dict[str, Any] | None = None
+    _chat_route: tuple[str, dict[str, Any]] | None = None
 
     batch_endpoint: ClassVar[str] = "/v1/chat/completions"
     """The ``url`` of a batch line and the job's ``endpoint``, as this API names them."""
@@ -196,50 +195,44 @@ class OpenAILLM(BatchAPILLM):
         # deep copy of its default sentinel per request (measured: 45% of building the options)
         # and the idempotency key (else a uuid4, an os.urandom call, per request) is as unique
         client = self._client()
+        path, headers = self._chat_route or self._route_chat(client)
         return await client.post(
-            self._chat_path(client),
+            path,
             body=body,
             cast_to=sdk_response_type(),
             options={
-                "headers": self._request_headers(client),
+                "headers": headers,
                 "max_retries": 0,
                 "timeout": client.timeout,
                 "idempotency_key": f"{_KEY_PREFIX}{next(_KEY_NUMBERS)}",
             },
         )
 
-    def _chat_path(self, client: Any) -> str:
-        """The chat endpoint as the SDK's ``post`` takes it. For the SDK's own client, the
-        absolute URL: ``post`` then skips joining the base URL and the path (a URL parse and
-        copy, ~30 us a request). Its subclasses (Azure's) rewrite relative paths, so they
-        get the path. Decided once: every client of an LLM has its class and base URL."""
-        url = self._chat_url
-        if url is None:
-            plain = type(client) is self.sdk().AsyncOpenAI
-            url = self._chat_url = f"{client.base_url}chat/completions" if plain else ""
-        return url or "/chat/completions"
+    def _route_chat(self, client: Any) -> tuple[str, dict[str, Any]]:
+        """Where a chat request goes and the headers it adds to (or, ``Omit``, removes from)
+        the client's; decided once, as every client of an LLM has its class and base URL.
 
-    def _request_headers(self, client: Any) -> dict[str, Any]:
-        """The headers a chat request adds to (or, ``Omit``, removes from) the client's.
-
-        Through the lean transport (a plain-HTTP server: vLLM, SGLang, llama.cpp, TGI,
-        Ollama), the SDK's description of this machine is left out: its seven
-        ``X-Stainless-*`` platform headers (OS, architecture, runtime, versions). No such
-        server reads them, and building, copying and sending them cost 5-10% of the client's
-        CPU per request (W7). The per-request ones (retry count, read timeout) stay; APIs
-        over ``https://`` get every header. Decided once, like the chat URL."""
-        headers = self._chat_headers
-        if headers is None:
-            headers = {}
-            if self.lean_http and self.resolved_base_url().startswith("http://"):
-                omit = self.sdk().Omit()
-                headers = {
-                    name: omit
-                    for name in client.default_headers
-                    if name.lower().startswith("x-stainless-")
-                }
-            self._chat_headers = headers
-        return headers
+        - The path: for the SDK's own client, the absolute URL (``post`` then skips joining
+          the base URL and the path: a URL parse and copy, ~30 us a request). Its subclasses
+          (Azure's) rewrite relative paths, so they get the path.
+        - The headers: through the lean transport (a plain-HTTP server: vLLM, SGLang,
+          llama.cpp, TGI, Ollama), the SDK's description of this machine is left out, its
+          seven ``X-Stainless-*`` platform headers (OS, architecture, runtime, versions). No
+          such server reads them, and building, copying and sending them cost 5-10% of the
+          client's CPU per request (W7). The per-request ones (retry count, read timeout)
+          stay; APIs over ``https://`` get every header."""
+        plain = type(client) is self.sdk().AsyncOpenAI
+        path = f"{client.base_url}chat/completions" if plain else "/chat/completions"
+        headers: dict[str, Any] = {}
+        if self.lean_http and self.resolved_base_url().startswith("http://"):
+            omit = self.sdk().Omit()
+            headers = {
+                name: omit
+                for name in client.default_headers
+                if name.lower().startswith("x-stainless-")
+            }
+        self._chat_route = (path, headers)
+        return path, headers
 
     def supports_native_structured_output(self, spec: StructuredSpec) -> bool:
         """OpenAI-compatible servers take ``response_format`` json_schema (vLLM and

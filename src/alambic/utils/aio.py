@@ -41,31 +41,28 @@ def run_loop(coro: Coroutine[Any, Any, T], *, interrupt: Callable[[], None] | No
     loop), ``coro`` gets its loop in a helper thread while this thread waits for it. A Ctrl-C
     meanwhile (the notebook's interrupt button) is handed to ``interrupt``, which stops the
     run as a Ctrl-C on a terminal does, and the wait goes on until the run has ended."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _new_loop(coro)
-    return _in_helper_thread(_new_loop, coro, "alambic-run", interrupt)
+    return _run(_new_loop, coro, "alambic-run", interrupt)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code and return its result."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    return _in_helper_thread(asyncio.run, coro, "alambic-run-sync", None)
+    return _run(asyncio.run, coro, "alambic-run-sync", None)
 
 
-def _in_helper_thread(
+def _run(
     run: Callable[[Coroutine[Any, Any, T]], T],
     coro: Coroutine[Any, Any, T],
     name: str,
     interrupt: Callable[[], None] | None,
 ) -> T:
-    """``run(coro)`` in a new thread, with this thread's context (a run's budget goes with
-    it), while this thread waits; a KeyboardInterrupt during the wait goes to ``interrupt``
-    (the wait then goes on) or, without one, is raised."""
+    """``run(coro)`` here when no loop runs in this thread; else in a new thread named
+    ``name``, with this thread's context (a run's budget goes with it), while this thread
+    waits. A KeyboardInterrupt during the wait goes to ``interrupt`` (the wait then goes
+    on) or, without one, is raised."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run(coro)
     result: list[T] = []
     error: list[BaseException] = []
     done = threading.Event()
