@@ -395,3 +395,32 @@ def test_one_wave_of_429s_lowers_the_pace_once() -> None:
     for _ in range(25 * 10):
         bucket.speed_up()
     assert bucket.rate == pytest.approx(100.0)  # back to the budget, never above
+
+
+def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others() -> None:
+    """A loop stalled past the grace (a loaded machine) runs the first request's error and the
+    grace's end in one turn: the error is seen first, and the others wait while it is retried
+    (else they would all go to a server that has just refused)."""
+    scheduler = make(probe_grace_s=0.2)
+    order: list[str] = []
+
+    async def probe() -> str:
+        order.append(f"probe {len(order) + 1}")
+        await asyncio.sleep(0.01)
+        if len(order) == 1:
+            raise Boom(ErrorKind.SERVER)
+        return "p"
+
+    async def other() -> str:
+        order.append("other")
+        return "o"
+
+    async def main() -> list[str]:
+        first = asyncio.ensure_future(scheduler.run(probe))
+        await asyncio.sleep(0)  # the first request is out
+        second = asyncio.ensure_future(scheduler.run(other))
+        asyncio.get_running_loop().call_later(0.005, time.sleep, 0.3)  # a stall past the grace
+        return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(main()) == ["p", "o"]
+    assert order == ["probe 1", "probe 2", "other"]

@@ -126,6 +126,16 @@ class OpenAILLM(BatchAPILLM):
             timeout=self.timeout or 120.0,
         )
 
+    def load(self) -> None:
+        super().load()
+        if self._spare is not None:
+            # The chat route, and with it the SDK's description of this machine, decided
+            # while loading: the SDK's first request would otherwise find the platform in a
+            # thread (`uname -p` in a subprocess), which on a loaded machine outlasted the
+            # first request's grace, so requests queued behind it went to a closed port too.
+            self._spare.platform_headers()
+            self._route_chat(self._spare)
+
     def resolved_base_url(self) -> str:
         return super().resolved_base_url() or ""
 

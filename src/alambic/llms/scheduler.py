@@ -215,7 +215,7 @@ class RequestScheduler:
         self._tpm_learned = False
         self._hold_until = 0.0
         self._probe: asyncio.Event | None = None
-        self._probe_timer: asyncio.TimerHandle | None = None
+        self._probe_timer: asyncio.Handle | None = None
         self._warm = False
         self._pace_lock: asyncio.Lock | None = None
         self.shared_budget: SharedBudget | None = None
@@ -291,7 +291,7 @@ class RequestScheduler:
             if self._probe is None:
                 self._probe = asyncio.Event()
                 self._probe_timer = asyncio.get_running_loop().call_later(
-                    self.limits.probe_grace_s, self._probe.set
+                    self.limits.probe_grace_s, self._grace_over
                 )
                 probe = True
             else:
@@ -306,6 +306,13 @@ class RequestScheduler:
                 if self._probe_timer is not None:
                     self._probe_timer.cancel()
                     self._probe_timer = None
+
+    def _grace_over(self) -> None:
+        """The first request's grace ran out: the others leave one turn of the loop later, so
+        that an answer already arrived (a loop stalled for the whole grace runs both in one
+        turn) is seen first, and an error among them keeps them waiting as it should."""
+        assert self._probe is not None
+        self._probe_timer = asyncio.get_running_loop().call_soon(self._probe.set)
 
     async def _run(
         self,
