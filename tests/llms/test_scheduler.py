@@ -424,3 +424,30 @@ def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others
 
     assert asyncio.run(main()) == ["p", "o"]
     assert order == ["probe 1", "probe 2", "other"]
+
+
+def test_the_first_request_announces_its_grace_as_idle_time() -> None:
+    """While the first request goes alone the loop waits: the scheduler says so, once, with
+    the grace (the executor imports the dataset writer's modules meanwhile)."""
+    from alambic.utils.idle import on_idle_ahead
+
+    scheduler = make(probe_grace_s=0.05)
+
+    async def attempt() -> str:
+        await asyncio.sleep(0.01)
+        return "ok"
+
+    async def main() -> tuple[list[str], list[float]]:
+        heard: list[float] = []
+        stop = on_idle_ahead(asyncio.get_running_loop(), heard.append)
+        first = asyncio.ensure_future(scheduler.run(attempt))
+        await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(scheduler.run(attempt)) for _ in range(5)]
+        results = await asyncio.gather(first, *rest)
+        await scheduler.run(attempt)  # later requests announce nothing
+        stop()
+        return list(results), heard
+
+    results, heard = asyncio.run(main())
+    assert results == ["ok"] * 6
+    assert heard == [0.05]

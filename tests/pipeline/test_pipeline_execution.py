@@ -332,7 +332,7 @@ def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.Monkey
 
     async def main() -> None:
         stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
-        await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
+        await asyncio.sleep(0.8)  # waiting on requests: the loop thread uses ~no CPU
         stop()
 
     asyncio.run(main())
@@ -359,13 +359,56 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
                 pass
             await asyncio.sleep(0)
         seen.append(list(started))
-        await asyncio.sleep(0.4)  # idle again
+        await asyncio.sleep(0.8)  # idle again, for longer than RESULT_IDLE_TICKS ticks
         stop()
 
     asyncio.run(main())
     assert executor._warm_up is not None
     executor._warm_up.join(5)
     assert seen == [[1]]
+    assert started == [1, 2]
+
+
+def test_an_announced_wait_starts_the_writers_at_once_and_holds_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the request scheduler announces its first request's grace: the writer's imports start
+    # at once (no tick to wait for), ``datasets`` not during the wait (a burst follows it),
+    # nor in a short idle moment after it, only once the loop stays idle
+    import asyncio
+    import time
+
+    from alambic.utils.idle import idle_ahead
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+    seen: list[list[int]] = []
+
+    async def main() -> None:
+        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        idle_ahead(0.3)
+        assert executor._warm_up is not None
+        executor._warm_up.join(5)
+        seen.append(list(started))  # at once
+        await asyncio.sleep(0.35)  # the announced wait: idle, yet nothing more starts
+        seen.append(list(started))
+        for _ in range(4):  # the burst after it: busy
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                pass
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.15)  # a short idle moment (its first answers not back yet)
+        for _ in range(3):  # busy again
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                pass
+            await asyncio.sleep(0)
+        seen.append(list(started))
+        await asyncio.sleep(0.8)  # the tail: idle
+        stop()
+
+    asyncio.run(main())
+    executor._warm_up.join(5)
+    assert seen == [[1], [1], [1]]
     assert started == [1, 2]
 
 

@@ -35,6 +35,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from alambic.utils.deadline import within
+
 _SKIPPED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _MAX_IDLE_PER_HOST = 16_384
 """Idle connections kept per server. A connection is only opened when none is idle, so the
@@ -144,17 +146,6 @@ async def _exchange(
     return status, raw, body_bytes, keep_alive
 
 
-_timeout: Any = getattr(asyncio, "timeout", None)
-
-
-async def _bounded(awaitable: Any, seconds: float | None) -> Any:
-    """``await awaitable`` within ``seconds`` (no task per call on Python >= 3.11)."""
-    if _timeout is not None:
-        async with _timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)
-
-
 def _seconds(timeouts: Mapping[str, Any], name: str) -> float | None:
     value = timeouts.get(name)
     return float(value) if value is not None else None
@@ -185,7 +176,7 @@ def lean_transport_class(http: Any) -> Any:
             key = (url.host, url.port or 80)
             conn = await self._checkout(key, _seconds(timeouts, "connect"), request)
             try:
-                status, headers, body, keep_alive = await _bounded(
+                status, headers, body, keep_alive = await within(
                     _exchange(conn, request, url), _seconds(timeouts, "read")
                 )
             except (TimeoutError, asyncio.TimeoutError) as exc:
@@ -233,7 +224,7 @@ def lean_transport_class(http: Any) -> Any:
                     return conn
                 conn.close()  # closed by the server while idle: nothing was sent on it
             try:
-                reader, writer = await _bounded(
+                reader, writer = await within(
                     asyncio.open_connection(key[0], key[1]), connect_timeout
                 )
             except (TimeoutError, asyncio.TimeoutError) as exc:

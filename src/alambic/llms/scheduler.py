@@ -73,13 +73,14 @@ from alambic.llms.rate_limit_headers import (
 )
 from alambic.redaction import redact
 from alambic.spending import RunStopping
+from alambic.utils.deadline import SUPPORTED as _DEADLINES
+from alambic.utils.deadline import Deadline
+from alambic.utils.idle import idle_ahead
 
 if TYPE_CHECKING:
     from alambic.budget import Ticket
 
 T = TypeVar("T")
-
-_timeout: Any = getattr(asyncio, "timeout", None)
 
 #: The first backoff of a 429 when the adaptive limit sees no overload (at most
 #: ``backoff_base``; doubling from there if the same request is refused again).
@@ -294,6 +295,7 @@ class RequestScheduler:
                     self.limits.probe_grace_s, self._grace_over
                 )
                 probe = True
+                idle_ahead(self.limits.probe_grace_s)
             else:
                 await self._probe.wait()
         try:
@@ -358,8 +360,8 @@ class RequestScheduler:
                     counters.max_in_flight = counters.in_flight
                 started = time.monotonic()
                 try:
-                    if _timeout is not None:  # no task per attempt (Python >= 3.11)
-                        async with _timeout(limits.timeout):
+                    if _DEADLINES:  # no task nor timer per attempt (Python >= 3.11)
+                        async with Deadline(limits.timeout):
                             result = await attempt()
                     else:
                         result = await asyncio.wait_for(attempt(), limits.timeout)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from alambic import settings
+from alambic.utils.idle import on_idle_ahead
 
 logger = logging.getLogger("alambic")
 
@@ -68,6 +69,12 @@ def _warm_up_outputs() -> None:
     _warm_up_result()
 
 
+RESULT_IDLE_TICKS = 3
+"""Idle ticks in a row (100 ms each) before ``datasets`` is imported in a thread. W7 (2,000
+requests answering in 0.5-1.5 s) idles for a tick or two between its first burst and their
+answers, and an import started then ran on into the busy loop (1.1-1.4 s of it)."""
+
+
 class WarmUp:
     """Starts the writers' imports in a thread once the event loop is mostly idle."""
 
@@ -90,31 +97,52 @@ class WarmUp:
         two share the GIL, and the loop then waits up to a switch interval for it after every
         socket operation (measured: -10% rows/s on W1). There the imports happen when first
         needed, on the loop, as one short stall. Idle means the loop thread used under half of
-        a 100 ms tick's CPU. The writer's imports go at the first idle tick; ``datasets``
-        (0.5 s of CPU, needed only once the run ends) at the next one after them, which
-        against a slow API is the tail of the run: not while the loop keeps 2,000 requests
-        in flight.
+        a 100 ms tick's CPU, or that code about to wait said so (``alambic.utils.idle``: the
+        request scheduler's first request, alone for up to half a second, which the writer's
+        imports fit in). The writer's imports go at the first idle tick; ``datasets``
+        (0.5 s of CPU, needed only once the run ends) after them, once the loop has been idle
+        for ``RESULT_IDLE_TICKS`` ticks in a row, which against a slow API is the tail of the
+        run: not while the loop keeps 2,000 requests in flight, nor in the moment between a
+        burst of requests sent and their first answers.
         """
         last = [time.monotonic(), time.thread_time()]
+        quiet, quiet_ticks = [0.0], [0]
         handle: list[asyncio.TimerHandle] = []
+
+        def idle_ahead(seconds: float) -> None:
+            # told that the loop is about to wait (the first request's grace): the writer's
+            # imports start now instead of at a quiet tick, and nothing else starts before the
+            # wait is over (a burst of requests may follow it)
+            quiet[0] = time.monotonic() + seconds
+            if self.thread is None and not _outputs_imported():
+                self._start(_warm_up_writer)
 
         def tick() -> None:
             now, cpu = time.monotonic(), time.thread_time()
-            busy = (cpu - last[1]) / max(now - last[0], 1e-6)
+            since = last[0]
+            busy = (cpu - last[1]) / max(now - since, 1e-6)
             last[:] = [now, cpu]
             if _outputs_imported() or self._result_started:
                 return
-            if busy < 0.5 and not self.busy():
-                if self.thread is None:
-                    self._start(_warm_up_writer)
-                else:
-                    self._result_started = True
-                    self._start(_warm_up_result)
-                    return
+            # a tick measured (in part) during an announced wait says nothing of after it
+            idle = busy < 0.5 and not self.busy() and since >= quiet[0]
+            quiet_ticks[0] = quiet_ticks[0] + 1 if idle else 0
+            if idle and self.thread is None:
+                self._start(_warm_up_writer)
+            elif quiet_ticks[0] >= RESULT_IDLE_TICKS:
+                self._result_started = True
+                self._start(_warm_up_result)
+                return
             handle[:] = [loop.call_later(0.1, tick)]
 
         handle.append(loop.call_later(0.1, tick))
-        return lambda: handle[-1].cancel()
+        stop_listening = on_idle_ahead(loop, idle_ahead)
+
+        def stop() -> None:
+            handle[-1].cancel()
+            stop_listening()
+
+        return stop
 
     def start_now(self) -> None:
         """Import at once in a thread (while local models load: the loop will not be idle
