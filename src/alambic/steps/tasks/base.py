@@ -174,8 +174,12 @@ class _Task(_Step):
             )
         try:
             # built-in tasks' format_output returns None columns; this variant keeps the reason
-            parse = getattr(self, "format_output_or_raise", self.format_output)
-            formatted = parse(text, row)
+            # looked up on the class: on the instance, a task without it went through
+            # pydantic's attribute fallback and a caught AttributeError for every reply
+            strict = getattr(type(self), "format_output_or_raise", None)
+            formatted = (
+                strict(self, text, row) if strict is not None else self.format_output(text, row)
+            )
         except Exception as exc:  # a reply the parser cannot read is a failed row, not a crash
             return dict.fromkeys(columns), error_entry(ErrorKind.FORMAT_OUTPUT, exc, type=exc)
         if not isinstance(formatted, dict):
