@@ -426,15 +426,17 @@ def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others
     assert order == ["probe 1", "probe 2", "other"]
 
 
-def test_the_first_request_announces_its_grace_as_idle_time() -> None:
+@pytest.mark.parametrize("first_reply_s", [0.01, 0.1])  # before / after the grace ends
+def test_the_first_request_announces_its_grace_as_idle_time(first_reply_s: float) -> None:
     """While the first request goes alone the loop waits: the scheduler says so, once, with
-    the grace (the executor imports the dataset writer's modules meanwhile)."""
+    the grace (the executor imports the dataset writer's modules meanwhile), and says when
+    the wait is over (0), whichever comes first of the reply and the grace's end."""
     from alambic.utils.idle import on_idle_ahead
 
     scheduler = make(probe_grace_s=0.05)
 
     async def attempt() -> str:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(first_reply_s)
         return "ok"
 
     async def main() -> tuple[list[str], list[float]]:
@@ -450,4 +452,4 @@ def test_the_first_request_announces_its_grace_as_idle_time() -> None:
 
     results, heard = asyncio.run(main())
     assert results == ["ok"] * 6
-    assert heard == [0.05]
+    assert heard == [0.05, 0.0]

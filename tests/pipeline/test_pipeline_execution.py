@@ -386,10 +386,11 @@ def test_an_announced_wait_starts_the_writers_at_once_and_holds_the_rest(
     async def main() -> None:
         stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
         idle_ahead(0.3)
+        await asyncio.sleep(0.06)  # idle: the writer's imports start (no tick to wait for)
         assert executor._warm_up is not None
         executor._warm_up.join(5)
-        seen.append(list(started))  # at once
-        await asyncio.sleep(0.35)  # the announced wait: idle, yet nothing more starts
+        seen.append(list(started))
+        await asyncio.sleep(0.3)  # the rest of the announced wait: idle, nothing more starts
         seen.append(list(started))
         for _ in range(4):  # the burst after it: busy
             end = time.monotonic() + 0.1
@@ -409,6 +410,40 @@ def test_an_announced_wait_starts_the_writers_at_once_and_holds_the_rest(
     asyncio.run(main())
     executor._warm_up.join(5)
     assert seen == [[1], [1], [1]]
+    assert started == [1, 2]
+
+
+def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a fast server: the first reply is back in milliseconds and the loop computes again, so
+    # an import in a thread would only slow it; it waits for the loop to idle
+    import asyncio
+    import time
+
+    from alambic.utils.idle import idle_ahead
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+    seen: list[list[int]] = []
+
+    async def main() -> None:
+        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        idle_ahead(0.5)
+        await asyncio.sleep(0.005)
+        idle_ahead(0.0)  # the first reply is back: the wait is over
+        for _ in range(6):  # busy, for 0.3 s
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                pass
+            await asyncio.sleep(0)
+        seen.append(list(started))
+        await asyncio.sleep(0.8)  # then idle
+        stop()
+
+    asyncio.run(main())
+    assert executor._warm_up is not None
+    executor._warm_up.join(5)
+    assert seen == [[]]
     assert started == [1, 2]
 
 

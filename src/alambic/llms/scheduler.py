@@ -304,7 +304,9 @@ class RequestScheduler:
             if probe:
                 self._warm = True
                 assert self._probe is not None
-                self._probe.set()
+                if not self._probe.is_set():
+                    self._probe.set()
+                    idle_ahead(0.0)  # the wait is over: the others go now
                 if self._probe_timer is not None:
                     self._probe_timer.cancel()
                     self._probe_timer = None
@@ -314,7 +316,14 @@ class RequestScheduler:
         that an answer already arrived (a loop stalled for the whole grace runs both in one
         turn) is seen first, and an error among them keeps them waiting as it should."""
         assert self._probe is not None
-        self._probe_timer = asyncio.get_running_loop().call_soon(self._probe.set)
+        self._probe_timer = asyncio.get_running_loop().call_soon(self._release_waiting)
+
+    def _release_waiting(self) -> None:
+        assert self._probe is not None
+        self._probe_timer = None
+        if not self._probe.is_set():
+            self._probe.set()
+            idle_ahead(0.0)  # the wait is over: the others go now
 
     async def _run(
         self,

@@ -28,8 +28,8 @@ def on_idle_ahead(
     loop: asyncio.AbstractEventLoop, callback: Callable[[float], None]
 ) -> Callable[[], None]:
     """Call ``callback(seconds)`` (in the loop's thread) whenever ``loop`` is about to idle
-    for up to ``seconds``, after which it may be busy again; returns the function that stops
-    listening."""
+    for up to ``seconds``, after which it may be busy again, and ``callback(0.0)`` when such a
+    wait is over; returns the function that stops listening."""
     callbacks = _listeners.setdefault(loop, [])
     callbacks.append(callback)
 
@@ -42,7 +42,8 @@ def on_idle_ahead(
 
 def idle_ahead(seconds: float) -> None:
     """Tell the listeners of the running loop that it is about to wait for up to ``seconds``
-    (for a reply), after which it may get busy."""
+    (for a reply), after which it may get busy; ``0`` says that the wait is over (earlier
+    than announced, or now)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

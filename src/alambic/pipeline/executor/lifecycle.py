@@ -69,6 +69,11 @@ def _warm_up_outputs() -> None:
     _warm_up_result()
 
 
+IDLE_CONFIRM_S = 0.03
+"""How long an announced wait must last before the writer's imports start in a thread: a
+fast server's first reply (milliseconds) ends it and the loop is busy again, and the imports
+then wait for a quiet tick as without the announcement."""
+
 RESULT_IDLE_TICKS = 3
 """Idle ticks in a row (100 ms each) before ``datasets`` is imported in a thread. W7 (2,000
 requests answering in 0.5-1.5 s) idles for a tick or two between its first burst and their
@@ -106,15 +111,23 @@ class WarmUp:
         burst of requests sent and their first answers.
         """
         last = [time.monotonic(), time.thread_time()]
-        quiet, quiet_ticks = [0.0], [0]
+        quiet, quiet_ticks, waiting = [0.0], [0], [False]
         handle: list[asyncio.TimerHandle] = []
 
         def idle_ahead(seconds: float) -> None:
-            # told that the loop is about to wait (the first request's grace): the writer's
-            # imports start now instead of at a quiet tick, and nothing else starts before the
-            # wait is over (a burst of requests may follow it)
-            quiet[0] = time.monotonic() + seconds
-            if self.thread is None and not _outputs_imported():
+            # told that the loop is about to wait (the first request's grace): nothing starts
+            # at a quiet tick before the wait is over (a burst of requests may follow it),
+            # and the writer's imports start within it, unless it is over at once (0: over)
+            now = time.monotonic()
+            waiting[0] = seconds > 0
+            quiet[0] = now + max(seconds, 0.0)
+            if waiting[0] and self.thread is None and not _outputs_imported():
+                loop.call_later(IDLE_CONFIRM_S, confirm_idle)
+
+        def confirm_idle() -> None:
+            # a fast server answered meanwhile and the loop is busy again: an import in a
+            # thread now would slow every request (the quiet ticks decide instead)
+            if waiting[0] and self.thread is None and not _outputs_imported():
                 self._start(_warm_up_writer)
 
         def tick() -> None:
