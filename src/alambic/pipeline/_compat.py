@@ -48,6 +48,8 @@ def derive_pipeline_name(depth: int = 2) -> str:
 
 def missing_requirements(requirements: list[str]) -> list[str]:
     """The PEP 508 requirement strings of ``requirements`` not satisfied here."""
+    if not requirements:  # most pipelines: no parser to import before the run can start
+        return []
     from packaging.requirements import InvalidRequirement, Requirement
 
     missing = []
