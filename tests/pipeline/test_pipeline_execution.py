@@ -332,7 +332,7 @@ def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.Monkey
 
     async def main() -> None:
         stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
-        await asyncio.sleep(0.8)  # waiting on requests: the loop thread uses ~no CPU
+        await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
         stop()
 
     asyncio.run(main())
@@ -359,7 +359,7 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
                 pass
             await asyncio.sleep(0)
         seen.append(list(started))
-        await asyncio.sleep(0.8)  # idle again, for longer than RESULT_IDLE_TICKS ticks
+        await asyncio.sleep(0.4)  # idle again
         stop()
 
     asyncio.run(main())
@@ -369,12 +369,12 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
     assert started == [1, 2]
 
 
-def test_an_announced_wait_starts_the_writers_at_once_and_holds_the_rest(
+def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the request scheduler announces its first request's grace: the writer's imports start
-    # at once (no tick to wait for), ``datasets`` not during the wait (a burst follows it),
-    # nor in a short idle moment after it, only once the loop stays idle
+    # within it (no quiet tick to wait for), ``datasets`` not during the wait (a burst
+    # follows it), nor in a short idle moment after it, only once the loop stays idle
     import asyncio
     import time
 

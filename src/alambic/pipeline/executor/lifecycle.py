@@ -75,9 +75,11 @@ fast server's first reply (milliseconds) ends it and the loop is busy again, and
 then wait for a quiet tick as without the announcement."""
 
 RESULT_IDLE_TICKS = 3
-"""Idle ticks in a row (100 ms each) before ``datasets`` is imported in a thread. W7 (2,000
-requests answering in 0.5-1.5 s) idles for a tick or two between its first burst and their
-answers, and an import started then ran on into the busy loop (1.1-1.4 s of it)."""
+"""Idle ticks in a row (100 ms each) before ``datasets`` is imported in a thread, after the
+writer's imports were done within an announced wait. W7 (2,000 requests answering in
+0.5-1.5 s) idles for a tick or two between its first burst and their answers, and an import
+started then ran on into the busy loop (1.1-1.4 s of it). Elsewhere one idle tick will do
+(a short run's tail is short: W5's lasts a few ticks)."""
 
 
 class WarmUp:
@@ -104,14 +106,15 @@ class WarmUp:
         needed, on the loop, as one short stall. Idle means the loop thread used under half of
         a 100 ms tick's CPU, or that code about to wait said so (``alambic.utils.idle``: the
         request scheduler's first request, alone for up to half a second, which the writer's
-        imports fit in). The writer's imports go at the first idle tick; ``datasets``
-        (0.5 s of CPU, needed only once the run ends) after them, once the loop has been idle
-        for ``RESULT_IDLE_TICKS`` ticks in a row, which against a slow API is the tail of the
-        run: not while the loop keeps 2,000 requests in flight, nor in the moment between a
-        burst of requests sent and their first answers.
+        imports fit in). The writer's imports go at the first idle tick; ``datasets`` (0.5 s
+        of CPU, needed only once the run ends) at the next one after them, which against a
+        slow API is the tail of the run: not while the loop keeps 2,000 requests in flight.
+        Where the writer's imports were done within an announced wait, a burst of requests
+        follows, then a lull before their first answers: there ``datasets`` waits for
+        ``RESULT_IDLE_TICKS`` idle ticks in a row.
         """
         last = [time.monotonic(), time.thread_time()]
-        quiet, quiet_ticks, waiting = [0.0], [0], [False]
+        quiet, quiet_ticks, waiting, result_after = [0.0], [0], [False], [1]
         handle: list[asyncio.TimerHandle] = []
 
         def idle_ahead(seconds: float) -> None:
@@ -129,6 +132,7 @@ class WarmUp:
             # thread now would slow every request (the quiet ticks decide instead)
             if waiting[0] and self.thread is None and not _outputs_imported():
                 self._start(_warm_up_writer)
+                result_after[0] = RESULT_IDLE_TICKS  # a burst follows, then maybe a lull
 
         def tick() -> None:
             now, cpu = time.monotonic(), time.thread_time()
@@ -142,7 +146,7 @@ class WarmUp:
             quiet_ticks[0] = quiet_ticks[0] + 1 if idle else 0
             if idle and self.thread is None:
                 self._start(_warm_up_writer)
-            elif quiet_ticks[0] >= RESULT_IDLE_TICKS:
+            elif quiet_ticks[0] >= result_after[0]:
                 self._result_started = True
                 self._start(_warm_up_result)
                 return
