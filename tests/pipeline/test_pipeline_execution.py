@@ -4,6 +4,8 @@ and ``dry_run``."""
 
 from __future__ import annotations
 
+import time
+import types
 from typing import Any, ClassVar
 
 import pytest
@@ -320,9 +322,31 @@ def _executor_with_recorded_warm_up(monkeypatch: pytest.MonkeyPatch) -> tuple[An
     monkeypatch.setattr(lifecycle, "_warm_up_writer", lambda: started.append(1))
     monkeypatch.setattr(lifecycle, "_warm_up_result", lambda: started.append(2))
     monkeypatch.setattr(lifecycle, "_outputs_imported", lambda: False)
+    # The watch reads the loop thread's CPU time; here it is the time spent in _compute only,
+    # so that what is tested is the watch's decisions, not the machine's load (beside other
+    # test workers a computing loop thread gets less than a core and read as idle).
+    _LOOP_CPU[0] = 0.0
+    clock = types.SimpleNamespace(monotonic=time.monotonic, thread_time=lambda: _LOOP_CPU[0])
+    monkeypatch.setattr(lifecycle, "time", clock)
     with Pipeline(name="warm-up") as pipeline:
         LoadDataFromDicts(data=[{"a": 1}])
     return local.LocalRun(pipeline, storage=False), started
+
+
+_LOOP_CPU = [0.0]
+
+
+async def _compute(seconds: float, slice_s: float = 0.1) -> None:
+    """Keep the loop thread busy for ``seconds`` (a CPU-bound client), yielding to the loop
+    between slices of ``slice_s``; the watch sees each slice as CPU time of the loop."""
+    import asyncio
+
+    for _ in range(round(seconds / slice_s)):
+        end = time.monotonic() + slice_s
+        while time.monotonic() < end:
+            pass
+        _LOOP_CPU[0] += slice_s
+        await asyncio.sleep(0)
 
 
 def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,7 +369,6 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
     # the loop busy after the writer's imports (requests in flight, a CPU-bound client):
     # ``datasets`` waits for the loop to idle again (the run's tail), not to compete with it
     import asyncio
-    import time
 
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
     seen: list[list[int]] = []
@@ -353,11 +376,7 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
     async def main() -> None:
         stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
         await asyncio.sleep(0.15)  # idle: the writer's imports start
-        for _ in range(6):  # busy for 0.6 s: the loop thread computes between its awaits
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                pass
-            await asyncio.sleep(0)
+        await _compute(0.6)  # busy for 0.6 s: the loop thread computes between its awaits
         seen.append(list(started))
         await asyncio.sleep(0.4)  # idle again
         stop()
@@ -376,7 +395,6 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
     # within it (no quiet tick to wait for), ``datasets`` not during the wait (a burst
     # follows it), nor in a short idle moment after it, only once the loop stays idle
     import asyncio
-    import time
 
     from alambic.utils.idle import idle_ahead
 
@@ -392,17 +410,9 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
         seen.append(list(started))
         await asyncio.sleep(0.3)  # the rest of the announced wait: idle, nothing more starts
         seen.append(list(started))
-        for _ in range(4):  # the burst after it: busy
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                pass
-            await asyncio.sleep(0)
+        await _compute(0.4)  # the burst after it: busy
         await asyncio.sleep(0.15)  # a short idle moment (its first answers not back yet)
-        for _ in range(3):  # busy again
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                pass
-            await asyncio.sleep(0)
+        await _compute(0.3)  # busy again
         seen.append(list(started))
         await asyncio.sleep(0.8)  # the tail: idle
         stop()
@@ -419,7 +429,6 @@ def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
     # a fast server: the first reply is back in milliseconds and the loop computes again, so
     # an import in a thread would only slow it; it waits for the loop to idle
     import asyncio
-    import time
 
     from alambic.utils.idle import idle_ahead
 
@@ -431,11 +440,7 @@ def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
         idle_ahead(0.5)
         await asyncio.sleep(0.005)
         idle_ahead(0.0)  # the first reply is back: the wait is over
-        for _ in range(6):  # busy, for 0.3 s
-            end = time.monotonic() + 0.05
-            while time.monotonic() < end:
-                pass
-            await asyncio.sleep(0)
+        await _compute(0.3, slice_s=0.05)  # busy
         seen.append(list(started))
         await asyncio.sleep(0.8)  # then idle
         stop()
