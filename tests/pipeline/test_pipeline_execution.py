@@ -464,3 +464,22 @@ def test_the_watch_stops_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(main())
     assert executor._warm_up is None
     assert started == []
+
+
+def test_the_watch_stops_with_an_announced_wait_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the run ends within the first request's grace: nothing starts after the watch stopped
+    import asyncio
+
+    from alambic.utils.idle import idle_ahead
+
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+
+    async def main() -> None:
+        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        idle_ahead(0.5)
+        stop()
+        await asyncio.sleep(0.3)
+
+    asyncio.run(main())
+    assert executor._warm_up is None
+    assert started == []

@@ -116,6 +116,7 @@ class WarmUp:
         last = [time.monotonic(), time.thread_time()]
         quiet, quiet_ticks, waiting, result_after = [0.0], [0], [False], [1]
         handle: list[asyncio.TimerHandle] = []
+        confirming: list[asyncio.TimerHandle] = []
 
         def idle_ahead(seconds: float) -> None:
             # told that the loop is about to wait (the first request's grace): nothing starts
@@ -125,7 +126,7 @@ class WarmUp:
             waiting[0] = seconds > 0
             quiet[0] = now + max(seconds, 0.0)
             if waiting[0] and self.thread is None and not _outputs_imported():
-                loop.call_later(IDLE_CONFIRM_S, confirm_idle)
+                confirming[:] = [loop.call_later(IDLE_CONFIRM_S, confirm_idle)]
 
         def confirm_idle() -> None:
             # a fast server answered meanwhile and the loop is busy again: an import in a
@@ -157,6 +158,8 @@ class WarmUp:
 
         def stop() -> None:
             handle[-1].cancel()
+            for pending in confirming:
+                pending.cancel()
             stop_listening()
 
         return stop
