@@ -315,19 +315,19 @@ def test_dry_run_default_is_one_row() -> None:
 
 
 def _executor_with_recorded_warm_up(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[int]]:
-    from alambic.pipeline.executor import lifecycle, local
+    from alambic.pipeline.executor import local, warm_up
 
     started: list[int] = []
     # 1: the writer's imports; 2: ``datasets``, for the dataset returned at the end
-    monkeypatch.setattr(lifecycle, "_warm_up_writer", lambda: started.append(1))
-    monkeypatch.setattr(lifecycle, "_warm_up_result", lambda: started.append(2))
-    monkeypatch.setattr(lifecycle, "_outputs_imported", lambda: False)
+    monkeypatch.setattr(warm_up, "_warm_up_writer", lambda: started.append(1))
+    monkeypatch.setattr(warm_up, "_warm_up_result", lambda: started.append(2))
+    monkeypatch.setattr(warm_up, "_outputs_imported", lambda: False)
     # The watch reads the loop thread's CPU time; here it is the time spent in _compute only,
     # so that what is tested is the watch's decisions, not the machine's load (beside other
     # test workers a computing loop thread gets less than a core and read as idle).
     _LOOP_CPU[0] = 0.0
     clock = types.SimpleNamespace(monotonic=time.monotonic, thread_time=lambda: _LOOP_CPU[0])
-    monkeypatch.setattr(lifecycle, "time", clock)
+    monkeypatch.setattr(warm_up, "time", clock)
     with Pipeline(name="warm-up") as pipeline:
         LoadDataFromDicts(data=[{"a": 1}])
     return local.LocalRun(pipeline, storage=False), started

@@ -32,8 +32,9 @@ from alambic.budget import current_budget
 from alambic.pipeline.executor.base import Executor, prepare_run, retry_kinds
 from alambic.pipeline.executor.bookkeeping import RunBookkeeping
 from alambic.pipeline.executor.graph import Node, build_nodes, connect_queues
-from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp, prefetch_imports, steady_gc
+from alambic.pipeline.executor.lifecycle import Interrupts, prefetch_imports, steady_gc
 from alambic.pipeline.executor.spending import open_budget, report_budget
+from alambic.pipeline.executor.warm_up import WarmUp
 from alambic.pipeline.executor.workers import Workers
 from alambic.pipeline.progress import ProgressReporter
 from alambic.utils.aio import run_loop

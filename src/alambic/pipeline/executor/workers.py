@@ -39,7 +39,8 @@ from alambic.steps.typing import Row
 if TYPE_CHECKING:
     from alambic.pipeline.base import Pipeline
     from alambic.pipeline.executor.bookkeeping import RunBookkeeping
-    from alambic.pipeline.executor.lifecycle import Interrupts, WarmUp
+    from alambic.pipeline.executor.lifecycle import Interrupts
+    from alambic.pipeline.executor.warm_up import WarmUp
 
 logger = logging.getLogger("alambic")
 
