@@ -83,56 +83,7 @@ class WarmUp:
         follows, then a lull before their first answers: there ``datasets`` waits for
         ``RESULT_IDLE_TICKS`` idle ticks in a row.
         """
-        last = [time.monotonic(), time.thread_time()]
-        quiet, quiet_ticks, waiting, result_after = [0.0], [0], [False], [1]
-        handle: list[asyncio.TimerHandle] = []
-        confirming: list[asyncio.TimerHandle] = []
-
-        def idle_ahead(seconds: float) -> None:
-            # told that the loop is about to wait (the first request's grace): nothing starts
-            # at a quiet tick before the wait is over (a burst of requests may follow it),
-            # and the writer's imports start within it, unless it is over at once (0: over)
-            now = time.monotonic()
-            waiting[0] = seconds > 0
-            quiet[0] = now + max(seconds, 0.0)
-            if waiting[0] and self.thread is None and not _outputs_imported():
-                confirming[:] = [loop.call_later(IDLE_CONFIRM_S, confirm_idle)]
-
-        def confirm_idle() -> None:
-            # a fast server answered meanwhile and the loop is busy again: an import in a
-            # thread now would slow every request (the quiet ticks decide instead)
-            if waiting[0] and self.thread is None and not _outputs_imported():
-                self._start(_warm_up_writer)
-                result_after[0] = RESULT_IDLE_TICKS  # a burst follows, then maybe a lull
-
-        def tick() -> None:
-            now, cpu = time.monotonic(), time.thread_time()
-            since = last[0]
-            busy = (cpu - last[1]) / max(now - since, 1e-6)
-            last[:] = [now, cpu]
-            if _outputs_imported() or self._result_started:
-                return
-            # a tick measured (in part) during an announced wait says nothing of after it
-            idle = busy < 0.5 and not self.busy() and since >= quiet[0]
-            quiet_ticks[0] = quiet_ticks[0] + 1 if idle else 0
-            if idle and self.thread is None:
-                self._start(_warm_up_writer)
-            elif quiet_ticks[0] >= result_after[0]:
-                self._result_started = True
-                self._start(_warm_up_result)
-                return
-            handle[:] = [loop.call_later(0.1, tick)]
-
-        handle.append(loop.call_later(0.1, tick))
-        stop_listening = on_idle_ahead(loop, idle_ahead)
-
-        def stop() -> None:
-            handle[-1].cancel()
-            for pending in confirming:
-                pending.cancel()
-            stop_listening()
-
-        return stop
+        return _LoopWatch(self, loop).stop
 
     def start_now(self) -> None:
         """Import at once in a thread (while local models load: the loop will not be idle
@@ -144,6 +95,68 @@ class WarmUp:
     def join(self) -> None:
         if self.thread is not None:
             self.thread.join()
+
+
+class _LoopWatch:
+    """One run's watch of its loop for :class:`WarmUp` (see :meth:`WarmUp.watch`)."""
+
+    def __init__(self, warm_up: WarmUp, loop: asyncio.AbstractEventLoop) -> None:
+        self.warm_up = warm_up
+        self.loop = loop
+        self.last_time, self.last_cpu = time.monotonic(), time.thread_time()
+        self.wait_ends = 0.0
+        """When an announced wait ends (ticks measured before then say nothing of after)."""
+        self.idle_ticks = 0
+        """Idle ticks in a row."""
+        self.result_after = 1
+        """Idle ticks in a row before ``datasets``' import."""
+        self.tick_handle = loop.call_later(0.1, self.tick)
+        self.confirm_handle: asyncio.TimerHandle | None = None
+        self.stop_listening = on_idle_ahead(loop, self.idle_ahead)
+
+    def stop(self) -> None:
+        self.tick_handle.cancel()
+        if self.confirm_handle is not None:
+            self.confirm_handle.cancel()
+        self.stop_listening()
+
+    def pending(self) -> bool:
+        """Whether the writer's imports have yet to start."""
+        return self.warm_up.thread is None and not _outputs_imported()
+
+    def idle_ahead(self, seconds: float) -> None:
+        """Told that the loop is about to wait (the first request's grace) for up to
+        ``seconds``, or that the wait is over (0): nothing starts at a quiet tick before it
+        ends (a burst of requests may follow it), and the writer's imports start within it,
+        unless it is over at once."""
+        self.wait_ends = time.monotonic() + max(seconds, 0.0)
+        if seconds > 0 and self.pending():
+            self.confirm_handle = self.loop.call_later(IDLE_CONFIRM_S, self.confirm_idle)
+
+    def confirm_idle(self) -> None:
+        # still waiting: if a fast server had answered meanwhile, the loop would be busy
+        # again and an import in a thread would slow every request (quiet ticks decide then)
+        if time.monotonic() < self.wait_ends and self.pending():
+            self.warm_up._start(_warm_up_writer)
+            self.result_after = RESULT_IDLE_TICKS  # a burst follows, then maybe a lull
+
+    def tick(self) -> None:
+        now, cpu = time.monotonic(), time.thread_time()
+        since = self.last_time
+        busy = (cpu - self.last_cpu) / max(now - since, 1e-6)
+        self.last_time, self.last_cpu = now, cpu
+        warm_up = self.warm_up
+        if _outputs_imported() or warm_up._result_started:
+            return
+        idle = busy < 0.5 and not warm_up.busy() and since >= self.wait_ends
+        self.idle_ticks = self.idle_ticks + 1 if idle else 0
+        if idle and warm_up.thread is None:
+            warm_up._start(_warm_up_writer)
+        elif self.idle_ticks >= self.result_after:
+            warm_up._result_started = True
+            warm_up._start(_warm_up_result)
+            return
+        self.tick_handle = self.loop.call_later(0.1, self.tick)
 
 
 __all__ = ["IDLE_CONFIRM_S", "RESULT_IDLE_TICKS", "WarmUp"]
