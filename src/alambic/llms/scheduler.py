@@ -74,7 +74,7 @@ from alambic.llms.rate_limit_headers import (
 from alambic.redaction import redact
 from alambic.spending import RunStopping
 from alambic.utils.deadline import SUPPORTED as _DEADLINES
-from alambic.utils.deadline import Deadline
+from alambic.utils.deadline import deadline
 from alambic.utils.idle import idle_ahead
 
 if TYPE_CHECKING:
@@ -303,10 +303,7 @@ class RequestScheduler:
         finally:
             if probe:
                 self._warm = True
-                assert self._probe is not None
-                if not self._probe.is_set():
-                    self._probe.set()
-                    idle_ahead(0.0)  # the wait is over: the others go now
+                self._release_waiting()
                 if self._probe_timer is not None:
                     self._probe_timer.cancel()
                     self._probe_timer = None
@@ -319,11 +316,12 @@ class RequestScheduler:
         self._probe_timer = asyncio.get_running_loop().call_soon(self._release_waiting)
 
     def _release_waiting(self) -> None:
+        """The requests held behind the first one go now (once), and the loop's announced
+        wait is over."""
         assert self._probe is not None
-        self._probe_timer = None
         if not self._probe.is_set():
             self._probe.set()
-            idle_ahead(0.0)  # the wait is over: the others go now
+            idle_ahead(0.0)
 
     async def _run(
         self,
@@ -370,7 +368,7 @@ class RequestScheduler:
                 started = time.monotonic()
                 try:
                     if _DEADLINES:  # no task nor timer per attempt (Python >= 3.11)
-                        async with Deadline(limits.timeout):
+                        async with deadline(limits.timeout):
                             result = await attempt()
                     else:
                         result = await asyncio.wait_for(attempt(), limits.timeout)
