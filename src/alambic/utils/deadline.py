@@ -21,7 +21,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ SUPPORTED = hasattr(asyncio.Task, "cancelling")
 class _Wheel:
     """The deadlines of one event loop, by the tick they end in."""
 
-    __slots__ = ("__weakref__", "ticks")
+    __slots__ = ("ticks",)
 
     def __init__(self) -> None:
         self.ticks: dict[int, dict[Deadline, None]] = {}
@@ -60,18 +60,12 @@ class _Wheel:
 
 
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
-_last: tuple[Any, _Wheel | None] = (None, None)
 
 
 def _wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
-    global _last
-    last_loop, wheel = _last
-    if last_loop is not None and last_loop() is loop and wheel is not None:
-        return wheel
     wheel = _wheels.get(loop)
     if wheel is None:
         wheel = _wheels[loop] = _Wheel()
-    _last = (weakref.ref(loop), wheel)
     return wheel
 
 
