@@ -4,8 +4,10 @@ and ``dry_run``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import types
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -22,6 +24,7 @@ from alambic.steps import (
     StepOutput,
 )
 from alambic.steps.tasks.text_generation import TextGeneration
+from alambic.utils.idle import idle_ahead
 
 
 class Trace(Step):
@@ -339,8 +342,6 @@ _LOOP_CPU = [0.0]
 async def _compute(seconds: float, slice_s: float = 0.1) -> None:
     """Keep the loop thread busy for ``seconds`` (a CPU-bound client), yielding to the loop
     between slices of ``slice_s``; the watch sees each slice as CPU time of the loop."""
-    import asyncio
-
     for _ in range(round(seconds / slice_s)):
         end = time.monotonic() + slice_s
         while time.monotonic() < end:
@@ -349,41 +350,47 @@ async def _compute(seconds: float, slice_s: float = 0.1) -> None:
         await asyncio.sleep(0)
 
 
-def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncio
-
-    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+def _watch_through(executor: Any, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run ``scenario`` on a new loop that ``executor``'s warm-up watches, then wait for the
+    import thread (if one started)."""
 
     async def main() -> None:
         stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
-        await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
-        stop()
+        try:
+            await scenario()
+        finally:
+            stop()
 
     asyncio.run(main())
+    if executor._warm_up is not None:
+        executor._warm_up.join(5)
+
+
+def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
+
+    _watch_through(executor, scenario)
     assert executor._warm_up is not None
-    executor._warm_up.join(5)
     assert started == [1, 2]
 
 
 def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.MonkeyPatch) -> None:
     # the loop busy after the writer's imports (requests in flight, a CPU-bound client):
     # ``datasets`` waits for the loop to idle again (the run's tail), not to compete with it
-    import asyncio
-
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
     seen: list[list[int]] = []
 
-    async def main() -> None:
-        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+    async def scenario() -> None:
         await asyncio.sleep(0.15)  # idle: the writer's imports start
         await _compute(0.6)  # busy for 0.6 s: the loop thread computes between its awaits
         seen.append(list(started))
         await asyncio.sleep(0.4)  # idle again
-        stop()
 
-    asyncio.run(main())
+    _watch_through(executor, scenario)
     assert executor._warm_up is not None
-    executor._warm_up.join(5)
     assert seen == [[1]]
     assert started == [1, 2]
 
@@ -394,15 +401,10 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
     # the request scheduler announces its first request's grace: the writer's imports start
     # within it (no quiet tick to wait for), ``datasets`` not during the wait (a burst
     # follows it), nor in a short idle moment after it, only once the loop stays idle
-    import asyncio
-
-    from alambic.utils.idle import idle_ahead
-
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
     seen: list[list[int]] = []
 
-    async def main() -> None:
-        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+    async def scenario() -> None:
         idle_ahead(0.3)
         await asyncio.sleep(0.06)  # idle: the writer's imports start (no tick to wait for)
         assert executor._warm_up is not None
@@ -415,10 +417,8 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
         await _compute(0.3)  # busy again
         seen.append(list(started))
         await asyncio.sleep(0.8)  # the tail: idle
-        stop()
 
-    asyncio.run(main())
-    executor._warm_up.join(5)
+    _watch_through(executor, scenario)
     assert seen == [[1], [1], [1]]
     assert started == [1, 2]
 
@@ -428,26 +428,19 @@ def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
 ) -> None:
     # a fast server: the first reply is back in milliseconds and the loop computes again, so
     # an import in a thread would only slow it; it waits for the loop to idle
-    import asyncio
-
-    from alambic.utils.idle import idle_ahead
-
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
     seen: list[list[int]] = []
 
-    async def main() -> None:
-        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+    async def scenario() -> None:
         idle_ahead(0.5)
         await asyncio.sleep(0.005)
         idle_ahead(0.0)  # the first reply is back: the wait is over
         await _compute(0.3, slice_s=0.05)  # busy
         seen.append(list(started))
         await asyncio.sleep(0.8)  # then idle
-        stop()
 
-    asyncio.run(main())
+    _watch_through(executor, scenario)
     assert executor._warm_up is not None
-    executor._warm_up.join(5)
     assert seen == [[]]
     assert started == [1, 2]
 
@@ -468,10 +461,6 @@ def test_the_watch_stops_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_watch_stops_with_an_announced_wait_pending(monkeypatch: pytest.MonkeyPatch) -> None:
     # the run ends within the first request's grace: nothing starts after the watch stopped
-    import asyncio
-
-    from alambic.utils.idle import idle_ahead
-
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
 
     async def main() -> None:
