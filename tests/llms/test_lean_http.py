@@ -324,3 +324,13 @@ def test_an_https_api_gets_every_sdk_header() -> None:
     local = OpenAILLM(model="m", base_url="http://127.0.0.1:1/v1", api_key="k")
     omitted = sorted(n.lower() for n in local._route_chat(client)[1])
     assert omitted == sorted(n.decode().rstrip(":") for n in PLATFORM_HEADERS)
+
+
+def test_a_chat_request_passes_the_sdks_own_no_parser_sentinel() -> None:
+    """``post_parser`` is given as the SDK's ``NOT_GIVEN`` (left out, the SDK deep-copies its
+    default per request); a chat through the real server still returns the SDK's reply."""
+    llm = OpenAILLM(model="m", base_url="https://api.example.invalid/v1", api_key="k")
+    client = llm.sdk().AsyncOpenAI(api_key="k", base_url="https://api.example.invalid/v1")
+    assert llm._route_chat(client)[2] is llm.sdk().NOT_GIVEN
+    generation, _ = _heads_of_one_chat(api_key="k", lean_http=True)
+    assert generation == "hi"
