@@ -208,18 +208,14 @@ class OpenAILLM(BatchAPILLM):
         # left out, it was deep-copied per request (~9 us, 2-3% of a request's CPU on W7).
         client = self._client()
         path, headers, not_given = self._chat_route or self._route_chat(client)
-        return await client.post(
-            path,
-            body=body,
-            cast_to=sdk_response_type(),
-            options={
-                "headers": headers,
-                "max_retries": 0,
-                "timeout": client.timeout,
-                "idempotency_key": f"{_KEY_PREFIX}{next(_KEY_NUMBERS)}",
-                "post_parser": not_given,
-            },
-        )
+        options: Any = {  # ``post_parser`` is not in the SDK's typed ``RequestOptions``
+            "headers": headers,
+            "max_retries": 0,
+            "timeout": client.timeout,
+            "idempotency_key": f"{_KEY_PREFIX}{next(_KEY_NUMBERS)}",
+            "post_parser": not_given,
+        }
+        return await client.post(path, body=body, cast_to=sdk_response_type(), options=options)
 
     def _route_chat(self, client: Any) -> tuple[str, dict[str, Any], Any]:
         """Where a chat request goes, the headers it adds to (or, ``Omit``, removes from)
