@@ -26,6 +26,7 @@ from alambic.pipeline.dag import DAG
 from alambic.runtime_parameters import UnknownRuntimeParameterWarning
 from alambic.steps.base import _CURRENT_PIPELINE, _Step
 from alambic.utils.naming import validate_name
+from alambic.utils.serialization import memoized_dumps
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -287,16 +288,17 @@ class Pipeline(PipelineCompatMixin):
             extra["budget"] = budget
         self._strict_parameters = strict_parameters  # read by apply_parameters
         try:
-            distiset = chosen.run(
-                self,
-                parameters=parameters,
-                use_cache=use_cache,
-                dataset=dataset,
-                show_progress=show_progress,
-                storage=storage,
-                retry_failed=retry_failed,
-                **extra,
-            )
+            with memoized_dumps():  # the run's dumps of its steps share their long parts
+                distiset = chosen.run(
+                    self,
+                    parameters=parameters,
+                    use_cache=use_cache,
+                    dataset=dataset,
+                    show_progress=show_progress,
+                    storage=storage,
+                    retry_failed=retry_failed,
+                    **extra,
+                )
         finally:
             self._strict_parameters = False
         if self.artifacts_directory.is_dir():

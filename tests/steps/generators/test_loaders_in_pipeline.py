@@ -61,3 +61,46 @@ def test_hundred_thousand_rows_from_dicts_are_fast() -> None:
     assert dataset.num_rows == 100_000
     assert dataset["instruction"][-1] == "q99999"
     assert 100_000 / elapsed >= 1_500
+
+
+def test_a_run_digests_a_large_in_memory_dataset_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run dumps its steps five times (two signatures, the store's YAML and record, the
+    dataset card); a large ``data`` is serialized and hashed once per run, not five times,
+    and again by the next run."""
+    from alambic.steps.generators.data import INLINE_ROWS_LIMIT
+
+    digests: list[str] = []
+    original = LoadDataFromDicts._digest
+
+    def counting(self: LoadDataFromDicts) -> str:
+        digests.append(original(self))
+        return digests[-1]
+
+    monkeypatch.setattr(LoadDataFromDicts, "_digest", counting)
+    data = [{"a": i} for i in range(INLINE_ROWS_LIMIT + 500)]
+    with Pipeline(name="digest-once") as pipeline:
+        LoadDataFromDicts(data=data) >> KeepColumns(columns=["a"])
+    first = pipeline.run(use_cache=False, show_progress=False)
+    assert len(digests) == 1
+    assert first["default"]["train"]["a"] == list(range(INLINE_ROWS_LIMIT + 500))
+    pipeline.run(use_cache=False, show_progress=False)
+    assert len(digests) == 2
+    assert digests[0] == digests[1]
+
+
+def test_rows_changed_in_place_between_runs_are_run_again() -> None:
+    """The run's digest is not kept past the run: the same list, edited in place (same
+    length), gives a new signature, so the second run computes the new rows instead of
+    returning the first run's stored result."""
+    from alambic.steps.generators.data import INLINE_ROWS_LIMIT
+
+    data = [{"a": i} for i in range(INLINE_ROWS_LIMIT + 1)]
+    with Pipeline(name="edited-in-place") as pipeline:
+        LoadDataFromDicts(data=data) >> KeepColumns(columns=["a"])
+    first = pipeline.run(show_progress=False)
+    assert first["default"]["train"]["a"][5] == 5
+    signature = pipeline.signature
+    data[5]["a"] = 999
+    assert pipeline.signature != signature
+    second = pipeline.run(show_progress=False)
+    assert second["default"]["train"]["a"][5] == 999

@@ -10,7 +10,7 @@ from pydantic import Field, SkipValidation, field_validator
 
 from alambic.steps.base import GeneratorStep
 from alambic.steps.typing import GeneratorOutput, StepColumns
-from alambic.utils.serialization import dump_component, dump_value
+from alambic.utils.serialization import dump_component, dump_value, run_memo
 
 INLINE_ROWS_LIMIT = 1_000
 """Up to this many rows, ``dump()`` (the pipeline YAML) holds the rows themselves."""
@@ -83,12 +83,19 @@ class LoadDataFromDicts(GeneratorStep):
         rest = dump_component(self, exclude=frozenset({"data"}))
         data: Any
         if len(self.data) > INLINE_ROWS_LIMIT:
-            text = json.dumps(self.data, sort_keys=True, default=str, ensure_ascii=False)
-            data = {
-                "num_rows": len(self.data),
-                "columns": list(self.outputs),
-                "sha256": hashlib.sha256(text.encode()).hexdigest(),
-            }
+            # a run's dumps share one digest (see memoized_dumps): the data cannot change
+            # under a run, and a new run digests them again. The memo holds the list, so
+            # its id cannot be another list's while the run lasts.
+            memo = run_memo()
+            key = ("LoadDataFromDicts.digest", id(self.data), len(self.data))
+            held = memo.get(key) if memo is not None else None
+            if held is not None and held[0] is self.data:
+                digest = held[1]
+            else:
+                digest = self._digest()
+                if memo is not None:
+                    memo[key] = (self.data, digest)
+            data = {"num_rows": len(self.data), "columns": list(self.outputs), "sha256": digest}
         else:
             data = _dump_rows(self.data)
         dumped: dict[str, Any] = {"type_info": rest["type_info"]}
@@ -98,6 +105,11 @@ class LoadDataFromDicts(GeneratorStep):
             elif name in rest:
                 dumped[name] = rest[name]
         return dumped
+
+    def _digest(self) -> str:
+        """The sha256 of ``data`` as sorted JSON (how a large ``data`` enters signatures)."""
+        text = json.dumps(self.data, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _dump_rows(rows: list[dict[str, Any]]) -> list[Any]:
