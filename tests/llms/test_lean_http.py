@@ -334,3 +334,93 @@ def test_a_chat_request_passes_the_sdks_own_no_parser_sentinel() -> None:
     assert llm._route_chat(client)[2] is llm.sdk().NOT_GIVEN
     generation, _ = _heads_of_one_chat(api_key="k", lean_http=True)
     assert generation == "hi"
+
+
+async def _reply_in_pieces(
+    pieces: list[bytes], *, close: bool
+) -> tuple[asyncio.AbstractServer, str]:
+    """A server that reads one request and writes its reply in ``pieces`` (a few ms apart),
+    then closes the connection if ``close``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        if close:
+            writer.close()
+        else:
+            await asyncio.sleep(1)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+
+def _post_through_lean_transport(pieces: list[bytes], *, close: bool) -> tuple[int, bytes] | str:
+    """The status and body the lean transport reads from a reply sent in ``pieces``, or the
+    text of the HTTP library's error."""
+    from alambic.llms._http import lean_http_client
+
+    http = sdk_http_module()
+
+    async def main() -> tuple[int, bytes] | str:
+        server, url = await _reply_in_pieces(pieces, close=close)
+        client = lean_http_client(5.0)
+        try:
+            response = await client.post(url, content=b"{}")
+            return response.status_code, response.content
+        except http.RemoteProtocolError as exc:
+            return str(exc)
+        finally:
+            await client.aclose()
+            server.close()
+
+    return asyncio.run(main())
+
+
+def _split(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    ("reply", "close", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", False, (200, b"hello")),
+        (  # chunks with an extension, a trailer, and the pieces cut across everything
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;x=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            False,
+            (201, b"abcdefg"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+            True,
+            (200, b"until the end"),
+        ),
+        (b"", True, "the server closed the connection without a reply"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", True, "in the middle of the reply's headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", True, "in the middle of the reply"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, "not an HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", False, "exceed 64 KiB"),
+    ],
+)
+def test_a_reply_arriving_in_pieces_is_read_whole_or_refused(
+    reply: bytes, close: bool, expected: tuple[int, bytes] | str
+) -> None:
+    """Replies are parsed as their bytes arrive: any split of the status line, headers,
+    chunk sizes and trailers gives the same reply; a reply cut short or not HTTP at all is
+    the library's RemoteProtocolError (the request may have been read: no silent re-send)."""
+    pieces = _split(reply) if len(reply) < 1_000 else [reply[:40_000], reply[40_000:]]
+    got = _post_through_lean_transport(pieces, close=close)
+    if isinstance(expected, str):
+        assert isinstance(got, str)
+        assert expected in got
+    else:
+        assert got == expected

@@ -52,47 +52,196 @@ def sdk_http_module() -> Any:
     return getattr(base, "httpx2", None) or base.httpx
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+_MAX_HEAD = 65_536
+"""The most bytes a reply's status line and headers may take."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    def usable(self) -> bool:
-        """Whether an idle connection is still open on both sides (nothing written yet)."""
-        return not (self.writer.is_closing() or self.reader.at_eof())
-
-    def close(self) -> None:
-        self.writer.close()
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes, bool]
+"""A reply as the transport hands it on: status, raw headers, body, whether to keep the
+connection."""
 
 
 class ConnectionLost(Exception):
     """The connection failed after the request was written: the server may have read it."""
 
 
-async def _read_body(
-    reader: asyncio.StreamReader, headers: dict[bytes, bytes]
-) -> tuple[bytes, bool]:
-    """The body, and whether the connection can be reused."""
-    keep_alive = headers.get(b"connection", b"").lower() != b"close"
-    length = headers.get(b"content-length")
-    if length is not None:
-        return await reader.readexactly(int(length)), keep_alive
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        parts: list[bytes] = []
-        while True:
-            size_line = await reader.readline()
-            if not size_line:
-                raise asyncio.IncompleteReadError(b"".join(parts), None)
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts), keep_alive
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-    return await reader.read(), False
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection. The reply is parsed as its bytes arrive, and an
+    exchange waits on a single future: no stream reader and writer, whose buffers, waiters and
+    teardown cost about a fifth of what moving a request's bytes costs with 2,000 connections
+    open (W7)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[Reply] | None = None
+        self.eof = False
+        self.lost: BaseException | None = None
+        self._head: tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool] | None = None
+        self._chunks: list[bytes] = []
+        self._chunk_pos = 0
+        self._trailer = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is not None:
+            self._advance(at_eof=False)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._advance(at_eof=True)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.lost = exc
+        self._advance(at_eof=True)
+
+    # -- the pool's view ---------------------------------------------------------------
+
+    def usable(self) -> bool:
+        """Whether an idle connection is still open on both sides (nothing written yet)."""
+        transport = self.transport
+        return not (self.eof or self.buffer or transport is None or transport.is_closing())
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- one exchange ------------------------------------------------------------------
+
+    def send(self, data: bytes, waiter: asyncio.Future[Reply]) -> asyncio.Future[Reply]:
+        """Write a request; ``waiter`` gets its reply (or the reason there is none)."""
+        self.waiter = waiter
+        self._head = None
+        self._chunks = []
+        self._chunk_pos = 0
+        self._trailer = False
+        assert self.transport is not None
+        self.transport.write(data)
+        return waiter
+
+    def _fail(self, message: str) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            error = ConnectionLost(message)
+            error.__cause__ = self.lost
+            waiter.set_exception(error)
+
+    def _advance(self, *, at_eof: bool) -> None:
+        """Complete the waiter if the buffer now holds the whole reply."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        buf = self.buffer
+        head = self._head
+        if head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end > _MAX_HEAD or (end < 0 and len(buf) > _MAX_HEAD):
+                self._fail("the reply's headers exceed 64 KiB")
+                return
+            if end < 0:
+                if at_eof:
+                    self._fail(
+                        "the connection closed in the middle of the reply's headers"
+                        if buf
+                        else "the server closed the connection without a reply"
+                    )
+                return
+            raw_head = bytes(buf[:end])
+            del buf[: end + 4]
+            head = self._head = _parse_head(raw_head)
+            if head is None:
+                status_line = raw_head.split(b"\r\n", 1)[0][:80]
+                self._fail(f"not an HTTP response: {status_line!r}")
+                return
+        status, raw, keep_alive, length, chunked = head
+        if length is not None:
+            if len(buf) < length:
+                if at_eof:
+                    self._fail("the connection closed in the middle of the reply")
+                return
+            body = bytes(buf[:length])
+            del buf[:length]
+        elif chunked:
+            try:
+                done = self._read_chunks()
+            except ValueError:
+                self._fail("a malformed chunked reply")
+                return
+            if not done:
+                if at_eof:
+                    self._fail("the connection closed in the middle of the reply")
+                return
+            body = b"".join(self._chunks)
+        elif at_eof:  # neither a length nor chunks: the body ends with the connection
+            body, keep_alive = bytes(buf), False
+            buf.clear()
+        else:
+            return
+        self.waiter = None
+        waiter.set_result((status, raw, body, keep_alive))
+
+    def _read_chunks(self) -> bool:
+        """Consume the chunks the buffer holds; True once the last one and its trailer are in."""
+        buf = self.buffer
+        pos = self._chunk_pos
+        try:
+            while True:
+                line_end = buf.find(b"\n", pos)
+                if line_end < 0:
+                    return False
+                line = bytes(buf[pos:line_end]).rstrip(b"\r")
+                if self._trailer:  # after the last chunk: trailer lines up to an empty one
+                    pos = line_end + 1
+                    if not line:
+                        del buf[:pos]
+                        pos = 0
+                        return True
+                    continue
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    self._trailer = True
+                    pos = line_end + 1
+                    continue
+                start = line_end + 1
+                if len(buf) < start + size + 2:
+                    return False
+                self._chunks.append(bytes(buf[start : start + size]))
+                pos = start + size + 2
+        finally:
+            self._chunk_pos = pos
+
+
+def _parse_head(
+    head: bytes,
+) -> tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool] | None:
+    """Status, raw headers, keep-alive, Content-Length and chunked of a reply's head (None:
+    not an HTTP response)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return None
+    raw: list[tuple[bytes, bytes]] = []
+    lookup: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip(), value.strip()
+        raw.append((name, value))
+        lookup[name.lower()] = value
+    length = lookup.get(b"content-length")
+    return (
+        int(parts[1]),
+        raw,
+        lookup.get(b"connection", b"").lower() != b"close",
+        int(length) if length is not None and length.isdigit() else None,
+        b"chunked" in lookup.get(b"transfer-encoding", b"").lower(),
+    )
 
 
 _SKIPPED_RAW = frozenset(name.encode() for name in _SKIPPED_HEADERS)
@@ -101,9 +250,7 @@ _SET_HERE = _SKIPPED_HEADERS - {"connection"}
 library's path)."""
 
 
-async def _exchange(
-    conn: _Connection, request: Any, url: Any
-) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+def _request_bytes(request: Any, url: Any) -> bytes:
     # raw header bytes as the client made them: no decoding and re-encoding per request
     body = request.content
     out = [
@@ -118,32 +265,7 @@ async def _exchange(
         if name.lower() not in _SKIPPED_RAW:
             out += (name, b": ", value, b"\r\n")
     out += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
-    conn.writer.write(b"".join(out))
-    reader = conn.reader
-    # the status line and every header in one read (one await, not one per line)
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise ConnectionLost("the server closed the connection without a reply") from exc
-        raise ConnectionLost("the connection closed in the middle of the reply's headers") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise ConnectionLost("the reply's headers exceed 64 KiB") from exc
-    lines = head[:-4].split(b"\r\n")
-    status_line = lines[0]
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        raise ConnectionLost(f"not an HTTP response: {status_line[:80]!r}")
-    status = int(parts[1])
-    raw: list[tuple[bytes, bytes]] = []
-    lookup: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name, value = name.strip(), value.strip()
-        raw.append((name, value))
-        lookup[name.lower()] = value
-    body_bytes, keep_alive = await _read_body(reader, lookup)
-    return status, raw, body_bytes, keep_alive
+    return b"".join(out)
 
 
 def _seconds(timeouts: Mapping[str, Any], name: str) -> float | None:
@@ -176,21 +298,17 @@ def lean_transport_class(http: Any) -> Any:
             key = (url.host, url.port or 80)
             conn = await self._checkout(key, _seconds(timeouts, "connect"), request)
             try:
-                status, headers, body, keep_alive = await within(
-                    _exchange(conn, request, url), _seconds(timeouts, "read")
+                reply = conn.send(
+                    _request_bytes(request, url), asyncio.get_running_loop().create_future()
                 )
+                status, headers, body, keep_alive = await within(reply, _seconds(timeouts, "read"))
             except (TimeoutError, asyncio.TimeoutError) as exc:
                 conn.close()
                 raise http.ReadTimeout(
                     f"no reply within the read timeout ({_seconds(timeouts, 'read')} s)",
                     request=request,
                 ) from exc
-            except (
-                ConnectionError,
-                ConnectionLost,
-                asyncio.IncompleteReadError,
-                ValueError,
-            ) as exc:
+            except (ConnectionError, ConnectionLost) as exc:
                 conn.close()
                 raise http.RemoteProtocolError(
                     str(exc) or "the connection closed in the middle of the reply",
@@ -224,8 +342,9 @@ def lean_transport_class(http: Any) -> Any:
                     return conn
                 conn.close()  # closed by the server while idle: nothing was sent on it
             try:
-                reader, writer = await within(
-                    asyncio.open_connection(key[0], key[1]), connect_timeout
+                _, conn = await within(
+                    asyncio.get_running_loop().create_connection(_Connection, key[0], key[1]),
+                    connect_timeout,
                 )
             except (TimeoutError, asyncio.TimeoutError) as exc:
                 raise http.ConnectTimeout(
@@ -235,7 +354,7 @@ def lean_transport_class(http: Any) -> Any:
             except OSError as exc:
                 raise http.ConnectError(str(exc), request=request) from exc
             self.connections_opened += 1
-            return _Connection(reader, writer)
+            return conn
 
         async def aclose(self) -> None:
             for conns in self._idle.values():
