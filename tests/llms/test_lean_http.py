@@ -407,7 +407,8 @@ def _split(data: bytes, size: int = 7) -> list[bytes]:
         (b"", True, "the server closed the connection without a reply"),
         (b"HTTP/1.1 200 OK\r\nContent-Le", True, "in the middle of the reply's headers"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", True, "in the middle of the reply"),
-        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, "not an HTTP response"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False, "not an HTTP response: b'SSH-2.0-OpenSSH_9.6'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\nhello", False, "Content-Length b'five'"),
         (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", False, "exceed 64 KiB"),
     ],
 )

@@ -66,9 +66,9 @@ class ConnectionLost(Exception):
 
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection. The reply is parsed as its bytes arrive, and an
-    exchange waits on a single future: no stream reader and writer, whose buffers, waiters and
-    teardown cost about a fifth of what moving a request's bytes costs with 2,000 connections
-    open (W7)."""
+    exchange waits on a single future: no stream reader and writer and their buffers, waiters
+    and teardown (with 2,000 connections open and W7's answer pattern: 50 -> 42 us per raw
+    exchange, and closing them all at the end 47-80 -> 30-32 ms)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -155,7 +155,11 @@ class _Connection(asyncio.Protocol):
                 return
             raw_head = bytes(buf[:end])
             del buf[: end + 4]
-            head = self._head = _parse_head(raw_head)
+            try:
+                head = self._head = _parse_head(raw_head)
+            except ValueError as exc:
+                self._fail(str(exc))
+                return
             if head is None:
                 status_line = raw_head.split(b"\r\n", 1)[0][:80]
                 self._fail(f"not an HTTP response: {status_line!r}")
@@ -222,7 +226,7 @@ def _parse_head(
     head: bytes,
 ) -> tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool] | None:
     """Status, raw headers, keep-alive, Content-Length and chunked of a reply's head (None:
-    not an HTTP response)."""
+    not an HTTP response; ValueError: a Content-Length that is not a number)."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
@@ -235,11 +239,13 @@ def _parse_head(
         raw.append((name, value))
         lookup[name.lower()] = value
     length = lookup.get(b"content-length")
+    if length is not None and not length.isdigit():
+        raise ValueError(f"a reply with Content-Length {length[:40]!r}")
     return (
         int(parts[1]),
         raw,
         lookup.get(b"connection", b"").lower() != b"close",
-        int(length) if length is not None and length.isdigit() else None,
+        int(length) if length is not None else None,
         b"chunked" in lookup.get(b"transfer-encoding", b"").lower(),
     )
 
