@@ -55,6 +55,9 @@ def sdk_http_module() -> Any:
 _MAX_HEAD = 65_536
 """The most bytes a reply's status line and headers may take."""
 
+Head = tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool]
+"""A reply's head: status, raw headers, keep-alive, Content-Length, chunked."""
+
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes, bool]
 """A reply as the transport hands it on: status, raw headers, body, whether to keep the
 connection."""
@@ -76,7 +79,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Reply] | None = None
         self.eof = False
         self.lost: BaseException | None = None
-        self._head: tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool] | None = None
+        self._head: Head | None = None
         self._chunks: list[bytes] = []
         self._chunk_pos = 0
         self._trailer = False
@@ -114,9 +117,9 @@ class _Connection(asyncio.Protocol):
 
     # -- one exchange ------------------------------------------------------------------
 
-    def send(self, data: bytes, waiter: asyncio.Future[Reply]) -> asyncio.Future[Reply]:
-        """Write a request; ``waiter`` gets its reply (or the reason there is none)."""
-        self.waiter = waiter
+    def send(self, data: bytes) -> asyncio.Future[Reply]:
+        """Write a request; the future returned gets its reply (or the reason there is none)."""
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
         self._head = None
         self._chunks = []
         self._chunk_pos = 0
@@ -157,12 +160,8 @@ class _Connection(asyncio.Protocol):
             del buf[: end + 4]
             try:
                 head = self._head = _parse_head(raw_head)
-            except ValueError as exc:
+            except ValueError as exc:  # not HTTP, or a length that is not a number
                 self._fail(str(exc))
-                return
-            if head is None:
-                status_line = raw_head.split(b"\r\n", 1)[0][:80]
-                self._fail(f"not an HTTP response: {status_line!r}")
                 return
         status, raw, keep_alive, length, chunked = head
         if length is not None:
@@ -224,13 +223,13 @@ class _Connection(asyncio.Protocol):
 
 def _parse_head(
     head: bytes,
-) -> tuple[int, list[tuple[bytes, bytes]], bool, int | None, bool] | None:
-    """Status, raw headers, keep-alive, Content-Length and chunked of a reply's head (None:
-    not an HTTP response; ValueError: a Content-Length that is not a number)."""
+) -> Head:
+    """Status, raw headers, keep-alive, Content-Length and chunked of a reply's head;
+    ValueError when it is not an HTTP response or its Content-Length is not a number."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        return None
+        raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
     raw: list[tuple[bytes, bytes]] = []
     lookup: dict[bytes, bytes] = {}
     for line in lines[1:]:
@@ -304,9 +303,7 @@ def lean_transport_class(http: Any) -> Any:
             key = (url.host, url.port or 80)
             conn = await self._checkout(key, _seconds(timeouts, "connect"), request)
             try:
-                reply = conn.send(
-                    _request_bytes(request, url), asyncio.get_running_loop().create_future()
-                )
+                reply = conn.send(_request_bytes(request, url))
                 status, headers, body, keep_alive = await within(reply, _seconds(timeouts, "read"))
             except (TimeoutError, asyncio.TimeoutError) as exc:
                 conn.close()
@@ -314,12 +311,9 @@ def lean_transport_class(http: Any) -> Any:
                     f"no reply within the read timeout ({_seconds(timeouts, 'read')} s)",
                     request=request,
                 ) from exc
-            except (ConnectionError, ConnectionLost) as exc:
+            except ConnectionLost as exc:  # the only way an exchange fails, besides time
                 conn.close()
-                raise http.RemoteProtocolError(
-                    str(exc) or "the connection closed in the middle of the reply",
-                    request=request,
-                ) from exc
+                raise http.RemoteProtocolError(str(exc), request=request) from exc
             except BaseException:  # cancelled: never reuse a connection mid-exchange
                 conn.close()
                 raise
