@@ -7,12 +7,20 @@ could reach in one process. ``--processes 2`` splits the requests over two proce
 in flight each), as a two-process client would.
 
     python benchmarks/w7_sdk_floor.py [--http lean|sdk] [--call create|post] [--processes 1|2]
+    python benchmarks/w7_sdk_floor.py --call post --as-alambic [--imports-in-clock]
 
 ``--http sdk`` is the SDK as installed (its own HTTP stack); ``--http lean`` gives it
-alambic's lean transport (``alambic.llms._http``), as ``OpenAILLM`` does for ``http://``.
+alambic's lean transport (``alambic.llms._http``), as ``OpenAILLM`` does for ``http://``;
+``--http raw`` is no SDK at all (the same request's bytes written to the socket and the
+reply read with asyncio protocols, on uvloop): what W7's latency spread leaves to a client
+that costs next to nothing, on this machine.
 ``--call create`` is ``chat.completions.create`` (typed parameters and reply); ``--call
 post`` the SDK's documented low-level ``post`` with the reply left unparsed, as
-``OpenAILLM`` sends: the pipeline minus everything but its request.
+``OpenAILLM`` sends: the pipeline minus everything but its request. ``--as-alambic`` sends
+that ``post`` exactly as a run does: on uvloop, with the run's collector setting
+(``steady_gc``), to the absolute URL, the platform headers left out and the same request
+options. ``--imports-in-clock`` imports the SDK after the clock starts, as a run does (a
+pipeline imports its LLM's SDK when it loads the step, inside ``Pipeline.run``).
 """
 
 from __future__ import annotations
@@ -38,17 +46,86 @@ def _client(base_url: str, http: str) -> Any:
     return openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0, **extra)
 
 
+class _RawReply(asyncio.Protocol):
+    """One connection of the raw client: completes ``waiter`` when a whole reply is in."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        start = head.index(b"content-length:") + len(b"content-length:")
+        stop = head.find(b"\r\n", start)
+        if len(self.buffer) >= end + 4 + int(head[start : stop if stop > 0 else None]):
+            self.buffer = b""
+            if self.waiter is not None:
+                self.waiter.set_result(None)
+
+
+async def _send_raw(base_url: str, count: int, in_flight: int) -> None:
+    from urllib.parse import urlparse
+
+    url = urlparse(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    loop = asyncio.get_running_loop()
+    left = [count]
+
+    async def connection() -> None:
+        transport, reply = await loop.create_connection(_RawReply, host, port)
+        while left[0] > 0:
+            left[0] -= 1
+            body = json.dumps(
+                {"model": "bench", "messages": [{"role": "user", "content": f"q {left[0]}"}]}
+            ).encode()
+            head = (
+                f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            reply.waiter = loop.create_future()
+            transport.write(head.encode() + body)
+            await reply.waiter
+        transport.close()
+
+    await asyncio.gather(*(connection() for _ in range(min(in_flight, count))))
+
+
 async def _send_all(
-    base_url: str, http: str, call: str, first: int, count: int, in_flight: int
+    base_url: str, http: str, call: str, first: int, count: int, in_flight: int, alambic: bool
 ) -> None:
+    import openai
+
     client = _client(base_url, http)
     slots = asyncio.Semaphore(in_flight)
     from alambic.llms.openai import sdk_response_type
 
+    url = f"{client.base_url}chat/completions"
+    omit = openai.Omit()
+    headers = {k: omit for k in client.default_headers if k.lower().startswith("x-stainless-")}
+
     async def one(i: int) -> None:
         messages = [{"role": "user", "content": f"question number {i}"}]
         async with slots:
-            if call == "create":
+            if alambic:
+                options: Any = {
+                    "headers": headers,
+                    "max_retries": 0,
+                    "timeout": client.timeout,
+                    "idempotency_key": f"floor-{i}",
+                    "post_parser": openai.NOT_GIVEN,
+                }
+                raw = await client.post(
+                    url,
+                    body={"model": "bench", "messages": messages},
+                    cast_to=sdk_response_type(),
+                    options=options,
+                )
+                assert json.loads(raw.content)["choices"][0]["message"]["content"]
+            elif call == "create":
                 reply = await client.chat.completions.create(model="bench", messages=messages)
                 assert reply.choices[0].message.content
             else:
@@ -63,15 +140,28 @@ async def _send_all(
     await client.close()
 
 
-def _child(args: tuple[str, str, str, int, int, int], start: Any, cpu: Any) -> None:
-    base_url, http, call, first, count, in_flight = args
-    import openai  # noqa: F401  (imported before the clock starts)
+def _child(args: tuple[str, str, str, int, int, int, bool, bool], start: Any, cpu: Any) -> None:
+    base_url, http, call, first, count, in_flight, as_alambic, imports_in_clock = args
+    if not imports_in_clock:
+        import openai  # noqa: F401  (imported before the clock starts)
 
-    import alambic.llms._http  # noqa: F401
+        import alambic.llms._http  # noqa: F401
+    from alambic.pipeline.executor.lifecycle import steady_gc
 
     start.wait()
     cpu_start = time.process_time()
-    asyncio.run(_send_all(base_url, http, call, first, count, in_flight))
+    coro = (
+        _send_raw(base_url, count, in_flight)
+        if http == "raw"
+        else _send_all(base_url, http, call, first, count, in_flight, as_alambic)
+    )
+    if as_alambic or http == "raw":
+        import uvloop
+
+        with steady_gc():
+            uvloop.run(coro)
+    else:
+        asyncio.run(coro)
     cpu.put(time.process_time() - cpu_start)
 
 
@@ -80,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--http", choices=["lean", "sdk"], default="lean")
+    parser.add_argument("--http", choices=["lean", "sdk", "raw"], default="lean")
     parser.add_argument("--call", choices=["create", "post"], default="create")
+    parser.add_argument("--as-alambic", action="store_true", help="post as a run sends it")
+    parser.add_argument("--imports-in-clock", action="store_true")
     args = parser.parse_args(argv)
+    if args.as_alambic and (args.call != "post" or args.http != "lean"):
+        parser.error("--as-alambic sends the low-level post through the lean transport")
 
     from alambic.testing.openai_server import (
         ServerConfig,
@@ -99,7 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         workers = [
             context.Process(
                 target=_child,
-                args=((base_url, args.http, args.call, k * share, share, in_flight), start, cpu),
+                args=(
+                    (
+                        base_url,
+                        args.http,
+                        args.call,
+                        k * share,
+                        share,
+                        in_flight,
+                        args.as_alambic,
+                        args.imports_in_clock,
+                    ),
+                    start,
+                    cpu,
+                ),
             )
             for k in range(args.processes)
         ]
@@ -119,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     rate = sent / wall
     print(
         f"W7 SDK floor: {sent} requests, 1.0 s +- 0.5 s, {args.concurrency} in flight, "
-        f"{args.processes} process(es), {args.http} HTTP, {args.call}"
+        f"{args.processes} process(es), {args.http} HTTP"
+        + ("" if args.http == "raw" else f", {args.call}")
+        + (", as alambic sends it" if args.as_alambic else "")
+        + (", SDK imported in the clock" if args.imports_in_clock else "")
     )
     print(f"  throughput             : {rate:.0f} requests/s = {rate / 2000:.0%} of ideal 2000")
     print(
