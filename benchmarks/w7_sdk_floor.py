@@ -95,7 +95,7 @@ async def _send_raw(base_url: str, count: int, in_flight: int) -> None:
 
 
 async def _send_all(
-    base_url: str, http: str, call: str, first: int, count: int, in_flight: int, alambic: bool
+    base_url: str, http: str, call: str, first: int, count: int, in_flight: int, as_alambic: bool
 ) -> None:
     import openai
 
@@ -110,7 +110,7 @@ async def _send_all(
     async def one(i: int) -> None:
         messages = [{"role": "user", "content": f"question number {i}"}]
         async with slots:
-            if alambic:
+            if as_alambic:
                 options: Any = {
                     "headers": headers,
                     "max_retries": 0,
