@@ -10,9 +10,11 @@ Sections (add new fixtures to the matching section, or start a new one):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,3 +195,24 @@ def transformers_serve(
         env=env,
     ):
         yield f"{root}/v1"
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs mounted for this test, for full-disk faults (needs root and a kernel
+    that allows it; skipped, with the reason, where the machine cannot mount one)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
+    try:
+        yield mount
+    finally:
+        with contextlib.suppress(OSError):
+            subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)

@@ -16,6 +16,8 @@ against a test server, with the run store in ``$ALAMBIC_CACHE_DIR`` and Ray's fi
   at once (its raylet and workers killed), mid-run.
 - ``--rpm R``: the LLM's requests per minute (one shared pace for every replica).
 - ``--budget K``: ``run(budget=Budget(requests=K))``; the summary's ``budget`` is written.
+
+A run that raises writes ``error_type`` and ``error`` to ``--out`` and exits with 3.
 """
 
 from __future__ import annotations
@@ -129,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         from alambic.budget import Budget
 
         options["budget"] = Budget(requests=args.budget)
-    distiset = pipeline.run(show_progress=False, executor=executor, **options)
+    try:
+        distiset = pipeline.run(show_progress=False, executor=executor, **options)
+    except Exception as exc:  # the run's own error, for the test to read
+        report["error_type"] = type(exc).__name__
+        report["error"] = str(exc)
+        Path(args.out).write_text(json.dumps(report, default=str))
+        return 3
     report["seconds"] = time.perf_counter() - started
     dataset = distiset["default"]["train"] if "default" in distiset else []
     report["rows"] = [

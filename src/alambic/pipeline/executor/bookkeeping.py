@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from alambic.distiset import Distiset
     from alambic.pipeline.base import Pipeline
     from alambic.pipeline.store import RequestCacheStore, RunStore
+    from alambic.pipeline.store.reserve import DiskReserve
 
 
 class RunBookkeeping:
@@ -35,6 +36,7 @@ class RunBookkeeping:
         self.nodes = nodes
         self.store: RunStore | None = None
         self.request_cache: RequestCacheStore | None = None
+        self.reserve: DiskReserve | None = None
         self.data_dir: Path | None = None
         self.tmp_dir: Path | None = None
         self.writers: dict[str, Any] = {}
@@ -67,6 +69,7 @@ class RunBookkeeping:
 
         reserve = DiskReserve(cache_dir, settings.disk_reserve_bytes())
         reserve.ensure()  # before any write: a full disk must find it whole
+        self.reserve = reserve
         pipeline_signature = self.pipeline.signature()
         if DATASET_SOURCE in signatures:
             pipeline_signature = combine(pipeline_signature, signatures[DATASET_SOURCE])

@@ -8,7 +8,10 @@ concurrency there; any other step processes one unit at a time.
 
 Each actor opens the run's request cache at the driver's path (one machine, or nodes that
 share the cache directory), so a unit re-sent after its actor died is answered from the
-cache for every request the dead actor had stored. Rate budgets, and a run's spending cap,
+cache for every request the dead actor had stored. An actor that writes to the request
+cache keeps its own disk reserve (named by the driver, beside the run store): a full disk
+met in the actor is paid from it, so the answers the actor already received are written
+before the run stops, as in the driver. Rate budgets, and a run's spending cap,
 are shared through the budget actor (:class:`LedgerHost`, see
 :mod:`alambic.llms.shared_budget`). The driver asks each actor for its progress while units
 are in flight (:meth:`StepWorker.progress`), so the display moves before a long unit returns.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from alambic.budget import Budget, current_step
+from alambic.pipeline.store.reserve import RESERVE_FILENAME, DiskReserve
 from alambic.steps.base import shared_budget_ledger
 from alambic.steps.typing import Row
 
@@ -83,11 +89,13 @@ class StepWorker:
         cache_path: str | None,
         ledger: Any,
         budget: Budget | None = None,
+        reserve: tuple[str, int] | None = None,
     ) -> None:
         from ray import cloudpickle
 
         self.step = from_recipe(cloudpickle.loads(step_blob))
         self.cache: Any = None
+        self.reserve: Any = None
         self.rows_done = 0  # rows this actor finished (units still in flight included)
         self.reports = 0
         self.instance = uuid.uuid4().hex  # tells a restarted actor's reports apart
@@ -104,7 +112,11 @@ class StepWorker:
         if cache_path is not None:
             from alambic.pipeline.store import RequestCacheStore
 
-            self.cache = RequestCacheStore.open(Path(cache_path))
+            if reserve is not None:  # a full disk is paid from it, as in the driver
+                path, size = Path(reserve[0]), reserve[1]
+                self.reserve = DiskReserve(path.parent, size, filename=path.name)
+                self.reserve.ensure()
+            self.cache = RequestCacheStore.open(Path(cache_path), reserve=self.reserve)
             self.step.attach_request_cache(self.cache)
         if ledger is not None:
             self.step.attach_shared_budget(ledger)
@@ -178,9 +190,37 @@ class StepWorker:
         with contextlib.suppress(Exception):
             self.step.attach_request_cache(None)
             self.step.unload()
-        if self.cache is not None:
-            self.cache.close()
-            self.cache = None
+        try:
+            if self.cache is not None:
+                self.cache.close()
+                self.cache = None
+        finally:
+            if self.reserve is not None:
+                self.reserve.discard()
+
+
+def actor_reserve(
+    book: Any, step: str, replica: int, cache_path: str | None, paths: list[str]
+) -> tuple[str, int] | None:
+    """The disk reserve (path, size) of one actor that writes to the request cache, its path
+    added to ``paths``: its own file beside the run store, named for the step and replica, so
+    that the actor Ray restarts and the pipeline's next run find it again (the run store's
+    lock keeps two runs of one pipeline apart). ``book`` is the driver's bookkeeping."""
+    store, reserve = book.store, book.reserve
+    if cache_path is None or store is None or reserve is None or reserve.size <= 0:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", step)
+    paths.append(str(store.run_dir / f"{RESERVE_FILENAME}-{safe}-{replica}"))
+    return paths[-1], reserve.size
+
+
+def discard_reserves(paths: list[str]) -> None:
+    """Delete the actors' reserve files once the actors are gone (an actor killed mid-run
+    could not delete its own)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    paths.clear()
 
 
 class LedgerHost:
@@ -215,6 +255,8 @@ __all__ = [
     "RowResult",
     "StepWorker",
     "actor_classes",
+    "actor_reserve",
+    "discard_reserves",
     "from_recipe",
     "to_recipe",
 ]

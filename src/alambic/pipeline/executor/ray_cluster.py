@@ -262,6 +262,22 @@ def release(actors: dict[str, list[Any]], groups: list[Any], ledger: Any) -> Non
             ray.kill(ledger)
 
 
+def scheduling_strategy(bundles: list[dict[str, float]] | None, groups: list[Any]) -> Any:
+    """Where one replica's actor goes: in a placement group of its own when the step asks for
+    bundles (its GPUs reserved together; the group is added to ``groups``, removed at the
+    run's end), else spread over as many nodes as fit."""
+    if bundles is None:
+        return "SPREAD"
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = ray.util.placement_group(bundles, strategy="PACK")
+    groups.append(group)
+    return PlacementGroupSchedulingStrategy(
+        placement_group=group, placement_group_capture_child_tasks=True
+    )
+
+
 __all__ = [
     "ACTOR_RESTARTS",
     "MAX_UNITS_PER_ACTOR",
@@ -276,5 +292,6 @@ __all__ = [
     "placement_bundles",
     "poll_progress",
     "release",
+    "scheduling_strategy",
     "units_per_actor",
 ]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from alambic.budget import Budget, BudgetExhausted, RunBudget
 from alambic.errors import AlambicUserError
+from alambic.pipeline.executor import ray_actors
 from alambic.pipeline.executor.batching import batch_size
 from alambic.pipeline.executor.graph import Node
 from alambic.pipeline.executor.local import LocalExecutor, LocalRun
@@ -40,6 +41,7 @@ from alambic.pipeline.executor.ray_cluster import (
     placement_bundles,
     poll_progress,
     release,
+    scheduling_strategy,
     units_per_actor,
 )
 from alambic.pipeline.executor.workers import STOPS_THE_RUN, row_window
@@ -102,14 +104,13 @@ class RayRun(LocalRun):
         self.remote_progress: dict[str, RemoteProgress] = {}
         self.ledger: Any = None
         self.placement_groups: list[Any] = []
+        self.actor_reserves: list[str] = []
 
     def load_steps(self) -> None:
         import ray
         from ray import cloudpickle
 
-        from alambic.pipeline.executor.ray_actors import actor_classes, to_recipe
-
-        worker_cls, ledger_cls = actor_classes()
+        worker_cls, ledger_cls = ray_actors.actor_classes()
         remote = [n for n in self.nodes.values() if self.runs_remotely(n)]
         local = [n for n in self.nodes.values() if not self.runs_remotely(n)]
         for node in local:
@@ -136,25 +137,20 @@ class RayRun(LocalRun):
         cache_path = str(cache.path) if cache is not None else None
         waiting = []
         for node in remote:
-            blob = cloudpickle.dumps(to_recipe(node.step))  # type: ignore[no-untyped-call]
+            blob = cloudpickle.dumps(ray_actors.to_recipe(node.step))  # type: ignore[no-untyped-call]
             options = actor_options(node)
             bundles = placement_bundles(node)
             handles = []
             # every replica is its own actor, API tasks included: on Ray, replicas of an API
             # task multiply its concurrency over processes and nodes under one shared budget
-            for _ in range(node.step.resources.replicas):
-                opts = dict(options)
-                if bundles is not None:
-                    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-                    group = ray.util.placement_group(bundles, strategy="PACK")
-                    self.placement_groups.append(group)
-                    opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                        placement_group=group, placement_group_capture_child_tasks=True
-                    )
-                else:
-                    opts["scheduling_strategy"] = "SPREAD"  # replicas on as many nodes as fit
-                handle = worker_cls.options(**opts).remote(blob, cache_path, self.ledger, limit)
+            for replica in range(node.step.resources.replicas):
+                where = scheduling_strategy(bundles, self.placement_groups)
+                reserve = ray_actors.actor_reserve(
+                    self.book, node.name, replica, cache_path, self.actor_reserves
+                )
+                handle = worker_cls.options(**options, scheduling_strategy=where).remote(
+                    blob, cache_path, self.ledger, limit, reserve
+                )
                 handles.append(handle)
                 waiting.append((node.name, handle.ready.remote()))
             self.actors[node.name] = handles
@@ -164,6 +160,7 @@ class RayRun(LocalRun):
             try:
                 self.placement.setdefault(name, []).append(ray.get(ready))
             except ray.exceptions.RayError as exc:
+                self.unload_steps()  # the actors that did load, and their disk reserves
                 raise AlambicUserError(
                     f"Step {name!r} could not be loaded in its Ray actor: {_cause(exc)}"
                 ) from exc
@@ -185,6 +182,7 @@ class RayRun(LocalRun):
     def unload_steps(self) -> None:
         release(self.actors, self.placement_groups, self.ledger)
         self.actors.clear()
+        ray_actors.discard_reserves(self.actor_reserves)  # also those of actors killed mid-run
         for node in self.nodes.values():
             for replica in node.replicas:
                 with contextlib.suppress(Exception):  # unloading is best effort at the end

@@ -34,8 +34,8 @@ class DiskReserve:
     """The reserve file of one cache folder: :meth:`ensure` at the start of a run,
     :meth:`release` on the first full-disk write, :attr:`error` once spent."""
 
-    def __init__(self, directory: Path, size: int) -> None:
-        self.path = Path(directory) / RESERVE_FILENAME
+    def __init__(self, directory: Path, size: int, filename: str = RESERVE_FILENAME) -> None:
+        self.path = Path(directory) / filename
         self.size = size
         self.error: StoreError | None = None
         """The full-disk error that spent the reserve (None while it is intact): once set,
@@ -93,6 +93,11 @@ class DiskReserve:
                 self.size / (1024 * 1024),
             )
         return True
+
+    def discard(self) -> None:
+        """Delete the reserve file of a process that writes no more (a Ray actor at its end)."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def _allocate(path: Path, size: int) -> None:
