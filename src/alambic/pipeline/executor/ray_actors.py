@@ -95,7 +95,7 @@ class StepWorker:
 
         self.step = from_recipe(cloudpickle.loads(step_blob))
         self.cache: Any = None
-        self.reserve: Any = None
+        self.reserve: DiskReserve | None = None
         self.rows_done = 0  # rows this actor finished (units still in flight included)
         self.reports = 0
         self.instance = uuid.uuid4().hex  # tells a restarted actor's reports apart

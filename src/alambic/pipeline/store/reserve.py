@@ -7,7 +7,8 @@ with its space allocated. The first write that meets a full disk deletes it and 
 the answers waiting to be written, those of the requests still in flight and the batch being
 committed then fit in the freed space, and the run stops with the documented
 :class:`~alambic.errors.StoreError`. The next run allocates the reserve again, or refuses to
-start (with what to free) when the disk cannot hold it.
+start (with what to free) when the disk cannot hold it. The Ray executor's actors, which
+write to the request cache from their own processes, keep one each (``filename``).
 
 Why a home-made file: no library offers "reserve space to spend on ENOSPC"; the whole
 mechanism is ``posix_fallocate`` and ``unlink``.
