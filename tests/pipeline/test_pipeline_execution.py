@@ -355,15 +355,15 @@ def _watch_through(executor: Any, scenario: Callable[[], Awaitable[None]]) -> No
     import thread (if one started)."""
 
     async def main() -> None:
-        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        stop = executor.warm_up.watch(asyncio.get_running_loop())
         try:
             await scenario()
         finally:
             stop()
 
     asyncio.run(main())
-    if executor._warm_up is not None:
-        executor._warm_up.join(5)
+    if executor.warm_up.thread is not None:
+        executor.warm_up.thread.join(5)
 
 
 def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,7 +373,7 @@ def test_an_idle_loop_imports_the_writers_in_a_thread(monkeypatch: pytest.Monkey
         await asyncio.sleep(0.4)  # waiting on requests: the loop thread uses ~no CPU
 
     _watch_through(executor, scenario)
-    assert executor._warm_up is not None
+    assert executor.warm_up.thread is not None
     assert started == [1, 2]
 
 
@@ -390,7 +390,7 @@ def test_the_result_imports_wait_for_the_next_idle_spell(monkeypatch: pytest.Mon
         await asyncio.sleep(0.4)  # idle again
 
     _watch_through(executor, scenario)
-    assert executor._warm_up is not None
+    assert executor.warm_up.thread is not None
     assert seen == [[1]]
     assert started == [1, 2]
 
@@ -407,8 +407,8 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
     async def scenario() -> None:
         idle_ahead(0.3)
         await asyncio.sleep(0.06)  # idle: the writer's imports start (no tick to wait for)
-        assert executor._warm_up is not None
-        executor._warm_up.join(5)
+        assert executor.warm_up.thread is not None
+        executor.warm_up.thread.join(5)
         seen.append(list(started))
         await asyncio.sleep(0.3)  # the rest of the announced wait: idle, nothing more starts
         seen.append(list(started))
@@ -440,7 +440,7 @@ def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
         await asyncio.sleep(0.8)  # then idle
 
     _watch_through(executor, scenario)
-    assert executor._warm_up is not None
+    assert executor.warm_up.thread is not None
     assert seen == [[]]
     assert started == [1, 2]
 
@@ -451,11 +451,11 @@ def test_the_watch_stops_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
 
     async def main() -> None:
-        executor._watch_for_idle_loop(asyncio.get_running_loop())()
+        executor.warm_up.watch(asyncio.get_running_loop())()
         await asyncio.sleep(0.3)
 
     asyncio.run(main())
-    assert executor._warm_up is None
+    assert executor.warm_up.thread is None
     assert started == []
 
 
@@ -464,11 +464,11 @@ def test_the_watch_stops_with_an_announced_wait_pending(monkeypatch: pytest.Monk
     executor, started = _executor_with_recorded_warm_up(monkeypatch)
 
     async def main() -> None:
-        stop = executor._watch_for_idle_loop(asyncio.get_running_loop())
+        stop = executor.warm_up.watch(asyncio.get_running_loop())
         idle_ahead(0.5)
         stop()
         await asyncio.sleep(0.3)
 
     asyncio.run(main())
-    assert executor._warm_up is None
+    assert executor.warm_up.thread is None
     assert started == []

@@ -247,13 +247,5 @@ class LocalRun(Workers):
             self.interrupts.remove(loop)
         await asyncio.to_thread(self.book.finish_writers, complete=not self.interrupts.count)
 
-    # kept for tests that drive the warm-up watch directly
-    def _watch_for_idle_loop(self, loop: asyncio.AbstractEventLoop) -> Any:
-        return self.warm_up.watch(loop)
-
-    @property
-    def _warm_up(self) -> threading.Thread | None:
-        return self.warm_up.thread
-
 
 __all__ = ["LocalExecutor", "LocalRun"]
