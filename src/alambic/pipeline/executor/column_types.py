@@ -161,19 +161,20 @@ class ColumnTypes:
                     continue
                 kind = _KINDS.get(type(value)) or _kind(type(value))
                 known = kinds.get(column)
+                reason: str | None = None
                 if known is None:
                     reason = self._learn(column, value) if kind in ("list", "dict") else None
-                    if reason is None:
+                    if reason is None:  # (a list of mixed items: the next value decides)
                         kinds[column] = kind
                         self.first[column] = value
-                    else:  # a list of mixed items: the next value fixes the column
-                        odd = [*(odd or ()), (column, value, reason)]
                 elif known != kind and not (known == "image" and kind in IMAGE_SOURCES):
-                    odd = [*(odd or ()), (column, value, self._other_kind(column, value, kind))]
+                    reason = self._other_kind(column, value, kind)
                 elif kind in ("list", "dict") and known == kind:
                     reason = self._learn(column, value)
-                    if reason is not None:
-                        odd = [*(odd or ()), (column, value, reason)]
+                if reason is not None:
+                    if odd is None:
+                        odd = []
+                    odd.append((column, value, reason))
             if odd is not None:
                 rows[index] = self._refuse(row, odd)
 
