@@ -1,7 +1,8 @@
 """W7: 20,000 rows against a server answering in 1 s +- 0.5 s, 2,000 requests allowed in flight.
 
 The ideal is 2,000 rows/s (every slot always busy). Prints rows/s and % of ideal, the server's
-requests in flight sampled every 0.5 s (it should stay near 2,000 until the tail), the most rows
+requests in flight every 0.5 s (it should stay near 2,000 until the tail; computed afterwards
+from the times the server recorded, so nothing polls it during the run), the most rows
 the task held between the LLM and the in-order commit, and peak RSS.
 
     LoadDataFromDicts >> TextGeneration(OpenAILLM) >> KeepColumns(["instruction", "generation"])
@@ -13,10 +14,10 @@ Run: ``PYTHONPATH=src python benchmarks/w7_latency.py [--rows 20000] [--concurre
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,20 @@ def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_flight_over_time(
+    arrivals: list[float], departures: list[float], began: float, wall: float, step: float = 0.5
+) -> list[tuple[float, int]]:
+    """The server's requests in flight every ``step`` seconds of the run, from the times its
+    requests came and ended (recorded by the server: nothing samples it during the run, so
+    the measurement costs the client nothing)."""
+    arrived, ended = sorted(arrivals), sorted(departures)
+    moments = [step * k for k in range(1, int(wall / step) + 1)]
+    return [
+        (t, bisect.bisect_right(arrived, began + t) - bisect.bisect_right(ended, began + t))
+        for t in moments
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,17 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     proc, base_url = run_server_process(
         ServerConfig(latency_s=args.latency, jitter_s=args.jitter, seed=7)
     )
-    samples: list[tuple[float, int]] = []
-    done = threading.Event()
-
-    def sample(start: float) -> None:
-        while not done.wait(0.5):
-            try:
-                stats = remote_stats(base_url, arrivals=False)
-            except OSError:
-                continue
-            samples.append((time.perf_counter() - start, int(stats["in_flight"])))
-
     try:
         data = [{"instruction": f"question number {i}"} for i in range(args.rows)]
         llm = OpenAILLM(model="bench", base_url=base_url, max_concurrency=args.concurrency)
@@ -76,20 +80,17 @@ def main(argv: list[str] | None = None) -> int:
             keep = KeepColumns(columns=["instruction", "generation"])
             load >> gen >> keep
         start = time.perf_counter()
+        began = time.monotonic()  # the server's clock (CLOCK_MONOTONIC is system-wide)
         cpu_start, server_cpu_start = time.process_time(), process_cpu_s(proc.pid)
-        sampler = threading.Thread(target=sample, args=(start,), daemon=True)
-        sampler.start()
         distiset = pipeline.run(use_cache=False, show_progress=False)
         wall = time.perf_counter() - start
         client_cpu = time.process_time() - cpu_start
         server_cpu = process_cpu_s(proc.pid) - server_cpu_start
-        done.set()
-        sampler.join()
         out = distiset["default"]["train"]
-        stats = remote_stats(base_url, arrivals=False)
+        stats = remote_stats(base_url)  # with the arrival and departure times
     finally:
-        done.set()
         stop_server_process(proc)
+    samples = in_flight_over_time(stats["arrivals"], stats["departures"], began, wall)
     generated = sum(1 for g in out["generation"] if g is not None)
     ideal = args.concurrency / (args.latency + args.jitter / 2)
     rate = len(out) / wall

@@ -39,7 +39,8 @@ Two ways to use it:
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or ``"stream": true`` SSE),
 ``POST /v1/completions``, ``POST /v1/embeddings``, ``GET /v1/models``, and the control
-endpoints ``GET /_stats`` (``?arrivals=0`` omits the timestamp list), ``POST /_reset``,
+endpoints ``GET /_stats`` (``?arrivals=0`` omits the timestamp lists: ``arrivals`` and
+``departures``, from which the requests in flight at any moment follow), ``POST /_reset``,
 ``GET|POST /_config`` and ``GET /health``.  Control endpoints are never counted, faulted
 or authenticated, so observing the server does not change what is observed.
 

@@ -49,6 +49,7 @@ class _Stats:
         self.statuses: dict[int, int] = {}
         self.max_in_flight = self.in_flight
         self.arrivals: list[float] = []
+        self.departures: list[float] = []  # when counted requests ended (same clock)
         self.requests: list[dict[str, Any]] = []
         self.seen: set[bytes] = set()
         self.repeated = 0
@@ -76,6 +77,7 @@ class _Stats:
         }
         if arrivals:
             snap["arrivals"] = list(self.arrivals)
+            snap["departures"] = list(self.departures)
         return snap
 
 
@@ -301,6 +303,7 @@ class _App(_Generation):
         """A counted request is over: ``status`` is what was sent (``None``: nothing)."""
         stats = self.stats
         stats.in_flight -= 1
+        stats.departures.append(time.monotonic())
         if status is not None:
             stats.statuses[status] = stats.statuses.get(status, 0) + 1
 

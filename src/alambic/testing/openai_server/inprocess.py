@@ -131,7 +131,8 @@ class OpenAITestServer:
     @property
     def stats(self) -> dict[str, Any]:
         """Snapshot: ``total_requests``, ``paths``, ``statuses`` (int keys), ``in_flight``,
-        ``max_in_flight``, ``arrivals`` (``time.monotonic()`` values), ``repeated_requests``,
+        ``max_in_flight``, ``arrivals`` and ``departures`` (``time.monotonic()`` values: when
+        each counted request came and ended), ``repeated_requests``,
         ``unique_requests``, token totals, ``dropped``, ``hung`` and ``requests`` (bodies,
         only with ``record_requests``)."""
         snap: dict[str, Any] = self._call(self._app.stats.snapshot)
