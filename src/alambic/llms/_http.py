@@ -79,6 +79,10 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Reply] | None = None
         self.eof = False
         self.lost: BaseException | None = None
+        self._new_reply()
+
+    def _new_reply(self) -> None:
+        """Forget the last reply's parsing state (its head, chunks read, trailer)."""
         self._head: Head | None = None
         self._chunks: list[bytes] = []
         self._chunk_pos = 0
@@ -120,10 +124,7 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes) -> asyncio.Future[Reply]:
         """Write a request; the future returned gets its reply (or the reason there is none)."""
         self.waiter = waiter = asyncio.get_running_loop().create_future()
-        self._head = None
-        self._chunks = []
-        self._chunk_pos = 0
-        self._trailer = False
+        self._new_reply()
         assert self.transport is not None
         self.transport.write(data)
         return waiter
@@ -221,9 +222,7 @@ class _Connection(asyncio.Protocol):
             self._chunk_pos = pos
 
 
-def _parse_head(
-    head: bytes,
-) -> Head:
+def _parse_head(head: bytes) -> Head:
     """Status, raw headers, keep-alive, Content-Length and chunked of a reply's head;
     ValueError when it is not an HTTP response or its Content-Length is not a number."""
     lines = head.split(b"\r\n")

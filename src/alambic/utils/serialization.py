@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
 SECRET_MASK = "**********"
+
+T = TypeVar("T")
 
 _RUN_MEMO: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
     "alambic_run_memo", default=None
@@ -38,9 +40,17 @@ def memoized_dumps() -> Iterator[None]:
         _RUN_MEMO.reset(token)
 
 
-def run_memo() -> dict[Any, Any] | None:
-    """The memo of the enclosing :func:`memoized_dumps` block, or ``None`` outside one."""
-    return _RUN_MEMO.get()
+def memoized(key: Hashable, compute: Callable[[], T], *, keep: Any = None) -> T:
+    """``compute()``, once per ``key`` within a :func:`memoized_dumps` block (each time outside
+    one). ``keep`` is held with the result: an object whose ``id`` is part of the key then
+    stays alive, so its ``id`` cannot be another object's while the block lasts."""
+    memo = _RUN_MEMO.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = (keep, compute())
+    result: T = memo[key][1]
+    return result
 
 
 def dump_value(value: Any) -> Any:

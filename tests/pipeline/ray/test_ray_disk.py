@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -152,7 +151,6 @@ def test_a_full_disk_on_ray_stops_the_run_and_the_rerun_repeats_only_what_was_in
     # every answer an actor received reached the cache: at most what the actors had in
     # flight when the run stopped is asked again
     assert 0 <= repeats <= replicas * concurrency, repeats
-    os.sync()
 
 
 def test_an_actor_without_room_for_its_reserve_fails_to_load_naming_the_fix(

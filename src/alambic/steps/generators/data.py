@@ -10,7 +10,7 @@ from pydantic import Field, SkipValidation, field_validator
 
 from alambic.steps.base import GeneratorStep
 from alambic.steps.typing import GeneratorOutput, StepColumns
-from alambic.utils.serialization import dump_component, dump_value, run_memo
+from alambic.utils.serialization import dump_component, dump_value, memoized
 
 INLINE_ROWS_LIMIT = 1_000
 """Up to this many rows, ``dump()`` (the pipeline YAML) holds the rows themselves."""
@@ -84,17 +84,9 @@ class LoadDataFromDicts(GeneratorStep):
         data: Any
         if len(self.data) > INLINE_ROWS_LIMIT:
             # a run's dumps share one digest (see memoized_dumps): the data cannot change
-            # under a run, and a new run digests them again. The memo holds the list, so
-            # its id cannot be another list's while the run lasts.
-            memo = run_memo()
+            # under a run, and a new run digests them again
             key = ("LoadDataFromDicts.digest", id(self.data), len(self.data))
-            held = memo.get(key) if memo is not None else None
-            if held is not None and held[0] is self.data:
-                digest = held[1]
-            else:
-                digest = self._digest()
-                if memo is not None:
-                    memo[key] = (self.data, digest)
+            digest = memoized(key, self._digest, keep=self.data)
             data = {"num_rows": len(self.data), "columns": list(self.outputs), "sha256": digest}
         else:
             data = _dump_rows(self.data)
