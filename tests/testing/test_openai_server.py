@@ -474,6 +474,11 @@ def test_latency_and_concurrency_stats(openai_server_factory: Factory) -> None:
     assert len(stats["arrivals"]) == 8
     assert stats["arrivals"] == sorted(stats["arrivals"])
     assert stats["arrivals"][-1] - stats["arrivals"][0] < 0.2
+    # when each request ended: 0.2 s after the burst came, so all 8 were in flight together
+    departures = stats["departures"]
+    assert len(departures) == 8
+    assert min(departures) >= max(stats["arrivals"])
+    assert 0.2 <= min(departures) - stats["arrivals"][0] < 1.0
 
 
 def test_stats_counters_repeats_record_and_reset(openai_server_factory: Factory) -> None:
