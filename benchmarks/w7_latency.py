@@ -117,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{server_cpu / max(stats['total_requests'], 1) * 1e6:.0f} us; one client process "
         f"(one core: the GIL) tops out at {1 / per_request:.0f} rows/s here"
     )
+    arrived, ended = sorted(stats["arrivals"]), sorted(stats["departures"])
+    full = next((t for t, n in samples if n >= 0.95 * args.concurrency), None)
+    print(
+        f"  phases (s of the run)  : first request {arrived[0] - began:.2f}, "
+        f"{args.concurrency} asked by {arrived[min(args.concurrency, len(arrived)) - 1] - began:.2f}"
+        f" (95% in flight by {full if full is not None else 'never'}), last asked "
+        f"{arrived[-1] - began:.2f}, last answered {ended[-1] - began:.2f}, run over {wall:.2f}"
+    )
     print("  server in flight over time (s: requests):")
     line = "   "
     for t, n in samples:

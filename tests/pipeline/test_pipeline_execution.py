@@ -423,6 +423,30 @@ def test_an_announced_wait_starts_the_writers_within_it_and_holds_the_rest(
     assert started == [1, 2]
 
 
+def test_an_announced_wait_too_short_for_the_imports_leaves_them_to_quiet_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the first request's default grace (0.1 s) against a slow model: the imports would run
+    # on into the burst that follows it, so they wait for the lull after the burst
+    executor, started = _executor_with_recorded_warm_up(monkeypatch)
+    seen: list[list[int]] = []
+
+    async def scenario() -> None:
+        idle_ahead(0.1)
+        await asyncio.sleep(0.1)  # the whole grace: idle, yet too short for the imports
+        seen.append(list(started))
+        await _compute(0.4)  # the burst after it: busy
+        seen.append(list(started))
+        await asyncio.sleep(0.15)  # the lull before the first answers: a quiet tick
+        seen.append(list(started))
+        await _compute(0.3)  # the answers: busy
+        await asyncio.sleep(0.4)  # the tail: idle
+
+    _watch_through(executor, scenario)
+    assert seen == [[], [], [1]]
+    assert started == [1, 2]
+
+
 def test_an_announced_wait_that_ends_at_once_leaves_the_imports_to_quiet_ticks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

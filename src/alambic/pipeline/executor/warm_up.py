@@ -44,6 +44,12 @@ IDLE_CONFIRM_S = 0.03
 fast server's first reply (milliseconds) ends it and the loop is busy again, and the imports
 then wait for a quiet tick as without the announcement."""
 
+WRITER_IMPORTS_S = 0.25
+"""The shortest announced wait that the writer's imports (pyarrow and pandas: ~0.3 s of CPU)
+start in. In a shorter one (the first request's grace, 0.1 s by default) they would run on
+into the burst of requests that follows it and slow it down: they wait for quiet ticks then,
+which W7 has right after its burst (its first answers take 0.5 s)."""
+
 RESULT_IDLE_TICKS = 3
 """Idle ticks in a row (100 ms each) before ``datasets`` is imported in a thread, after the
 writer's imports were done within an announced wait. W7 (2,000 requests answering in
@@ -75,8 +81,9 @@ class WarmUp:
         socket operation (measured: -10% rows/s on W1). There the imports happen when first
         needed, on the loop, as one short stall. Idle means the loop thread used under half of
         a 100 ms tick's CPU, or that code about to wait said so (``alambic.utils.idle``: the
-        request scheduler's first request, alone for up to half a second, which the writer's
-        imports fit in). The writer's imports go at the first idle tick; ``datasets`` (0.5 s
+        request scheduler's first request, alone for its grace), for long enough that the
+        writer's imports fit in (``WRITER_IMPORTS_S``). The writer's imports go at the first
+        idle tick; ``datasets`` (0.5 s
         of CPU, needed only once the run ends) at the next one after them, which against a
         slow API is the tail of the run: not while the loop keeps 2,000 requests in flight.
         Where the writer's imports were done within an announced wait, a burst of requests
@@ -128,9 +135,9 @@ class _LoopWatch:
         """Told that the loop is about to wait (the first request's grace) for up to
         ``seconds``, or that the wait is over (0): nothing starts at a quiet tick before it
         ends (a burst of requests may follow it), and the writer's imports start within it,
-        unless it is over at once."""
+        unless it is over at once or too short for them."""
         self.wait_ends = time.monotonic() + max(seconds, 0.0)
-        if seconds > 0 and self.pending():
+        if seconds >= WRITER_IMPORTS_S and self.pending():
             self.confirm_handle = self.loop.call_later(IDLE_CONFIRM_S, self.confirm_idle)
 
     def confirm_idle(self) -> None:
@@ -159,4 +166,4 @@ class _LoopWatch:
         self.tick_handle = self.loop.call_later(0.1, self.tick)
 
 
-__all__ = ["IDLE_CONFIRM_S", "RESULT_IDLE_TICKS", "WarmUp"]
+__all__ = ["IDLE_CONFIRM_S", "RESULT_IDLE_TICKS", "WRITER_IMPORTS_S", "WarmUp"]
