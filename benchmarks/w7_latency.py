@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         f" (95% in flight by {full if full is not None else 'never'}), last asked "
         f"{arrived[-1] - began:.2f}, last answered {ended[-1] - began:.2f}, run over {wall:.2f}"
     )
+    held = (sum(ended) - sum(arrived)) / max(len(arrived), 1)
+    print(
+        f"  server time per request: {held:.3f} s on average (its latency plus its own delays:"
+        f" {args.concurrency} in flight then give at most {args.concurrency / held:.0f} rows/s)"
+    )
     print("  server in flight over time (s: requests):")
     line = "   "
     for t, n in samples:
