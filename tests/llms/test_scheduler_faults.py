@@ -121,7 +121,7 @@ def test_a_slow_first_answer_holds_the_others_back_only_for_the_grace(
     # all 8 in flight while the first is still unanswered (it takes 2 s)
     all_out = [t for t, n in seen if n == 8]
     assert all_out, seen[::10]
-    assert all_out[0] < 1.0, seen[::10]
+    assert all_out[0] < 1.5, seen[::10]
     assert max(n for t, n in seen if t < 0.08) <= 1  # the probe alone at first
 
 

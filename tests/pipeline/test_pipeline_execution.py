@@ -437,13 +437,14 @@ def test_an_announced_wait_too_short_for_the_imports_leaves_them_to_quiet_ticks(
         seen.append(list(started))
         await _compute(0.4)  # the burst after it: busy
         seen.append(list(started))
-        await asyncio.sleep(0.15)  # the lull before the first answers: a quiet tick
+        await asyncio.sleep(0.25)  # the lull before the first answers: quiet ticks
         seen.append(list(started))
         await _compute(0.3)  # the answers: busy
         await asyncio.sleep(0.4)  # the tail: idle
 
     _watch_through(executor, scenario)
-    assert seen == [[], [], [1]]
+    assert seen[:2] == [[], []]
+    assert seen[2][:1] == [1]  # the writer's imports in the lull (``datasets`` may follow)
     assert started == [1, 2]
 
 

@@ -83,9 +83,9 @@ class WarmUp:
         a 100 ms tick's CPU, or that code about to wait said so (``alambic.utils.idle``: the
         request scheduler's first request, alone for its grace), for long enough that the
         writer's imports fit in (``WRITER_IMPORTS_S``). The writer's imports go at the first
-        idle tick; ``datasets`` (0.5 s
-        of CPU, needed only once the run ends) at the next one after them, which against a
-        slow API is the tail of the run: not while the loop keeps 2,000 requests in flight.
+        idle tick; ``datasets`` (0.5 s of CPU, needed only once the run ends) at the next one
+        after them, which against a slow API is the tail of the run: not while the loop keeps
+        2,000 requests in flight.
         Where the writer's imports were done within an announced wait, a burst of requests
         follows, then a lull before their first answers: there ``datasets`` waits for
         ``RESULT_IDLE_TICKS`` idle ticks in a row.
