@@ -2,11 +2,12 @@
 use them.
 
 The request scheduler knows when the loop will wait: its first request goes out alone and
-the others wait for its answer or its grace (half a second). The executor has work that
-wants exactly such a moment: importing what writing the dataset needs (pyarrow and pandas,
-~0.45 s of CPU), which in a thread on a busy loop slows every request the loop handles
-meanwhile (the two share the GIL). Neither imports the other: the scheduler calls
-:func:`idle_ahead`, the executor listens with :func:`on_idle_ahead`.
+the others wait for its answer or its grace (``SchedulerLimits.probe_grace_s``, 0.1 s by
+default). The executor has work that wants such a moment when it is long enough: importing
+what writing the dataset needs (pyarrow and pandas, ~0.3-0.45 s of CPU), which in a thread
+on a busy loop slows every request the loop handles meanwhile (the two share the GIL).
+Neither imports the other: the scheduler calls :func:`idle_ahead`, the executor listens with
+:func:`on_idle_ahead`.
 """
 
 from __future__ import annotations
