@@ -426,6 +426,88 @@ def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others
     assert order == ["probe 1", "probe 2", "other"]
 
 
+class _LoopCpu:
+    """A stand-in for the loop thread's CPU clock in ``alambic.llms.limits``: what
+    :meth:`burn` spends counts, in wall time, so that a loaded machine (a busy loop thread
+    descheduled now and then) reads the same as a quiet one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import types
+
+        from alambic.llms import limits
+
+        self.spent = 0.0
+        clock = types.SimpleNamespace(monotonic=time.monotonic, thread_time=lambda: self.spent)
+        monkeypatch.setattr(limits, "time", clock)
+
+    def burn(self, seconds: float) -> None:
+        """Compute on the calling thread (the loop's), as lazy imports on a first call do."""
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            pass
+        self.spent += time.monotonic() - start
+
+
+def test_the_grace_counts_the_loop_idle_not_the_first_calls_own_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loaded machine: the first request's own first call (lazy imports, building its
+    client) takes longer than the grace in CPU before a refused connection shows. Its error is
+    still seen alone: the grace is idle time of the loop, and the others wait while it is
+    retried instead of all going to the closed port."""
+    cpu = _LoopCpu(monkeypatch)
+    scheduler = make(probe_grace_s=0.05)
+    order: list[str] = []
+
+    async def probe() -> str:
+        order.append(f"probe {len(order) + 1}")
+        if len(order) == 1:
+            cpu.burn(0.15)  # three graces of CPU before the connection is refused
+            await asyncio.sleep(0.001)
+            raise Boom(ErrorKind.CONNECTION)
+        return "p"
+
+    async def other() -> str:
+        order.append("other")
+        return "o"
+
+    async def main() -> list[str]:
+        first = asyncio.ensure_future(scheduler.run(probe))
+        await asyncio.sleep(0)  # the first request is out
+        second = asyncio.ensure_future(scheduler.run(other))
+        return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(main()) == ["p", "o"]
+    assert order == ["probe 1", "probe 2", "other"]
+
+
+def test_an_idle_timer_waits_for_idle_time_or_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alambic.llms.limits import IdleTimer
+
+    cpu = _LoopCpu(monkeypatch)
+
+    async def fired_after_busy(seconds: float, cap: float, busy: float) -> float:
+        """Seconds from the end of ``busy`` seconds of the loop's CPU to the timer's call."""
+        loop = asyncio.get_running_loop()
+        fired = loop.create_future()
+        IdleTimer(seconds, lambda: fired.set_result(time.monotonic()), cap=cap)
+        cpu.burn(busy)
+        busy_end = time.monotonic()
+        return float(await fired) - busy_end
+
+    async def main() -> list[float]:
+        return [
+            await fired_after_busy(0.05, 1.0, 0.0),  # idle: the grace as it is
+            await fired_after_busy(0.05, 1.0, 0.15),  # busy first: the idle time comes after
+            await fired_after_busy(0.05, 0.1, 0.3),  # busy past the cap: the cap decides
+        ]
+
+    idle, busy_first, capped = asyncio.run(main())
+    assert 0.045 <= idle < 0.5
+    assert 0.045 <= busy_first < 0.5  # a whole grace of idle time after the CPU
+    assert capped < 0.04  # at the first turn after the CPU, not a grace of idle later
+
+
 @pytest.mark.parametrize("first_reply_s", [0.01, 0.1])  # before / after the grace ends
 def test_the_first_request_announces_its_grace_as_idle_time(first_reply_s: float) -> None:
     """While the first request goes alone the loop waits: the scheduler says so, once, with

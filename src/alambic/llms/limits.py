@@ -1,6 +1,7 @@
 """The limits of the request scheduler: a token bucket for per-minute budgets
-(:class:`TokenBucket`), a concurrency limit that shrinks under overload (:class:`AdaptiveLimit`)
-and the spreading of a burst of starts over turns of the event loop (:class:`StartRamp`). See
+(:class:`TokenBucket`), a concurrency limit that shrinks under overload (:class:`AdaptiveLimit`),
+the spreading of a burst of starts over turns of the event loop (:class:`StartRamp`) and the
+first request's grace (:class:`IdleTimer`). See
 :mod:`alambic.llms.scheduler` for how they are used."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 #: Share of a requests-per-minute budget the scheduler uses (see :class:`TokenBucket`).
 REQUEST_PACE = 0.99
@@ -293,6 +295,47 @@ class StartRamp:
         self._tick_soon()
 
 
+class IdleTimer:
+    """Calls ``callback`` once the event loop's thread has idled for ``seconds`` since it was
+    made (wall time less the thread's CPU time), or at the latest after ``cap`` seconds of
+    wall time; :meth:`cancel` stops it. Made on the loop's thread, in a running loop.
+
+    The first request's grace is measured so: the time its own first call takes (lazy
+    imports, building the client, the other rows reaching the scheduler meanwhile) is CPU
+    on this thread and does not count, so a refused connection is still seen by that
+    request alone on a loaded machine, where 0.1 s of wall time could pass before it was
+    even attempted. The cap keeps a loop that never idles from holding the others for
+    longer than that."""
+
+    __slots__ = ("_callback", "_cap_at", "_handle", "_seconds", "_started")
+
+    def __init__(self, seconds: float, callback: Callable[[], None], cap: float) -> None:
+        now = time.monotonic()
+        self._seconds = seconds
+        self._callback = callback
+        self._started = (now, time.thread_time())
+        self._cap_at = now + max(cap, seconds)
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            seconds, self._check
+        )
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        began, cpu = self._started
+        idle = (now - began) - (time.thread_time() - cpu)
+        left = min(self._seconds - idle, self._cap_at - now)
+        if left <= 0:
+            self._handle = None
+            self._callback()
+            return
+        self._handle = asyncio.get_running_loop().call_later(max(left, 0.005), self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 __all__ = [
     "OVERLOAD_RUN",
     "OVERLOAD_SHARE",
@@ -302,6 +345,7 @@ __all__ = [
     "STALL_CREDIT_S",
     "STARTS_PER_TURN",
     "AdaptiveLimit",
+    "IdleTimer",
     "StartRamp",
     "TokenBucket",
 ]

@@ -63,6 +63,7 @@ from alambic.llms.limits import (
     SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
+    IdleTimer,
     StartRamp,
     TokenBucket,
 )
@@ -152,10 +153,12 @@ class SchedulerLimits:
     """Send the first request alone (off for batch jobs, where it would be a job of one)."""
     probe_grace_s: float = 0.1
     """How long the first request goes alone at most while no answer came back: the requests
-    queued behind it leave when it succeeds or when it has been out this long. A wrong URL is
-    refused, and a local server refuses a bad key, in far less; a slow model's first answer
-    would otherwise hold every slot idle for its whole latency (W7, 1 s +- 0.5 s: 0.5 s of
-    grace cost 2-3 points of the ideal rows/s against 0.1 s). An error answer within the
+    queued behind it leave when it succeeds or when the event loop has idled this long since
+    it started (its own first call's CPU, such as lazy imports, does not count; five times
+    this of wall time at most). A wrong URL is refused, and a local server refuses a bad
+    key, in far less; a slow model's first answer would otherwise hold every slot idle for
+    its whole latency (W7, 1 s +- 0.5 s: 0.5 s of grace cost 2-3 points of the ideal rows/s
+    against 0.1 s). An error answer within the
     grace keeps the others waiting while the first request is retried; one that comes later
     trips the breaker, which stops every request not yet sent."""
     record_request_info: bool = False
@@ -218,7 +221,7 @@ class RequestScheduler:
         self._tpm_learned = False
         self._hold_until = 0.0
         self._probe: asyncio.Event | None = None
-        self._probe_timer: asyncio.Handle | None = None
+        self._probe_timer: IdleTimer | asyncio.Handle | None = None
         self._warm = False
         self._pace_lock: asyncio.Lock | None = None
         self.shared_budget: SharedBudget | None = None
@@ -293,9 +296,8 @@ class RequestScheduler:
             # idled every slot for that long (W7: a tenth of the run).
             if self._probe is None:
                 self._probe = asyncio.Event()
-                self._probe_timer = asyncio.get_running_loop().call_later(
-                    self.limits.probe_grace_s, self._grace_over
-                )
+                grace = self.limits.probe_grace_s  # of idle time (see IdleTimer)
+                self._probe_timer = IdleTimer(grace, self._grace_over, cap=5 * grace)
                 probe = True
                 idle_ahead(self.limits.probe_grace_s)
             else:
