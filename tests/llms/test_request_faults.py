@@ -123,6 +123,30 @@ def test_an_unknown_model_stops_at_the_first_404(openai_server_factory: Factory)
 
 
 @pytest.mark.parametrize("lean_http", [True, False])
+def test_the_first_request_starts_no_worker_thread(
+    openai_server_factory: Factory, lean_http: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK finds the platform it describes in a worker thread on a client's first request
+    # unless told; that wait counted as idle time of the first request's grace, and on a
+    # loaded machine the requests held behind a refused first one went out too.
+    import threading
+
+    server = openai_server_factory()
+    llm = make_llm(server.base_url, lean_http=lean_http)
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recorded(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recorded)
+    out = llm.generate(prompts(1))
+    assert out[0]["generations"] == ["reply to: question 0"]
+    assert not [name for name in started if name.startswith(("asyncio_", "AnyIO"))], started
+
+
+@pytest.mark.parametrize("lean_http", [True, False])
 def test_a_closed_port_stops_after_three_refused_attempts(lean_http: bool) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     llm = make_llm(url, max_retries=6, lean_http=lean_http)

@@ -499,13 +499,14 @@ def test_an_idle_timer_waits_for_idle_time_or_its_cap(monkeypatch: pytest.Monkey
         return [
             await fired_after_busy(0.05, 1.0, 0.0),  # idle: the grace as it is
             await fired_after_busy(0.05, 1.0, 0.15),  # busy first: the idle time comes after
-            await fired_after_busy(0.05, 0.1, 0.3),  # busy past the cap: the cap decides
+            await fired_after_busy(0.3, 0.1, 0.3),  # busy past the cap: the cap decides
         ]
 
     idle, busy_first, capped = asyncio.run(main())
-    assert 0.045 <= idle < 0.5
-    assert 0.045 <= busy_first < 0.5  # a whole grace of idle time after the CPU
-    assert capped < 0.04  # at the first turn after the CPU, not a grace of idle later
+    # (a loaded machine may make ticks late, which only delays a call, up to the cap)
+    assert 0.045 <= idle <= 1.1
+    assert 0.045 <= busy_first <= 1.1  # a whole grace of idle time after the CPU
+    assert capped < 0.2  # at the first tick after the CPU, not 0.3 s of idle time later
 
 
 @pytest.mark.parametrize("first_reply_s", [0.01, 0.1])  # before / after the grace ends

@@ -70,6 +70,25 @@ def sdk_http_client_kwargs(
         return {}
 
 
+def _known_platform(client: Any) -> None:
+    """Tell a new SDK client which platform this is, as its first request would otherwise
+    find out in a worker thread (the SDK keeps the answer on the client, ``_platform``).
+
+    That thread's start is part of the first request, which goes out alone for a short
+    grace of idle time: waiting on a thread reads as idle, and on a loaded machine the hop
+    outlasted the grace, so the requests held behind a refused first one went to the closed
+    port too (65 instead of 3 in a test run under load). The SDK's own function finds it here
+    (cached by the standard library after the first call). Should the SDK change, nothing is
+    set and its first request finds it as before."""
+    if getattr(client, "_platform", False) is not None:
+        return
+    try:
+        from openai._base_client import get_platform
+    except ImportError:
+        return
+    client._platform = get_platform()
+
+
 class OpenAILLM(BatchAPILLM):
     """A chat model served through the OpenAI API or any OpenAI-compatible server.
 
@@ -130,10 +149,7 @@ class OpenAILLM(BatchAPILLM):
         super().load()
         if self._spare is not None:
             # The chat route, and with it the SDK's description of this machine, decided
-            # while loading: the SDK's first request would otherwise find the platform in a
-            # thread (`uname -p` in a subprocess), which on a loaded machine outlasted the
-            # first request's grace, so requests queued behind it went to a closed port too.
-            self._spare.platform_headers()
+            # while loading (see _known_platform).
             self._route_chat(self._spare)
 
     def resolved_base_url(self) -> str:
@@ -143,7 +159,7 @@ class OpenAILLM(BatchAPILLM):
         """Create the SDK's async client (retries off: the scheduler retries)."""
         openai = self.sdk()
         timeout = self.timeout or 120.0
-        return openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             api_key=self.resolved_api_key(),
             base_url=self.resolved_base_url(),
             max_retries=0,
@@ -152,6 +168,8 @@ class OpenAILLM(BatchAPILLM):
                 openai, timeout, self.resolved_base_url(), lean=self.lean_http
             ),
         )
+        _known_platform(client)
+        return client
 
     def _client(self) -> AsyncOpenAI:
         client: AsyncOpenAI = super()._client()
