@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -397,18 +398,21 @@ def test_one_wave_of_429s_lowers_the_pace_once() -> None:
     assert bucket.rate == pytest.approx(100.0)  # back to the budget, never above
 
 
-def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others() -> None:
-    """A loop stalled past the grace (a loaded machine) runs the first request's error and the
-    grace's end in one turn: the error is seen first, and the others wait while it is retried
-    (else they would all go to a server that has just refused)."""
-    scheduler = make(probe_grace_s=0.2)
+def _first_fails_once_then_the_others(
+    scheduler: RequestScheduler,
+    before_failing: Callable[[], Awaitable[None]],
+    kind: ErrorKind,
+    stall: float = 0,
+) -> list[str]:
+    """The first request fails once with ``kind`` (after ``before_failing``), a second one
+    waits behind it; what ran, in order. ``stall``: the loop blocks that long 5 ms in."""
     order: list[str] = []
 
     async def probe() -> str:
         order.append(f"probe {len(order) + 1}")
-        await asyncio.sleep(0.01)
         if len(order) == 1:
-            raise Boom(ErrorKind.SERVER)
+            await before_failing()
+            raise Boom(kind)
         return "p"
 
     async def other() -> str:
@@ -419,10 +423,26 @@ def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others
         first = asyncio.ensure_future(scheduler.run(probe))
         await asyncio.sleep(0)  # the first request is out
         second = asyncio.ensure_future(scheduler.run(other))
-        asyncio.get_running_loop().call_later(0.005, time.sleep, 0.3)  # a stall past the grace
+        if stall:
+            asyncio.get_running_loop().call_later(0.005, time.sleep, stall)
         return list(await asyncio.gather(first, second))
 
     assert asyncio.run(main()) == ["p", "o"]
+    return order
+
+
+def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others() -> None:
+    """A loop stalled past the grace (a loaded machine) runs the first request's error and the
+    grace's end in one turn: the error is seen first, and the others wait while it is retried
+    (else they would all go to a server that has just refused)."""
+    scheduler = make(probe_grace_s=0.2)
+
+    async def answer_in_10_ms() -> None:
+        await asyncio.sleep(0.01)
+
+    order = _first_fails_once_then_the_others(
+        scheduler, answer_in_10_ms, ErrorKind.SERVER, stall=0.3
+    )
     assert order == ["probe 1", "probe 2", "other"]
 
 
@@ -457,27 +477,14 @@ def test_the_grace_counts_the_loop_idle_not_the_first_calls_own_cpu(
     retried instead of all going to the closed port."""
     cpu = _LoopCpu(monkeypatch)
     scheduler = make(probe_grace_s=0.05)
-    order: list[str] = []
 
-    async def probe() -> str:
-        order.append(f"probe {len(order) + 1}")
-        if len(order) == 1:
-            cpu.burn(0.15)  # three graces of CPU before the connection is refused
-            await asyncio.sleep(0.001)
-            raise Boom(ErrorKind.CONNECTION)
-        return "p"
+    async def compute_then_be_refused() -> None:
+        cpu.burn(0.15)  # three graces of CPU before the connection is refused
+        await asyncio.sleep(0.001)
 
-    async def other() -> str:
-        order.append("other")
-        return "o"
-
-    async def main() -> list[str]:
-        first = asyncio.ensure_future(scheduler.run(probe))
-        await asyncio.sleep(0)  # the first request is out
-        second = asyncio.ensure_future(scheduler.run(other))
-        return list(await asyncio.gather(first, second))
-
-    assert asyncio.run(main()) == ["p", "o"]
+    order = _first_fails_once_then_the_others(
+        scheduler, compute_then_be_refused, ErrorKind.CONNECTION
+    )
     assert order == ["probe 1", "probe 2", "other"]
 
 
