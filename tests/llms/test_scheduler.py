@@ -447,18 +447,18 @@ def test_an_error_of_the_first_request_due_with_the_grace_still_holds_the_others
 
 
 class _LoopCpu:
-    """A stand-in for the loop thread's CPU clock in ``alambic.llms.limits``: what
+    """A stand-in for the loop thread's CPU clock in ``alambic.utils.idle``: what
     :meth:`burn` spends counts, in wall time, so that a loaded machine (a busy loop thread
     descheduled now and then) reads the same as a quiet one."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import types
 
-        from alambic.llms import limits
+        from alambic.utils import idle
 
         self.spent = 0.0
         clock = types.SimpleNamespace(monotonic=time.monotonic, thread_time=lambda: self.spent)
-        monkeypatch.setattr(limits, "time", clock)
+        monkeypatch.setattr(idle, "time", clock)
 
     def burn(self, seconds: float) -> None:
         """Compute on the calling thread (the loop's), as lazy imports on a first call do."""
@@ -489,7 +489,7 @@ def test_the_grace_counts_the_loop_idle_not_the_first_calls_own_cpu(
 
 
 def test_an_idle_timer_waits_for_idle_time_or_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alambic.llms.limits import IdleTimer
+    from alambic.utils.idle import IdleTimer
 
     cpu = _LoopCpu(monkeypatch)
 

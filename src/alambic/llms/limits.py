@@ -1,7 +1,6 @@
 """The limits of the request scheduler: a token bucket for per-minute budgets
-(:class:`TokenBucket`), a concurrency limit that shrinks under overload (:class:`AdaptiveLimit`),
-the spreading of a burst of starts over turns of the event loop (:class:`StartRamp`) and the
-first request's grace (:class:`IdleTimer`). See
+(:class:`TokenBucket`), a concurrency limit that shrinks under overload (:class:`AdaptiveLimit`)
+and the spreading of a burst of starts over turns of the event loop (:class:`StartRamp`). See
 :mod:`alambic.llms.scheduler` for how they are used."""
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 
 #: Share of a requests-per-minute budget the scheduler uses (see :class:`TokenBucket`).
 REQUEST_PACE = 0.99
@@ -295,57 +293,6 @@ class StartRamp:
         self._tick_soon()
 
 
-class IdleTimer:
-    """Calls ``callback`` once the event loop has idled for ``seconds`` since the timer was
-    made, or at the latest after ``cap`` seconds of wall time; :meth:`cancel` stops it. Made
-    on the loop's thread, in a running loop.
-
-    Idle time is counted in ticks of a tenth of ``seconds``: a tick counts when it came on
-    time and the loop's thread used under half of it in CPU. A tick that came late (the
-    thread computing, waiting for the GIL, or descheduled by a loaded machine) counts for
-    nothing.
-
-    The first request's grace is measured so. The time its own first call takes (lazy
-    imports, building the client, the other rows reaching the scheduler meanwhile) does not
-    count, so a refused connection is still seen by that request alone on a loaded machine,
-    where 0.1 s of wall time could pass before it was even attempted. The cap keeps a loop
-    that never idles from holding the others for longer than that."""
-
-    __slots__ = ("_callback", "_cap_at", "_due", "_handle", "_idle", "_last", "_seconds", "_tick")
-
-    def __init__(self, seconds: float, callback: Callable[[], None], cap: float) -> None:
-        now = time.monotonic()
-        self._seconds = seconds
-        self._callback = callback
-        self._tick = max(seconds / 10, 0.001)
-        self._idle = 0.0
-        self._last = (now, time.thread_time())
-        self._cap_at = now + max(cap, seconds)
-        self._due = now + self._tick
-        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            self._tick, self._check
-        )
-
-    def _check(self) -> None:
-        now, cpu = time.monotonic(), time.thread_time()
-        last, last_cpu = self._last
-        tick = self._tick
-        if now - self._due < tick / 2 and cpu - last_cpu < (now - last) / 2:
-            self._idle += now - last
-        if self._idle >= self._seconds - 1e-9 or now >= self._cap_at:
-            self._handle = None
-            self._callback()
-            return
-        self._last = (now, cpu)
-        self._due = now + tick
-        self._handle = asyncio.get_running_loop().call_later(tick, self._check)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
 __all__ = [
     "OVERLOAD_RUN",
     "OVERLOAD_SHARE",
@@ -355,7 +302,6 @@ __all__ = [
     "STALL_CREDIT_S",
     "STARTS_PER_TURN",
     "AdaptiveLimit",
-    "IdleTimer",
     "StartRamp",
     "TokenBucket",
 ]

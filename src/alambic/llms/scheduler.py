@@ -63,7 +63,6 @@ from alambic.llms.limits import (
     SETTLE_S,
     STALL_CREDIT_S,
     AdaptiveLimit,
-    IdleTimer,
     StartRamp,
     TokenBucket,
 )
@@ -76,7 +75,7 @@ from alambic.redaction import redact
 from alambic.spending import RunStopping
 from alambic.utils.deadline import SUPPORTED as _DEADLINES
 from alambic.utils.deadline import deadline
-from alambic.utils.idle import idle_ahead
+from alambic.utils.idle import IdleTimer, idle_ahead
 
 if TYPE_CHECKING:
     from alambic.budget import Ticket
@@ -158,9 +157,9 @@ class SchedulerLimits:
     this of wall time at most). A wrong URL is refused, and a local server refuses a bad
     key, in far less; a slow model's first answer would otherwise hold every slot idle for
     its whole latency (W7, 1 s +- 0.5 s: 0.5 s of grace cost 2-3 points of the ideal rows/s
-    against 0.1 s). An error answer within the
-    grace keeps the others waiting while the first request is retried; one that comes later
-    trips the breaker, which stops every request not yet sent."""
+    against 0.1 s). An error answer within the grace keeps the others waiting while the first
+    request is retried; one that comes later trips the breaker, which stops every request not
+    yet sent."""
     record_request_info: bool = False
     """Put the seconds the successful attempt took in its result's ``latency_s``, and the
     failed attempts before it (if any) in ``retries`` (API clients, whose results are
